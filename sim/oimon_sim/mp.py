@@ -1,0 +1,44 @@
+"""Locate and run the MicroPython unix port that `make micropython` provisions.
+
+The firmware runs on the unix port with these folders on MICROPYPATH, first match wins:
+shims (test doubles, if any), sim/mpy (the unix/sim side of the HAL), firmware/.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE = ROOT / "firmware"
+SIM_MPY = ROOT / "sim" / "mpy"
+
+
+class MicroPythonMissing(RuntimeError):
+    pass
+
+
+def interpreter(bits=32):
+    """Path of the wrapper for the i386 (bits=32, default, like the ESP32) or amd64 build."""
+    env = os.environ.get("OIMON_MICROPYTHON%d" % bits)
+    path = Path(env) if env else ROOT / "tools" / ("micropython%d" % bits)
+    if not os.access(path, os.X_OK):
+        raise MicroPythonMissing("MicroPython unix port not found at %s: run 'make micropython'" % path)
+    return str(path)
+
+
+def micropypath(extra=()):
+    parts = [str(p) for p in extra] + [str(SIM_MPY), str(FIRMWARE)]
+    return ":".join(parts)
+
+
+def env(extra_path=(), **more):
+    e = dict(os.environ)
+    e["MICROPYPATH"] = micropypath(extra_path)
+    e.update({k: str(v) for k, v in more.items()})
+    return e
+
+
+def run(args, extra_path=(), bits=32, timeout=120, input=None, **envmore):
+    """Run the unix port with `args`; returns CompletedProcess (text stdout/stderr)."""
+    return subprocess.run([interpreter(bits)] + list(args), env=env(extra_path, **envmore),
+                          capture_output=True, text=input is None or isinstance(input, str),
+                          timeout=timeout, input=input, cwd=str(ROOT))

@@ -1,0 +1,67 @@
+"""pytest glue: every `def test_*` in tests/firmware/mp_*.py runs on the i386 MicroPython unix
+port as its own test item; a failure shows the MicroPython traceback."""
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FW_TESTS = ROOT / "tests" / "firmware"
+SHIMS = FW_TESTS / "shims"
+GAITPDB = ROOT.parent / "shared" / "data" / "gaitpdb"
+
+from oimon_sim import mp  # noqa: E402
+
+
+class MicroPythonFailure(Exception):
+    pass
+
+
+def run_mp_test(path, name, timeout=300):
+    """Run one MicroPython test function; returns (ok, output)."""
+    path = Path(path)
+    proc = mp.run([str(FW_TESTS / "_run.py"), path.stem, name],
+                  extra_path=[SHIMS, path.parent], timeout=timeout)
+    out = proc.stdout + proc.stderr
+    return proc.returncode == 0 and out.rstrip().endswith("PASS"), out
+
+
+class MicroPythonItem(pytest.Item):
+    def __init__(self, *, name, parent, **kw):
+        super().__init__(name=name, parent=parent, **kw)
+
+    def runtest(self):
+        ok, out = run_mp_test(self.path, self.name)
+        if not ok:
+            raise MicroPythonFailure(out)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, MicroPythonFailure):
+            return "MicroPython (i386 unix port) failed:\n" + str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, "[micropython] %s::%s" % (self.path.name, self.name)
+
+
+class MicroPythonFile(pytest.File):
+    def collect(self):
+        tree = ast.parse(self.path.read_text(), filename=str(self.path))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                yield MicroPythonItem.from_parent(self, name=node.name)
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".py" and file_path.name.startswith("mp_") \
+            and FW_TESTS in file_path.parents:
+        return MicroPythonFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session")
+def gaitpdb():
+    if not GAITPDB.is_dir():
+        raise RuntimeError("../shared/data/gaitpdb is missing: CI provides it beside the clone")
+    return GAITPDB
