@@ -1,0 +1,191 @@
+# oimon main loop: sample -> calibrate/filter (dsp) -> detect -> alarm, stream and log.
+# One sample per iteration at the source's rate; everything else (link, alarm patterns, log
+# flushing) runs between samples and never allocates on the sampling path.
+from array import array
+import json
+import micropython
+from micropython import const
+import hal
+import protocol as P
+import config
+import calib
+import dsp
+import detect
+import cmds
+import flashlog
+
+FW_VERSION = "0.1.0"
+_OUT_N = const(8)
+_STREAM_OFF = const(0)
+_STREAM_CAL = const(1)
+_STREAM_RAW = const(2)
+CALIB_PATH = hal.STORAGE + "/calib.bin"
+
+
+@micropython.viper
+def _put_cal(buf, off: int, a: int, b: int, c: int):
+    # three int16 little-endian at buf[off:off+6]; a in 0.2 N (0.1 N >> 1), clamped to int16
+    p = ptr8(buf)
+    a = a >> 1
+    if a > 32767:
+        a = 32767
+    if a < -32768:
+        a = -32768
+    if b > 32767:
+        b = 32767
+    if b < -32768:
+        b = -32768
+    if c > 32767:
+        c = 32767
+    if c < -32768:
+        c = -32768
+    p[off] = a
+    p[off + 1] = a >> 8
+    p[off + 2] = b
+    p[off + 3] = b >> 8
+    p[off + 4] = c
+    p[off + 5] = c >> 8
+
+
+@micropython.viper
+def _put_raw(buf, off: int, raw):
+    # four int24 little-endian
+    p = ptr8(buf)
+    r = ptr32(raw)
+    for i in range(4):
+        v = r[i]
+        p[off] = v
+        p[off + 1] = v >> 8
+        p[off + 2] = v >> 16
+        off += 3
+
+
+class Device:
+    FW_VERSION = FW_VERSION
+
+    def __init__(self):
+        self.cfg = config.load()
+        self.cal = calib.load(CALIB_PATH)
+        self.src = hal.sensor()
+        self.rate = self.src.RATE
+        self.pipe = dsp.Pipeline(self.cal)
+        self.det = detect.Detector(self.cfg.limits())
+        self.det.set_body_weight(self.cfg["body_weight_kg"])
+        self.raw = array("i", (0, 0, 0, 0))
+        self.out = array("i", [0] * _OUT_N)
+        self.count = 0                       # samples since boot (wraps at 2**32 on the wire)
+        self.rx, self.tx = hal.serial()
+        self.enc = P.Encoder()
+        self.dec = P.Decoder(512)
+        self._rxb = bytearray(1)
+        self.stream = _STREAM_OFF
+        self.batch_n = 0
+        self.batch_max = self.cfg["stream_batch"]
+        self.batch_first = 0
+        self.events = []                     # events not yet sent (also logged)
+        self.log = flashlog.Log(hal.STORAGE)
+        self.running = True
+
+    # --- sampling path ---------------------------------------------------------------------
+    def sample(self):
+        if not self.src.read(self.raw):
+            return 0
+        out = self.out
+        self.pipe.step(self.raw, out)
+        ev = self.det.step(out)
+        if ev:
+            self.on_event(ev)
+        if self.stream:
+            self._batch_add()
+        self.count += 1
+        return 1
+
+    def _batch_add(self):
+        pl = self.enc.payload
+        if self.batch_n == 0:
+            self.batch_first = self.count
+        if self.stream == _STREAM_CAL:
+            _put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out[0], self.out[1], self.out[2])
+        else:
+            _put_raw(pl, P.SAMPLE_HDR + P.RAW_BYTES * self.batch_n, self.raw)
+        self.batch_n += 1
+        if self.batch_n >= self.batch_max:
+            self._batch_send()
+
+    def _batch_send(self):
+        n = self.batch_n
+        per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
+        P.pack_samples(self.enc.payload, self.batch_first, self.rate, n)
+        t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
+        self.tx.write(self.enc.finish(t, P.SAMPLE_HDR + per * n))
+        self.batch_n = 0
+
+    # --- events and link ---------------------------------------------------------------------
+    def on_event(self, code):
+        e = self.det.event_dict(code, self.count)
+        e["t"] = hal.unix_time()
+        self.events.append(e)
+        self.log.append(flashlog.K_EVENT, json.dumps(e).encode())
+
+    def send(self, ftype, obj):
+        if self.stream and self.batch_n:
+            self._batch_send()               # keep samples in order with what follows
+        self.tx.write(self.enc.frame(ftype, json.dumps(obj).encode()))
+
+    def respond(self, cmd, status, data):
+        if self.stream and self.batch_n:
+            self._batch_send()
+        body = json.dumps(data).encode()
+        pl = self.enc.payload
+        pl[0] = cmd
+        pl[1] = status
+        pl[2:2 + len(body)] = body
+        self.tx.write(self.enc.finish(P.T_RESP, 2 + len(body)))
+
+    def poll_link(self):
+        n = 0
+        while n < 64:
+            a = hal.rx_any()
+            if a < 0:
+                self.running = False          # the host side of the link is gone for good
+                return
+            if not a:
+                break
+            if self.rx.readinto(self._rxb) != 1:
+                break
+            n += 1
+            fr = self.dec.byte(self._rxb[0])
+            if fr is not None:
+                ftype, seq, payload = fr
+                if ftype == P.T_CMD and len(payload) >= 1:
+                    cmds.handle(self, payload[0], payload[1:])
+
+    def flush_events(self):
+        while self.events:
+            e = self.events.pop(0)
+            if self.stream:
+                self.send(P.T_EVENT, e)
+
+    def idle(self):
+        self.poll_link()
+        if self.events:
+            self.flush_events()
+        self.log.service()
+
+    def run(self):
+        micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt
+        try:
+            k = 0
+            while self.running:
+                if self.sample():
+                    k += 1
+                    if k < 8:
+                        continue              # catch up first when samples queued up
+                k = 0
+                self.idle()
+        finally:
+            micropython.kbd_intr(3)
+
+
+def main():
+    Device().run()

@@ -1,0 +1,5 @@
+import sys
+
+from oimon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""The host's SQLite database (docs/database.md): devices, recordings, events, summaries,
+retightenings, calibration certificates. The schema is versioned (PRAGMA user_version) and
+migrated forward on open; every change runs in a transaction."""
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from oimon.errors import OimonError
+
+MIGRATIONS = [
+    # 1: the first schema
+    """
+    CREATE TABLE device (
+        device_id TEXT PRIMARY KEY,
+        pseudonym TEXT NOT NULL DEFAULT '',
+        retighten_interval_months INTEGER NOT NULL DEFAULT 3,
+        created TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE recording (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        started TEXT NOT NULL,
+        duration_s REAL NOT NULL DEFAULT 0,
+        samples INTEGER NOT NULL DEFAULT 0,
+        frames_good INTEGER NOT NULL DEFAULT 0,
+        frames_bad INTEGER NOT NULL DEFAULT 0,
+        seq_gaps INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE event (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        recording_id INTEGER REFERENCES recording(id),
+        kind TEXT NOT NULL,
+        t REAL,
+        sample INTEGER,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX event_device ON event(device_id, t);
+    CREATE TABLE summary (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE(device_id, day)
+    );
+    CREATE TABLE retightening (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        torque_nm REAL,
+        recorded TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE calibration (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_path():
+    env = os.environ.get("OIMON_DB")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "oimon" / "oimon.sqlite"
+
+
+def connect(path=None):
+    path = Path(path) if path else default_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(str(path))
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys = ON")
+        ver = con.execute("PRAGMA user_version").fetchone()[0]
+    except (sqlite3.DatabaseError, OSError) as e:
+        raise OimonError("database %s: %s" % (path, e))
+    if ver > SCHEMA_VERSION:
+        raise OimonError("database %s has schema %d, newer than this oimon (%d): update oimon"
+                         % (path, ver, SCHEMA_VERSION))
+    for v in range(ver, SCHEMA_VERSION):
+        try:
+            with con:
+                con.executescript("BEGIN;" + MIGRATIONS[v] + "PRAGMA user_version = %d;" % (v + 1))
+        except sqlite3.DatabaseError as e:
+            raise OimonError("database %s: migration to schema %d failed: %s" % (path, v + 1, e))
+    return con
+
+
+def ensure_device(con, device_id):
+    con.execute("INSERT OR IGNORE INTO device(device_id) VALUES (?)", (device_id,))
+
+
+def add_event(con, device_id, ev, recording_id=None):
+    con.execute("INSERT INTO event(device_id, recording_id, kind, t, sample, data) VALUES (?,?,?,?,?,?)",
+                (device_id, recording_id, ev.get("kind", "?"), ev.get("t"), ev.get("sample"),
+                 json.dumps(ev, sort_keys=True)))

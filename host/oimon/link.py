@@ -1,0 +1,114 @@
+"""Transport to an oimon device: a serial port, a pty path or any pyserial URL (loop://,
+socket://host:port). Frames are the shared protocol module's (oimon_fw.protocol)."""
+import json
+import os
+import time
+
+import serial
+from serial.tools import list_ports
+
+from oimon.errors import OimonError
+from oimon_fw import protocol as P
+
+# USB bridges and native USB of ESP32 boards: (VID, PID) -> name
+ESP32_USB = {
+    (0x303A, 0x1001): "ESP32-S3/C3 native USB (Espressif)",
+    (0x303A, 0x4001): "ESP32-S2 native USB (Espressif)",
+    (0x303A, 0x0002): "ESP32-S2 native USB CDC (Espressif)",
+    (0x10C4, 0xEA60): "CP210x USB-UART (Silicon Labs)",
+    (0x1A86, 0x7523): "CH340 USB-UART (WCH)",
+    (0x1A86, 0x55D4): "CH9102 USB-UART (WCH)",
+    (0x0403, 0x6001): "FT232R USB-UART (FTDI)",
+    (0x0403, 0x6010): "FT2232 USB-UART (FTDI)",
+}
+
+STATUS_TEXT = {P.S_OK: "ok", P.S_BAD_REQUEST: "bad request", P.S_UNKNOWN: "unknown command",
+               P.S_AUTH: "authentication refused", P.S_REPLAY: "replayed command refused",
+               P.S_RANGE: "value out of range", P.S_BUSY: "device busy", P.S_ERROR: "device error"}
+
+
+def list_ports_marked():
+    """[(device, description, esp32_name or None)] of the machine's serial ports."""
+    out = []
+    for p in sorted(list_ports.comports(), key=lambda p: p.device):
+        mark = ESP32_USB.get((p.vid, p.pid)) if p.vid is not None else None
+        out.append((p.device, p.description or "", mark))
+    return out
+
+
+def resolve_port(port):
+    """--port, else $OIMON_PORT, else the one likely ESP32 board; clear error otherwise."""
+    port = port or os.environ.get("OIMON_PORT")
+    if port:
+        return port
+    likely = [d for d, _desc, mark in list_ports_marked() if mark]
+    if len(likely) == 1:
+        return likely[0]
+    if not likely:
+        raise OimonError("no oimon device found: connect it, or give --port (or set OIMON_PORT)")
+    raise OimonError("several boards found (%s): choose one with --port" % ", ".join(likely))
+
+
+class Link:
+    def __init__(self, port, timeout=2.0):
+        self.port = port
+        self.timeout = timeout
+        try:
+            self.ser = serial.serial_for_url(port, baudrate=115200, timeout=0.05,
+                                             write_timeout=timeout)
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise OimonError("cannot open port %s: %s" % (port, _short(e)))
+        self.dec = P.Decoder()
+        self.enc = P.Encoder()
+        self.pending = []         # frames that arrived while waiting for a response
+
+    def close(self):
+        try:
+            self.ser.close()
+        except Exception:  # noqa: BLE001 - closing a port that vanished
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write_frame(self, ftype, payload):
+        try:
+            self.ser.write(bytes(self.enc.frame(ftype, payload)))
+        except (serial.SerialException, OSError) as e:
+            raise OimonError("write to %s failed: %s" % (self.port, _short(e)))
+
+    def read_frames(self, size=4096):
+        try:
+            data = self.ser.read(max(1, min(size, self.ser.in_waiting or 1)))
+        except (serial.SerialException, OSError) as e:
+            raise OimonError("read from %s failed: %s" % (self.port, _short(e)))
+        return self.dec.feed(data) if data else []
+
+    def command(self, cmd, args=None, payload=None, timeout=None):
+        """Send a command; return the decoded JSON data of its response. Other frames that
+        arrive meanwhile are kept in .pending for the caller."""
+        body = payload if payload is not None else json.dumps(args or {}).encode()
+        self.write_frame(P.T_CMD, bytes((cmd,)) + body)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while time.monotonic() < deadline:
+            for ftype, seq, pl in self.read_frames():
+                if ftype == P.T_RESP and len(pl) >= 2 and pl[0] == cmd:
+                    try:
+                        data = json.loads(pl[2:]) if len(pl) > 2 else {}
+                    except ValueError:
+                        raise OimonError("garbled response from the device")
+                    if pl[1] != P.S_OK:
+                        msg = data.get("error") if isinstance(data, dict) else None
+                        raise OimonError("device refused: %s%s" % (
+                            STATUS_TEXT.get(pl[1], "status %d" % pl[1]), ": " + msg if msg else ""))
+                    return data
+                self.pending.append((ftype, seq, pl))
+        raise OimonError("device on %s is not answering" % self.port)
+
+
+def _short(e):
+    s = str(e).strip().splitlines()
+    return s[0] if s else e.__class__.__name__

@@ -1,0 +1,236 @@
+# Unix/sim side of the HAL (MicroPython unix port): the same names as firmware/hal_esp32.py.
+# Pins, PWM and SPI are inert doubles that remember their state; the sensor is SimSensor, which
+# plays raw ADC counts written by the simulator. Configured by the environment:
+#   OIMON_STORAGE     folder for the device's files (default ./.oimon-device)
+#   OIMON_SIM_SENSOR  raw counts file: int32 little-endian, 4 per sample (channels 0..3)
+#   OIMON_SIM_RATE    sample rate of that file in Hz (default 1000)
+#   OIMON_SIM_SPEED   1 = real time, 10 = ten times faster, 0 = as fast as read (default 1)
+#   OIMON_SIM_LOOP    1 = start the file again at its end, 0 = hold the last sample (default 1)
+#   OIMON_DEVICE_ID   device id (default "SIM-0001")
+import os
+import sys
+import time
+import select
+from array import array
+
+ticks_us = time.ticks_us
+ticks_ms = time.ticks_ms
+ticks_diff = time.ticks_diff
+ticks_add = time.ticks_add
+sleep_ms = time.sleep_ms
+
+PLATFORM = "unix"
+STORAGE = os.getenv("OIMON_STORAGE") or ".oimon-device"
+DEVICE_ID = os.getenv("OIMON_DEVICE_ID") or "SIM-0001"
+
+
+def _mkdirs(path):
+    p = ""
+    for part in path.split("/"):
+        p = p + part + "/" if part else "/" if not p else p
+        if part:
+            try:
+                os.mkdir(p)
+            except OSError:
+                pass
+
+
+_mkdirs(STORAGE)
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_FALLING = 2
+    IRQ_RISING = 1
+
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        self.id = id
+        self.mode = mode
+        self._v = 0 if value is None else value
+        self.handler = None
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        self._v = 1 if v else 0
+
+    def on(self):
+        self._v = 1
+
+    def off(self):
+        self._v = 0
+
+    def irq(self, handler=None, trigger=0, hard=False):
+        self.handler = handler
+
+
+class PWM:
+    def __init__(self, pin, freq=0, duty_u16=0):
+        self.pin = pin
+        self._f = freq
+        self._d = duty_u16
+
+    def freq(self, f=None):
+        if f is None:
+            return self._f
+        self._f = f
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._d
+        self._d = d
+
+    def deinit(self):
+        self._d = 0
+
+
+class SPI:
+    def __init__(self, id, baudrate=1000000, polarity=0, phase=0, sck=None, mosi=None, miso=None):
+        self.id = id
+
+    def write(self, buf):
+        pass
+
+    def readinto(self, buf, write=0):
+        for i in range(len(buf)):
+            buf[i] = 0
+
+    def write_readinto(self, wbuf, rbuf):
+        self.readinto(rbuf)
+
+
+_EPOCH_2000 = 946684800
+
+
+class RTC:
+    # The unix clock, optionally shifted by datetime(): a set RTC keeps running.
+    _offset = 0
+
+    def datetime(self, dt=None):
+        if dt is None:
+            t = time.localtime(int(time.time()) + RTC._offset)
+            # (year, month, day, weekday, hours, minutes, seconds, subseconds) like machine.RTC
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        y, mo, d, wd, h, mi, s = dt[0], dt[1], dt[2], dt[3], dt[4], dt[5], dt[6]
+        RTC._offset = int(time.mktime((y, mo, d, h, mi, s, 0, 0))) - int(time.time())
+
+
+def unix_time():
+    return int(time.time()) + RTC._offset
+
+
+def set_unix_time(t):
+    RTC._offset = int(t) - int(time.time())
+
+
+_poll = select.poll()
+_poll.register(sys.stdin, select.POLLIN)
+
+
+def serial():
+    # The host link: the virtual device's stdin/stdout are the pty the host opens.
+    return sys.stdin.buffer, sys.stdout.buffer
+
+
+def rx_any():
+    r = _poll.poll(0)
+    if r and r[0][1] & select.POLLIN:
+        return 1
+    if r and r[0][1] & (select.POLLHUP | select.POLLERR):
+        return -1
+    return 0
+
+
+class SimSensor:
+    # Plays raw counts from a file through the sample-source interface (docs/architecture.md).
+    def __init__(self, path, rate=1000, speed=1, loop=1, chunk=256):
+        self.RATE = rate
+        self.overruns = 0
+        self.samples = 0
+        self._f = open(path, "rb")
+        self._buf = bytearray(16 * chunk)
+        self._mv = memoryview(self._buf)
+        self._words = array("i", bytes(4 * 4 * chunk))
+        self._n = 0      # samples in the chunk buffer
+        self._i = 0      # next sample in it
+        self._loop = loop
+        self._speed = speed
+        self._t0 = ticks_us()
+        self._period_x = 1000000 // rate   # us per sample at speed 1
+        self._end = False
+
+    def _fill(self):
+        n = self._f.readinto(self._buf)
+        if not n and self._loop:
+            self._f.seek(0)
+            n = self._f.readinto(self._buf)
+        if not n:
+            self._end = True
+            return 0
+        n //= 16
+        w = self._words
+        b = self._buf
+        for k in range(4 * n):
+            j = 4 * k
+            v = b[j] | (b[j + 1] << 8) | (b[j + 2] << 16) | (b[j + 3] << 24)
+            if v & 0x80000000:
+                v -= 0x100000000
+            w[k] = v
+        self._n = n
+        self._i = 0
+        return n
+
+    def due(self):
+        # Samples the clock says should have been taken by now (speed 0: always one).
+        if self._speed == 0:
+            return 1
+        el = ticks_diff(ticks_us(), self._t0)
+        return el * self._speed // self._period_x - self.samples
+
+    def read(self, buf):
+        if self._end:
+            return 0
+        if self.due() <= 0:
+            return 0
+        if self._i >= self._n and not self._fill():
+            return 0
+        j = 4 * self._i
+        w = self._words
+        buf[0] = w[j]
+        buf[1] = w[j + 1]
+        buf[2] = w[j + 2]
+        buf[3] = w[j + 3]
+        self._i += 1
+        self.samples += 1
+        return 1
+
+
+class NullSensor:
+    # No sensor file: a quiet bridge at mid-scale zero (the device reads as unloaded).
+    def __init__(self, rate=1000):
+        self.RATE = rate
+        self.overruns = 0
+        self.samples = 0
+        self._t0 = ticks_us()
+
+    def read(self, buf):
+        if ticks_diff(ticks_us(), self._t0) * self.RATE // 1000000 <= self.samples:
+            return 0
+        buf[0] = buf[1] = buf[2] = buf[3] = 0
+        self.samples += 1
+        return 1
+
+
+def sensor():
+    path = os.getenv("OIMON_SIM_SENSOR")
+    rate = int(os.getenv("OIMON_SIM_RATE") or 1000)
+    if not path:
+        return NullSensor(rate)
+    return SimSensor(path, rate, int(os.getenv("OIMON_SIM_SPEED") or 1), int(os.getenv("OIMON_SIM_LOOP") or 1))
+
+
+def machine_reset():
+    sys.exit(0)

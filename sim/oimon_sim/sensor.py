@@ -1,0 +1,45 @@
+"""The simulated sensor: how loads on the connector become raw ADC counts, the inverse of the
+calibration the device applies. raw = offset + S @ load (load in device units: axial 0.1 N,
+moments 0.01 N*m), rounded, clipped to the 24-bit ADC's codes 0x800000..0x7FFFFF like the
+ADS131M04 (and the HX711) at saturation. Channel 3 (spare) carries a constant."""
+import numpy as np
+
+ADC_MAX = 0x7FFFFF
+ADC_MIN = -0x800000
+
+# counts per device unit: axial 80 counts / 0.1 N (5 kN = 4.0 M counts, half of full scale),
+# moments 133 counts / 0.01 N*m (300 N*m = 4.0 M counts); a few % cross-talk as real bridges have.
+DEFAULT_S = np.array([
+    [80.0, 1.2, -0.8],
+    [0.9, 133.0, 2.1],
+    [-0.6, 1.7, 133.0],
+])
+DEFAULT_OFFSET = np.array([12000, -8000, 5000, 0], dtype=np.int64)
+
+
+class SensorModel:
+    def __init__(self, S=DEFAULT_S, offset=DEFAULT_OFFSET, noise_counts=0.0, seed=0):
+        self.S = np.asarray(S, dtype=float)
+        self.offset = np.asarray(offset, dtype=np.int64)
+        self.noise = noise_counts
+        self.rng = np.random.default_rng(seed)
+
+    def raw(self, load):
+        """load: (n, 3) in device units -> (n, 4) int32 raw counts."""
+        load = np.asarray(load, dtype=float)
+        r = load @ self.S.T
+        if self.noise:
+            r = r + self.rng.normal(0, self.noise, r.shape)
+        out = np.empty((len(load), 4), dtype=np.int64)
+        out[:, :3] = np.rint(r).astype(np.int64) + self.offset[:3]
+        out[:, 3] = self.offset[3]
+        return np.clip(out, ADC_MIN, ADC_MAX).astype(np.int32)
+
+    def gain_matrix(self):
+        """What a perfect calibration finds: device units per count."""
+        return np.linalg.inv(self.S)
+
+
+def write_raw(path, raw):
+    """The file the virtual device's SimSensor plays: int32 LE, 4 per sample."""
+    np.ascontiguousarray(raw, dtype="<i4").tofile(str(path))
