@@ -1,6 +1,7 @@
 """pytest glue: every `def test_*` in tests/firmware/mp_*.py runs on the i386 MicroPython unix
 port as its own test item; a failure shows the MicroPython traceback."""
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -53,9 +54,16 @@ class MicroPythonFile(pytest.File):
                 yield MicroPythonItem.from_parent(self, name=node.name)
 
 
+def _mp_test_dirs():
+    # tests/firmware, plus folders named in $OIMON_MP_TEST_DIRS (the harness's own self-test
+    # points it at tests/harness to prove that a failing firmware test fails the run)
+    extra = [Path(p).resolve() for p in os.environ.get("OIMON_MP_TEST_DIRS", "").split(os.pathsep) if p]
+    return [FW_TESTS] + extra
+
+
 def pytest_collect_file(parent, file_path):
     if file_path.suffix == ".py" and file_path.name.startswith("mp_") \
-            and FW_TESTS in file_path.parents:
+            and any(d in file_path.parents for d in _mp_test_dirs()):
         return MicroPythonFile.from_parent(parent, path=file_path)
     return None
 

@@ -234,3 +234,13 @@ def sensor():
 
 def machine_reset():
     sys.exit(0)
+
+
+def after_main():
+    # The ESP32 drops to MicroPython's REPL when main.py returns. The unix port has no raw REPL
+    # on a pipe, so the virtual device serves one (sim/mpy/rawrepl.py) for mpremote.
+    try:
+        import rawrepl
+    except ImportError:
+        return
+    rawrepl.serve()
