@@ -1,0 +1,168 @@
+# ADC drivers on MicroPython against fakes: ADS131M04 (fake register map + DRDY) and HX711.
+import micropython
+from array import array
+
+import ads131m04
+from ads131m04 import ADS131M04, ADS131M04IO
+from fake_ads131m04 import FakeADS131M04, crc_ccitt
+
+
+def _nosleep(ms):
+    pass
+
+
+def make(crc=True, ring=8, gains=(128, 128, 128, 1), id_word=0x2400):
+    dev = FakeADS131M04(id_word)
+    io = ADS131M04IO(dev.spi, dev.cs, dev.drdy, dev.sync_reset, sleep_ms=_nosleep)
+    adc = ADS131M04(io, gains=gains, ring=ring, crc=crc)
+    return dev, adc
+
+
+def test_crc16_matches_ccitt_check_value():
+    b = bytearray(b"123456789")
+    assert ads131m04.crc16(b, 9) == 0x29B1          # CRC-16/CCITT-FALSE check value
+    assert crc_ccitt(b, 9) == 0x29B1
+
+
+def test_sign24():
+    assert ads131m04.sign24(0x7FFFFF) == 8388607
+    assert ads131m04.sign24(0x800000) == -8388608
+    assert ads131m04.sign24(0xFFFFFF) == -1
+    assert ads131m04.sign24(0) == 0
+
+
+def test_rate_from_clkin_and_osr():
+    dev, adc = make()
+    assert adc.RATE == 1000
+    assert adc.clock_word() == 0x0F16                # all channels, OSR 4096 (code 5), HR
+
+
+def test_begin_checks_id_and_writes_config():
+    dev, adc = make(gains=(128, 64, 32, 1))
+    adc.begin()
+    assert dev.resets >= 1, "hardware reset through SYNC/RESET"
+    assert adc.id == 0x2400
+    assert (0x03, 0x0F16) in dev.writes
+    assert (0x04, 0x0567) in dev.writes             # PGAGAIN0=7 (128), 1=6, 2=5, 3=0
+    assert dev.regs[2] == 0x1110                     # 24-bit, TIMEOUT, RX_CRC_EN, RESET cleared
+    assert dev.regs[1] & 0x0400 == 0, "RESET flag cleared"
+    assert dev.crc_rejected == 0, "every command frame carried a valid input CRC"
+    assert dev.drdy.handler is not None and dev.drdy.trigger == dev.drdy.IRQ_FALLING
+
+
+def test_begin_without_crc():
+    dev, adc = make(crc=False)
+    adc.begin()
+    assert dev.regs[2] == 0x0110
+
+
+def test_wrong_id_raises():
+    dev, adc = make(id_word=0x2200)                  # an ADS131M02
+    try:
+        adc.begin()
+    except OSError as e:
+        assert "0x2200" in str(e)
+    else:
+        raise AssertionError("no error for a wrong ID")
+
+
+def test_frame_decode_negative_and_saturation():
+    dev, adc = make()
+    adc.begin()
+    buf = array("i", (0, 0, 0, 0))
+    assert adc.read(buf) == 0, "nothing before DRDY"
+    dev.convert(0x7FFFFF, 0x800000, -1, 12345)
+    assert adc.read(buf) == 1
+    assert list(buf) == [8388607, -8388608, -1, 12345], list(buf)
+    assert adc.read(buf) == 0
+    dev.convert(-123456, 1, -8388607, 0)
+    assert adc.read(buf) == 1
+    assert list(buf) == [-123456, 1, -8388607, 0]
+    assert adc.status & 0xF == 0xF
+
+
+def test_ring_buffer_order_and_overrun():
+    dev, adc = make(ring=8)                           # holds 7 samples
+    adc.begin()
+    for k in range(10):
+        dev.convert(k, -k, 1000 * k, 7)
+    assert adc.available() == 7, (adc.available(), adc.overruns, adc.stale, adc.crc_errors)
+    assert adc.overruns == 3
+    buf = array("i", (0, 0, 0, 0))
+    got = []
+    while adc.read(buf):
+        got.append(buf[0])
+        assert buf[1] == -buf[0] and buf[2] == 1000 * buf[0] and buf[3] == 7
+    assert got == [0, 1, 2, 3, 4, 5, 6], got
+    # the ring wraps and keeps going
+    for k in range(20):
+        dev.convert(k, 0, 0, 0)
+        assert adc.read(buf) == 1 and buf[0] == k
+    assert adc.overruns == 3
+
+
+def test_late_interrupt_counts_lost_sample():
+    dev, adc = make()
+    adc.begin()
+    h = dev.drdy.handler
+    dev.drdy.irq(None, 0)                             # hold the edges back, like a late soft IRQ
+    dev.convert(1, 0, 0, 0)
+    dev.convert(2, 0, 0, 0)                           # sample 1 overwritten in the ADC
+    h(dev.drdy)                                       # queued handler of edge 1 reads sample 2
+    h(dev.drdy)                                       # queued handler of edge 2: no new data
+    buf = array("i", (0, 0, 0, 0))
+    assert adc.read(buf) == 1 and buf[0] == 2
+    assert adc.read(buf) == 0
+    assert adc.overruns == 1 and adc.stale == 1
+
+
+def test_crc_error_drops_frame():
+    dev, adc = make()
+    adc.begin()
+    dev.corrupt_next = True
+    dev.convert(5, 5, 5, 5)
+    buf = array("i", (0, 0, 0, 0))
+    assert adc.read(buf) == 0
+    assert adc.crc_errors == 1
+    dev.convert(6, 6, 6, 6)
+    assert adc.read(buf) == 1 and buf[0] == 6
+
+
+def test_interrupt_and_read_do_not_allocate():
+    dev, adc = make(ring=16)
+    adc.begin()
+    buf = array("i", (0, 0, 0, 0))
+    isr = dev.drdy.handler
+    # the fake itself allocates in write_readinto; measure the driver with a quiet bus
+    rx_frame = bytearray(18)
+    dev.convert(3, 2, 1, 0)
+    adc.read(buf)
+
+    class QuietSPI:
+        def write_readinto(self, tx, rx):
+            for i in range(18):
+                rx[i] = frame[i]
+
+    frame = bytearray(18)
+    frame[1] = 0x0F                                   # STATUS: all DRDY bits
+    frame[3], frame[4], frame[5] = 0xFF, 0xFF, 0xFE   # ch0 = -2
+    c = crc_ccitt(frame, 15)
+    frame[15], frame[16] = c >> 8, c & 0xFF
+    adc.io.spi = QuietSPI()
+    micropython.heap_lock()
+    try:
+        for _ in range(40):
+            isr(None)
+            adc.read(buf)
+    finally:
+        micropython.heap_unlock()
+    assert buf[0] == -2 and adc.crc_errors == 0 and adc.overruns == 0
+
+
+def test_standby_and_wakeup():
+    dev, adc = make()
+    adc.begin()
+    assert adc.standby() == 0x0022
+    assert dev.drdy.handler is None
+    assert adc.wakeup() == 0x0033
+    assert dev.drdy.handler is not None
