@@ -166,3 +166,52 @@ def test_standby_and_wakeup():
     assert dev.drdy.handler is None
     assert adc.wakeup() == 0x0033
     assert dev.drdy.handler is not None
+
+
+# --- HX711 (bench boards) ----------------------------------------------------------------
+from hx711 import HX711, HX711IO
+from fake_hx711 import FakeHX711Bus
+
+
+def make_hx(nchips=3, gain=128, rate=10):
+    bus = FakeHX711Bus(nchips)
+    return bus, HX711(HX711IO(bus.sck, bus.douts), gain=gain, rate=rate)
+
+
+def test_hx711_not_ready_returns_0():
+    bus, hx = make_hx()
+    buf = array("i", (9, 9, 9, 9))
+    assert hx.read(buf) == 0
+    assert list(buf) == [9, 9, 9, 9]
+    assert hx.RATE == 10 and hx.overruns == 0
+
+
+def test_hx711_parallel_read_negative_and_saturation():
+    bus, hx = make_hx(3)
+    buf = array("i", (0, 0, 0, 0))
+    bus.convert(123456, -654321, 0)
+    assert hx.read(buf) == 1
+    assert list(buf) == [123456, -654321, 0, 0], list(buf)
+    assert hx.saturated == 0
+    assert all(c.pulses == 25 for c in bus.chips), "24 data bits + 1 pulse (A, gain 128)"
+    assert hx.read(buf) == 0, "DOUT high after the read"
+    bus.convert(0x7FFFFF, 0x800000, -1)
+    assert hx.read(buf) == 1
+    assert list(buf) == [8388607, -8388608, -1, 0]
+    assert hx.saturated == 1
+
+
+def test_hx711_gain_pulses_and_rate():
+    bus, hx = make_hx(1, gain=64, rate=80)
+    buf = array("i", (0, 0, 0, 0))
+    bus.convert(5)
+    assert hx.read(buf) == 1 and buf[0] == 5
+    bus.convert(6)
+    assert bus.chips[0].gain == 64
+    assert hx.RATE == 80
+    try:
+        HX711(HX711IO(bus.sck, bus.douts), rate=1000)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("1 kSPS is not an HX711 rate")
