@@ -7,13 +7,20 @@ still yields its good part.
     header   JSON, utf-8                   device_id, firmware, rate_hz, channels, units, scale,
                                            calibration, start_time, kind, ...
     chunks   repeated:
-      tag    4 bytes: b"SMPL" samples | b"EVNT" one event (JSON)
+      tag    4 bytes: b"SMPL" samples | b"EVNT" one event (JSON) | b"END " end marker (JSON)
       len    u32 LE                        length of the body
       body   SMPL: first u64 LE (sample index of its first row), then n x channels x i32 LE
-             EVNT: JSON object
+             EVNT: JSON object (device events; ground truth has "kind": "truth")
+             END : JSON object {"samples": n, "events": m}; the last chunk of a closed file
       crc    u32 LE                        zlib.crc32 of tag + len + body
+
+A reader that meets a bad chunk records a RecordingError with its byte offset, then looks for the
+next chunk whose CRC checks out and goes on from there (resync), so one flipped byte costs one
+chunk, not the rest of a 24 h file. A file without its END chunk was cut short (or is still
+being written): reported the same way, everything before the cut is good.
 """
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -25,9 +32,12 @@ from oimon.errors import OimonError
 MAGIC = b"OIMREC\x00\x01"
 TAG_SAMPLES = b"SMPL"
 TAG_EVENT = b"EVNT"
+TAG_END = b"END "
+TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END)
 CHUNK_ROWS = 4096
 MAX_HEADER = 1 << 20
 MAX_CHUNK = 64 << 20
+FORMAT_VERSION = 1
 
 CAL_CHANNELS = [
     {"name": "axial", "unit": "N", "scale": 0.1},
@@ -41,25 +51,38 @@ class RecordingError(OimonError):
     def __init__(self, path, offset, what):
         super().__init__("%s: %s at byte %d" % (path, what, offset))
         self.offset = offset
+        self.what = what
 
 
 class Writer:
-    """Append samples (int32 rows in device units) and events; buffered in CHUNK_ROWS rows."""
+    """Append samples (int32 rows in device units) and events; buffered in CHUNK_ROWS rows.
 
-    def __init__(self, path, header):
+    atomic=True writes to PATH.part and renames it to PATH on close(), so a failed command
+    never leaves a half-written file under the name asked for (abort() removes the part)."""
+
+    def __init__(self, path, header, atomic=False):
         self.path = Path(path)
         self.header = dict(header)
+        self.header.setdefault("format", "oimon-recording")
+        self.header.setdefault("version", FORMAT_VERSION)
         self.header.setdefault("kind", "calibrated")
+        self.header.setdefault("rate_hz", 1000)
         self.header.setdefault("channels", CAL_CHANNELS if self.header["kind"] == "calibrated"
                                else RAW_CHANNELS)
         self.nch = len(self.header["channels"])
-        self._f = open(self.path, "wb")
+        self.atomic = atomic
+        self._target = self.path.with_name(self.path.name + ".part") if atomic else self.path
+        try:
+            self._f = open(self._target, "wb")
+        except OSError as e:
+            raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
         h = json.dumps(self.header, sort_keys=True).encode()
         self._f.write(MAGIC + struct.pack("<I", len(h)) + h)
         self._rows = []
         self._nrows = 0
         self._first = None
         self.samples = 0
+        self.events = 0
 
     def _chunk(self, tag, body):
         head = tag + struct.pack("<I", len(body))
@@ -72,51 +95,92 @@ class Writer:
             return
         if self._first is not None and first != self._first + self._nrows:
             self.flush()
-        if self._first is None:
-            self._first = first
-        self._rows.append(a)
-        self._nrows += len(a)
-        self.samples += len(a)
-        if self._nrows >= CHUNK_ROWS:
-            self.flush()
+        while len(a):
+            if self._first is None:
+                self._first = first
+            take = min(len(a), CHUNK_ROWS - self._nrows)
+            self._rows.append(a[:take])
+            self._nrows += take
+            self.samples += take
+            first += take
+            a = a[take:]
+            if self._nrows >= CHUNK_ROWS:
+                self._flush_rows()
 
     def event(self, ev):
-        self.flush()
+        self._flush_rows()
         self._chunk(TAG_EVENT, json.dumps(ev, sort_keys=True).encode())
+        self.events += 1
 
-    def flush(self):
+    def _flush_rows(self):
         if self._rows:
-            body = struct.pack("<Q", self._first) + np.concatenate(self._rows).tobytes()
+            body = struct.pack("<Q", self._first) + np.concatenate(self._rows).astype("<i4").tobytes()
             self._chunk(TAG_SAMPLES, body)
             self._rows, self._nrows, self._first = [], 0, None
+
+    def flush(self):
+        self._flush_rows()
         self._f.flush()
 
     def close(self):
         if self._f:
-            self.flush()
+            self._flush_rows()
+            self._chunk(TAG_END, json.dumps({"samples": self.samples, "events": self.events},
+                                            sort_keys=True).encode())
             self._f.close()
             self._f = None
+            if self.atomic:
+                os.replace(self._target, self.path)
+
+    def abort(self):
+        """Stop without finishing: an atomic writer removes its part file."""
+        if self._f:
+            self._f.close()
+            self._f = None
+            if self.atomic:
+                try:
+                    os.unlink(self._target)
+                except OSError:
+                    pass
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None and self.atomic:
+            self.abort()
+        else:
+            self.close()
 
 
 class Reader:
-    """Iterate a recording chunk by chunk. A corrupt or truncated chunk stops iteration and is
-    reported in .error (a RecordingError with the byte offset); everything before it is good."""
+    """Iterate a recording chunk by chunk. A corrupt or truncated chunk is reported in .errors
+    (RecordingError with the byte offset; .error is the first) and skipped: with resync=True
+    (default) reading goes on at the next chunk whose CRC checks out. .end is the END chunk's
+    dict, None if the file was cut short."""
 
-    def __init__(self, path):
+    def __init__(self, path, resync=True):
         self.path = Path(path)
+        self.resync = resync
         try:
             self._f = open(self.path, "rb")
         except OSError as e:
-            raise OimonError("%s: cannot open (%s)" % (path, e.strerror))
+            raise OimonError("%s: cannot open (%s)" % (path, e.strerror or e))
+        try:
+            self._read_header()
+        except Exception:
+            self._f.close()
+            raise
+        self.errors = []
+        self.end = None
+        self.size = os.fstat(self._f.fileno()).st_size
+
+    def _read_header(self):
+        path = self.path
         magic = self._f.read(8)
         if magic != MAGIC:
-            self._f.close()
+            if magic[:6] == MAGIC[:6]:
+                raise RecordingError(path, 6, "unsupported recording format version %r" % magic[6:])
             raise RecordingError(path, 0, "not an oimon recording (bad magic)")
         raw = self._f.read(4)
         if len(raw) < 4:
@@ -125,47 +189,135 @@ class Reader:
         if hlen > MAX_HEADER:
             raise RecordingError(path, 8, "header length %d is implausible" % hlen)
         h = self._f.read(hlen)
+        if len(h) < hlen:
+            raise RecordingError(path, 12 + len(h), "truncated header")
         try:
             self.header = json.loads(h)
-        except ValueError:
+            if not isinstance(self.header, dict) or not isinstance(self.header["channels"], list):
+                raise ValueError
+            self.nch = len(self.header["channels"])
+            if not self.nch:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
             raise RecordingError(path, 12, "corrupt header")
-        self.nch = len(self.header["channels"])
         self.rate = self.header.get("rate_hz", 1000)
+        self.kind = self.header.get("kind", "calibrated")
         self.body_offset = 12 + hlen
-        self.error = None
+
+    @property
+    def error(self):
+        return self.errors[0] if self.errors else None
+
+    def _bad(self, off, what):
+        self.errors.append(RecordingError(self.path, off, what))
+
+    def _chunk_at(self, off):
+        """(tag, body, next offset) of a valid chunk at off, or (None, reason, None)."""
+        f = self._f
+        f.seek(off)
+        head = f.read(8)
+        if len(head) < 8:
+            return None, "truncated chunk header", None
+        tag, n = head[:4], struct.unpack("<I", head[4:])[0]
+        if tag not in TAGS or n > MAX_CHUNK:
+            return None, "corrupt chunk", None
+        if off + 12 + n > self.size:
+            return None, "truncated chunk", None
+        body = f.read(n)
+        crc = f.read(4)
+        if len(body) < n or len(crc) < 4:
+            return None, "truncated chunk", None
+        if struct.unpack("<I", crc)[0] != zlib.crc32(head + body) & 0xFFFFFFFF:
+            return None, "CRC error in chunk", None
+        if tag == TAG_SAMPLES and (n < 8 or (n - 8) % (4 * self.nch)):
+            return None, "sample chunk of odd length", None
+        if tag != TAG_SAMPLES:
+            try:
+                body = json.loads(body)
+                if not isinstance(body, dict):
+                    raise ValueError
+            except ValueError:
+                return None, "corrupt event chunk", None
+        return tag, body, off + 12 + n
+
+    def _resync(self, off):
+        """Offset of the next valid chunk after off, or None."""
+        f = self._f
+        pos = off + 1
+        block = 1 << 20
+        while pos < self.size:
+            f.seek(pos)
+            data = f.read(block + 3)
+            if not data:
+                return None
+            cands = []
+            for t in TAGS:
+                i = data.find(t)
+                while i >= 0:
+                    if i < block:
+                        cands.append(i)
+                    i = data.find(t, i + 1)
+            for i in sorted(cands):
+                tag, _body, _nxt = self._chunk_at(pos + i)
+                if tag is not None:
+                    return pos + i
+            pos += block
+        return None
 
     def chunks(self):
         """Yield ('samples', first, ndarray (n, nch)) and ('event', dict)."""
-        f = self._f
-        f.seek(self.body_offset)
+        self.errors = []
+        self.end = None
+        off = self.body_offset
         while True:
-            off = f.tell()
-            head = f.read(8)
-            if not head:
+            if off >= self.size:
+                if self.end is None:
+                    self._bad(off, "no END chunk: recording cut short (or still being written)")
                 return
-            if len(head) < 8:
-                self.error = RecordingError(self.path, off, "truncated chunk header")
-                return
-            tag, n = head[:4], struct.unpack("<I", head[4:])[0]
-            if tag not in (TAG_SAMPLES, TAG_EVENT) or n > MAX_CHUNK:
-                self.error = RecordingError(self.path, off, "corrupt chunk")
-                return
-            body = f.read(n)
-            crc = f.read(4)
-            if len(body) < n or len(crc) < 4:
-                self.error = RecordingError(self.path, off, "truncated chunk")
-                return
-            if struct.unpack("<I", crc)[0] != zlib.crc32(head + body) & 0xFFFFFFFF:
-                self.error = RecordingError(self.path, off, "CRC error in chunk")
-                return
-            if tag == TAG_SAMPLES:
-                if (n - 8) % (4 * self.nch):
-                    self.error = RecordingError(self.path, off, "sample chunk of odd length")
+            tag, body, nxt = self._chunk_at(off)
+            if tag is None:
+                self._bad(off, body)
+                if not self.resync:
                     return
+                off = self._resync(off)
+                if off is None:
+                    return
+                continue
+            off = nxt
+            if tag == TAG_SAMPLES:
                 first = struct.unpack_from("<Q", body)[0]
                 yield "samples", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, self.nch)
+            elif tag == TAG_EVENT:
+                yield "event", body
             else:
-                yield "event", json.loads(body)
+                self.end = body
+                if off < self.size:
+                    self._bad(off, "%d bytes after the END chunk" % (self.size - off))
+                return
+
+    def blocks(self, rows=1 << 18):
+        """Samples in blocks of up to `rows` contiguous rows: yield (first, ndarray); events are
+        collected in .events_seen (bounded by the number of events, not of samples). A gap in
+        the sample indices starts a new block."""
+        self.events_seen = []
+        buf, n, first = [], 0, None
+        for c in self.chunks():
+            if c[0] == "event":
+                self.events_seen.append(c[1])
+                continue
+            _, f0, a = c
+            if first is not None and f0 != first + n:
+                yield first, np.concatenate(buf)
+                buf, n, first = [], 0, None
+            if first is None:
+                first = f0
+            buf.append(a)
+            n += len(a)
+            if n >= rows:
+                yield first, np.concatenate(buf)
+                buf, n, first = [], 0, None
+        if buf:
+            yield first, np.concatenate(buf)
 
     def close(self):
         self._f.close()
@@ -197,3 +349,7 @@ def physical(header, samples):
     """Samples in physical units (float64): column c times channels[c].scale."""
     scale = np.array([c.get("scale", 1) for c in header["channels"]], dtype=float)
     return samples.astype(float) * scale
+
+
+def is_truth(ev):
+    return ev.get("kind") == "truth"
