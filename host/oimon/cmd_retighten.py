@@ -1,4 +1,5 @@
-"""oimon retighten record DEVICE --date D [--torque NM] | status [--today D] [--json]"""
+"""oimon retighten record DEVICE --date D [--torque NM] | status [--today D] [--json]
+| interval DEVICE MONTHS"""
 import datetime as dt
 import json
 
@@ -19,17 +20,30 @@ def register(sub):
     st.add_argument("--today", help="YYYY-MM-DD (default: today)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+    iv = s.add_parser("interval", help="set a device's retightening interval in months (default 3)")
+    iv.add_argument("device")
+    iv.add_argument("months", help="1..12")
+    iv.set_defaults(func=cmd_interval)
+
+
+def _device_id(s):
+    s = (s or "").strip()
+    if not s or len(s) > 64 or not s.isprintable():
+        raise OimonError("device id %r is not valid" % s)
+    return s
 
 
 def cmd_record(args):
+    dev = _device_id(args.device)
     d = retighten.parse_date(args.date)
     if d > dt.date.today() + dt.timedelta(days=1):
         raise OimonError("date %s is in the future" % d)
     if args.torque is not None and not 0 < args.torque <= 50:
         raise OimonError("torque %g N*m is outside 0..50 N*m" % args.torque)
     con = db.connect(args.db)
-    retighten.record(con, args.device, d, args.torque)
-    print("recorded retightening of %s on %s" % (args.device, d))
+    retighten.record(con, dev, d, args.torque)
+    st = retighten.device_status(con, dev, dt.date.today())
+    print("recorded retightening of %s on %s; next due %s" % (dev, d, st["due"]))
 
 
 def cmd_status(args):
@@ -43,3 +57,18 @@ def cmd_status(args):
         print("no devices in the database")
     for s in rows:
         print(retighten.line(s))
+
+
+def cmd_interval(args):
+    dev = _device_id(args.device)
+    try:
+        months = int(args.months)
+    except ValueError:
+        raise OimonError("interval %r is not a whole number of months" % args.months)
+    if not retighten.MIN_INTERVAL <= months <= retighten.MAX_INTERVAL:
+        raise OimonError("interval %d months is outside %d..%d" % (
+            months, retighten.MIN_INTERVAL, retighten.MAX_INTERVAL))
+    con = db.connect(args.db)
+    with con:
+        db.set_interval(con, dev, months)
+    print("retightening interval of %s set to %d months" % (dev, months))

@@ -59,6 +59,19 @@ MIGRATIONS = [
         data TEXT NOT NULL
     );
     """,
+    # 2: calibration certificates get their own columns; configuration changes are kept
+    """
+    ALTER TABLE calibration ADD COLUMN max_error_pct REAL;
+    ALTER TABLE calibration ADD COLUMN bound_pct REAL;
+    CREATE INDEX calibration_device ON calibration(device_id, date);
+    CREATE TABLE config_change (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        t TEXT NOT NULL DEFAULT (datetime('now')),
+        data TEXT NOT NULL
+    );
+    CREATE INDEX retightening_device ON retightening(device_id, date);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -95,6 +108,37 @@ def connect(path=None):
 
 def ensure_device(con, device_id):
     con.execute("INSERT OR IGNORE INTO device(device_id) VALUES (?)", (device_id,))
+
+
+def set_interval(con, device_id, months):
+    ensure_device(con, device_id)
+    con.execute("UPDATE device SET retighten_interval_months = ? WHERE device_id = ?",
+                (int(months), device_id))
+
+
+def set_pseudonym(con, device_id, pseudonym):
+    ensure_device(con, device_id)
+    con.execute("UPDATE device SET pseudonym = ? WHERE device_id = ?", (pseudonym, device_id))
+
+
+def add_calibration(con, device_id, date, cert):
+    """Store a calibration certificate (dict, see docs/database.md); returns its id."""
+    ensure_device(con, device_id)
+    cur = con.execute(
+        "INSERT INTO calibration(device_id, date, data, max_error_pct, bound_pct) VALUES (?,?,?,?,?)",
+        (device_id, date, json.dumps(cert, sort_keys=True), cert.get("max_error_pct"),
+         cert.get("bound_pct")))
+    return cur.lastrowid
+
+
+def add_config_change(con, device_id, changes):
+    ensure_device(con, device_id)
+    con.execute("INSERT INTO config_change(device_id, data) VALUES (?,?)",
+                (device_id, json.dumps(changes, sort_keys=True)))
+
+
+def devices(con):
+    return [r["device_id"] for r in con.execute("SELECT device_id FROM device ORDER BY device_id")]
 
 
 def add_event(con, device_id, ev, recording_id=None):

@@ -7,6 +7,8 @@ import datetime as dt
 from oimon.errors import OimonError
 
 DUE_SOON_DAYS = 14
+MIN_INTERVAL = 1
+MAX_INTERVAL = 12
 
 
 def add_months(d, months):
@@ -41,13 +43,14 @@ def record(con, device_id, date, torque_nm=None):
                     (device_id, date.isoformat(), torque_nm))
 
 
-def all_status(con, today):
+def all_status(con, today, device_id=None):
     rows = con.execute("""
         SELECT d.device_id, d.retighten_interval_months AS iv,
                (SELECT max(date) FROM retightening r WHERE r.device_id = d.device_id) AS last,
                (SELECT torque_nm FROM retightening r WHERE r.device_id = d.device_id
                 ORDER BY date DESC, id DESC LIMIT 1) AS torque
-        FROM device d ORDER BY d.device_id""").fetchall()
+        FROM device d WHERE ? IS NULL OR d.device_id = ? ORDER BY d.device_id""",
+                       (device_id, device_id)).fetchall()
     out = []
     for r in rows:
         s = status(dt.date.fromisoformat(r["last"]) if r["last"] else None, r["iv"], today)
@@ -56,6 +59,15 @@ def all_status(con, today):
         s["torque_nm"] = r["torque"]
         out.append(s)
     return out
+
+
+def device_status(con, device_id, today):
+    rows = all_status(con, today, device_id)
+    if rows:
+        return rows[0]
+    s = status(None, 3, today)
+    s.update(device_id=device_id, interval_months=3, torque_nm=None)
+    return s
 
 
 def line(s):
