@@ -61,10 +61,22 @@ def _mp_test_dirs():
     return [FW_TESTS] + extra
 
 
+def _is_mp_test(path):
+    return path.suffix == ".py" and path.name.startswith("mp_") \
+        and any(d in path.parents for d in _mp_test_dirs())
+
+
 def pytest_collect_file(parent, file_path):
-    if file_path.suffix == ".py" and file_path.name.startswith("mp_") \
-            and any(d in file_path.parents for d in _mp_test_dirs()):
+    # A file named on the command line goes through pytest_pycollect_makemodule below instead.
+    if _is_mp_test(file_path) and not parent.session.isinitpath(file_path):
         return MicroPythonFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    # `pytest tests/firmware/mp_x.py`: never import a MicroPython test module into CPython.
+    if _is_mp_test(module_path):
+        return MicroPythonFile.from_parent(parent, path=module_path)
     return None
 
 
