@@ -72,6 +72,18 @@ MIGRATIONS = [
     );
     CREATE INDEX retightening_device ON retightening(device_id, date);
     """,
+    # 3: Phase I exercise sessions (docs/exercise.md): one device session summary per row
+    """
+    CREATE TABLE exercise_session (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        t INTEGER,
+        day TEXT NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE(device_id, t, day)
+    );
+    CREATE INDEX exercise_session_device ON exercise_session(device_id, day);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
