@@ -1,4 +1,5 @@
-"""oimon sim ...: the simulator's commands (virtual device, scenarios, replay, metrics)."""
+"""oimon sim ...: the simulator's commands (virtual device, scenarios, replay, metrics, sweep)."""
+import json
 import sys
 import tempfile
 import time
@@ -6,50 +7,177 @@ from pathlib import Path
 
 from oimon.errors import OimonError
 
+DEFAULT_START = "2025-01-01T00:00:00+00:00"
+
+
+def _positive(kind, lo=None, hi=None):
+    def conv(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise OimonError("%r is not a %s" % (s, "number" if kind is float else "whole number"))
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise OimonError("%s is out of range (%s..%s)" % (s, lo, hi))
+        return v
+    conv.__name__ = kind.__name__
+    return conv
+
+
+def _kv(s):
+    if "=" not in s:
+        raise OimonError("--set wants KEY=VALUE, got %r" % s)
+    k, v = s.split("=", 1)
+    try:
+        v = json.loads(v)
+    except ValueError:
+        pass
+    return k.strip(), v
+
 
 def register(sub):
     p = sub.add_parser("sim", help="simulator: virtual device, scenarios, replay, metrics")
     s = p.add_subparsers(dest="sim_command", metavar="SIMCOMMAND", parser_class=type(p))
     s.required = True
+
     d = s.add_parser("device", help="run the firmware on the unix port behind a pty")
     g = d.add_mutually_exclusive_group()
     g.add_argument("--scenario", default="walk", help="built-in scenario (default walk)")
     g.add_argument("--recording", help="recording file to play (raw counts or calibrated)")
-    d.add_argument("--speed", type=int, default=1, help="1 = real time (default), 0 = as fast as possible")
-    d.add_argument("--duration", type=float, default=60, help="scenario length in s, looped")
+    d.add_argument("--speed", type=_positive(int, 0, 1000), default=1,
+                   help="1 = real time (default), 0 = as fast as possible")
+    d.add_argument("--duration", type=_positive(float, 1, 86400), default=60,
+                   help="scenario length in s, looped")
+    d.add_argument("--seed", type=_positive(int, 0, 2**31), default=0)
+    d.add_argument("--body-weight", type=_positive(float, 20, 250), default=75.0)
     d.add_argument("--storage", help="folder for the device's files (default: a temporary one)")
     d.add_argument("--device-id", default="SIM-0001")
-    d.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)")
+    d.add_argument("--seconds", type=_positive(float, 0), default=0,
+                   help="stop after this many seconds (default: Ctrl-C)")
     d.set_defaults(func=cmd_device)
 
+    ls = s.add_parser("list", help="the built-in scenarios")
+    ls.set_defaults(func=cmd_list)
 
+    g = s.add_parser("generate", help="write a scenario with its ground truth into a recording")
+    g.add_argument("--scenario", required=True, help="scenario name (oimon sim list)")
+    g.add_argument("--duration", type=_positive(float, 0.1, 7 * 86400), required=True,
+                   help="seconds")
+    g.add_argument("--seed", type=_positive(int, 0, 2**31), default=0)
+    g.add_argument("--body-weight", type=_positive(float, 20, 250), default=75.0, help="kg")
+    g.add_argument("--rate", type=_positive(int, 10, 10000), default=1000, help="Hz (default 1000)")
+    g.add_argument("--raw", action="store_true",
+                   help="raw ADC counts (always for fault scenarios and day)")
+    g.add_argument("--set", action="append", default=[], type=_kv, metavar="KEY=VALUE",
+                   help="scenario parameter, e.g. --set direction=backward --set severity=high")
+    g.add_argument("--no-noise", action="store_true", help="leave out the sensor noise")
+    g.add_argument("--start", default=DEFAULT_START, help="start_time in the header (ISO 8601)")
+    g.add_argument("--device-id", default="SIM-0001")
+    g.add_argument("--progress", action="store_true", help="progress bar even if stderr is no tty")
+    g.add_argument("--out", required=True, help="recording to write")
+    g.set_defaults(func=cmd_generate)
+
+    r = s.add_parser("replay", help="run the firmware's numpy model over a recording, print events")
+    r.add_argument("recording")
+    r.add_argument("--json", action="store_true", help="events as JSON")
+    r.add_argument("--config", help="JSON file: phase, limits, body_weight_kg, ... (as config.json)")
+    r.add_argument("--progress", action="store_true")
+    r.set_defaults(func=cmd_replay)
+
+    m = s.add_parser("metrics", help="replay events against the ground truth")
+    m.add_argument("recordings", nargs="+")
+    m.add_argument("--config", help="JSON file: phase, limits, ... (as config.json)")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--tolerance", type=_positive(float, 0, 60), default=2.0,
+                   help="seconds after a truth interval an event still counts for it (default 2)")
+    m.add_argument("--progress", action="store_true")
+    m.set_defaults(func=cmd_metrics)
+
+    w = s.add_parser("sweep", help="vary a threshold, tabulate sensitivity and false events")
+    w.add_argument("recordings", nargs="+")
+    w.add_argument("--param", default="comp",
+                   help="limit to vary: comp, tens, moment, or a dotted config key (default comp)")
+    w.add_argument("--values", required=True,
+                   help="comma-separated values in device units, or START:STOP:STEP")
+    w.add_argument("--config", help="base config (JSON)")
+    w.add_argument("--tolerance", type=_positive(float, 0, 60), default=2.0)
+    w.add_argument("--csv", required=True, help="table to write")
+    w.add_argument("--png", help="ROC-style plot to write")
+    w.add_argument("--progress", action="store_true")
+    w.set_defaults(func=cmd_sweep)
+
+
+# --- device ----------------------------------------------------------------------------------
 def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, storage=None,
-                         device_id="SIM-0001", body_weight_kg=75):
+                         device_id="SIM-0001", body_weight_kg=75, seed=0):
     """Generate the sensor input, write the calibration the device would have, start it."""
     from oimon_sim import scenarios, sensor, vdev_setup
     from oimon_sim.device import VirtualDevice
     work = Path(tempfile.mkdtemp(prefix="oimon-sim-"))
     model = sensor.SensorModel()
+    raw_path = work / "sensor.raw"
+    rate = 1000
     if recording:
-        raw = vdev_setup.raw_from_recording(recording, model)
+        model, rate = raw_file_from_recording(recording, raw_path)
     else:
         if scenario not in scenarios.SCENARIOS:
             raise OimonError("unknown scenario %r (choose from %s)" % (
                 scenario, ", ".join(sorted(scenarios.SCENARIOS))))
-        load, _truth = scenarios.SCENARIOS[scenario](duration, 1000, body_weight_kg)
-        raw = model.raw(load)
-    raw_path = work / "sensor.raw"
-    sensor.write_raw(raw_path, raw)
-    vd = VirtualDevice(raw_path, speed=speed, storage=storage or (work / "storage"),
+        try:
+            with open(raw_path, "wb") as f:
+                for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
+                                                           seed, raw=True, model=model):
+                    f.write(raw.astype("<i4").tobytes())
+        except scenarios.ScenarioError as e:
+            raise OimonError("scenario %s: %s" % (scenario, e))
+    vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
                        device_id=device_id)
     vdev_setup.provision(vd.storage, model)
     vd.start()
     return vd
 
 
+def sensor_model_for(header):
+    """The sensor model behind a recording: its `sensor` header, else the inverse of its
+    calibration, else the default model."""
+    import numpy as np
+    from oimon_sim import sensor
+    if isinstance(header.get("sensor"), dict):
+        return sensor.SensorModel(header["sensor"]["S"], header["sensor"]["offset"])
+    cal = header.get("calibration")
+    if isinstance(cal, dict) and "gain" in cal and "offset" in cal:
+        return sensor.SensorModel(np.linalg.inv(np.array(cal["gain"], float)),
+                                  list(cal["offset"])[:3] + [0])
+    return sensor.SensorModel()
+
+
+def raw_file_from_recording(path, out):
+    """Stream a recording into the virtual device's raw-counts file (calibrated samples go through
+    the sensor model). Returns (sensor model to provision, rate)."""
+    from oimon import recording
+    with recording.Reader(path) as r:
+        if r.kind == "raw" and r.nch != 4:
+            raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))
+        if r.kind != "raw" and r.nch < 3:
+            raise OimonError("%s: a calibrated recording has 3 channels, this one %d" % (path, r.nch))
+        model = sensor_model_for(r.header) if r.kind == "raw" else sensor_model_for({})
+        n = 0
+        with open(out, "wb") as f:
+            for c in r.chunks():
+                if c[0] != "samples":
+                    continue
+                a = c[2] if r.kind == "raw" else model.raw(c[2][:, :3])
+                f.write(a.astype("<i4").tobytes())
+                n += len(a)
+        if r.error:
+            print("oimon: warning: %s (playing the good part)" % r.error, file=sys.stderr)
+        if not n:
+            raise OimonError("%s: no samples%s" % (path, " (%s)" % r.error if r.error else ""))
+        return model, int(r.rate)
+
+
 def cmd_device(args):
     vd = start_virtual_device(args.scenario, args.recording, args.speed, args.duration,
-                              args.storage, args.device_id)
+                              args.storage, args.device_id, args.body_weight, args.seed)
     print(vd.path, flush=True)
     print("virtual device %s on %s (storage %s); Ctrl-C stops it" % (
         args.device_id, vd.path, vd.storage), file=sys.stderr, flush=True)
@@ -63,3 +191,120 @@ def cmd_device(args):
         pass
     finally:
         vd.stop()
+
+
+# --- scenarios -------------------------------------------------------------------------------
+def cmd_list(args):
+    from oimon_sim import scenarios
+    for name in scenarios.SCENARIOS:
+        print("%-17s %s" % (name, scenarios.describe(name)))
+
+
+def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=False,
+                       params=None, noise=True, start=DEFAULT_START, device_id="SIM-0001",
+                       progress=None):
+    """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
+    Returns the header."""
+    from oimon import recording
+    from oimon_sim import progress as prog
+    from oimon_sim import scenarios, sensor
+    params = dict(params or {})
+    if scenario not in scenarios.SCENARIOS:
+        raise OimonError("unknown scenario %r (choose from %s)" % (
+            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
+    raw = bool(raw) or scenarios.is_raw_scenario(scenario)
+    model = sensor.SensorModel()
+    header = {
+        "device_id": device_id, "firmware": "sim", "rate_hz": int(rate),
+        "kind": "raw" if raw else "calibrated", "start_time": start,
+        "source": "oimon sim generate", "scenario": scenario, "seed": int(seed),
+        "params": params, "duration_s": float(duration), "body_weight_kg": float(body_weight_kg),
+        "noise": bool(noise),
+    }
+    if raw:
+        header["calibration"] = {"offset": [int(v) for v in model.offset[:3]],
+                                 "gain": [[float(v) for v in row] for row in model.gain_matrix()]}
+        header["sensor"] = {"S": model.S.tolist(), "offset": [int(v) for v in model.offset]}
+    else:
+        header["calibration"] = None
+    n_total = int(round(duration * rate))
+    bar = prog.Progress(n_total / rate, "generate %s" % scenario, " h" if duration >= 3600 else " s",
+                        1 / 3600 if duration >= 3600 else 1, enabled=progress or None)
+    try:
+        with recording.Writer(out, header, atomic=True) as w, bar:
+            for first, rows, tr in scenarios.generate(scenario, duration, rate, body_weight_kg,
+                                                      seed, raw=raw, model=model, noise=noise,
+                                                      **params):
+                for d in tr:
+                    w.event(d)
+                w.write(first, rows)
+                bar.update((first + len(rows)) / rate)
+    except (scenarios.ScenarioError, TypeError) as e:
+        raise OimonError("scenario %s: %s" % (scenario, e))
+    return header
+
+
+def cmd_generate(args):
+    h = generate_recording(args.out, args.scenario, args.duration, args.seed, args.body_weight,
+                           args.rate, args.raw, dict(args.set), not args.no_noise, args.start,
+                           args.device_id, args.progress)
+    print("wrote %s: %s, %.1f s at %d Hz, %s" % (args.out, args.scenario, args.duration,
+                                                 args.rate, h["kind"]))
+
+
+# --- replay, metrics, sweep ------------------------------------------------------------------
+def _load_config(path):
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError as e:
+        raise OimonError("%s: cannot read (%s)" % (path, e.strerror))
+    except ValueError as e:
+        raise OimonError("%s: not JSON (%s)" % (path, e))
+    if not isinstance(cfg, dict):
+        raise OimonError("%s: a config is a JSON object" % path)
+    return cfg
+
+
+def _warn(res):
+    for e in res.get("errors", [])[:1]:
+        print("oimon: warning: %s (the rest was replayed)" % e, file=sys.stderr)
+
+
+def cmd_replay(args):
+    from oimon_sim import replay
+    res = replay.replay_file(args.recording, _load_config(args.config), progress=args.progress or None)
+    _warn(res)
+    if args.json:
+        print(json.dumps({"events": res["events"], "samples": res["samples"],
+                          "seconds": res["samples"] / res["rate"], "config": res["config"]},
+                         indent=1, sort_keys=True))
+        return
+    print(replay.format_events(res))
+
+
+def cmd_metrics(args):
+    from oimon_sim import metrics
+    cfg = _load_config(args.config)
+    res = metrics.evaluate_files(args.recordings, cfg, tolerance_s=args.tolerance,
+                                 progress=args.progress or None)
+    for e in res.get("errors", [])[:1]:
+        print("oimon: warning: %s (the rest was used)" % e, file=sys.stderr)
+    if args.json:
+        print(json.dumps(res, indent=1, sort_keys=True))
+    else:
+        print(metrics.format_report(res))
+
+
+def cmd_sweep(args):
+    from oimon_sim import sweep
+    values = sweep.parse_values(args.values)
+    rows = sweep.run(args.recordings, args.param, values, _load_config(args.config),
+                     tolerance_s=args.tolerance, progress=args.progress or None)
+    sweep.write_csv(args.csv, rows)
+    if args.png:
+        sweep.plot(args.png, rows, args.param)
+    print(sweep.format_table(rows))
+    print("wrote %s%s" % (args.csv, " and %s" % args.png if args.png else ""))
