@@ -1,10 +1,17 @@
 # oimon serial protocol: one module for the device (MicroPython) and the host (CPython).
 # Layout in docs/protocol.md. A frame on the wire is COBS(body) followed by one 0x00 delimiter;
 # body = version u8 | type u8 | seq u16 LE | payload | crc32 u32 LE (over version..payload).
-# binascii.crc32 on the device equals zlib.crc32 on the host (both the IEEE 802.3 CRC-32).
+# binascii.crc32 on the device equals zlib.crc32 on the host (both the IEEE 802.3 CRC-32); the
+# device's stream path uses an allocation-free viper CRC with the same result (tested).
+# Also here, because both sides need them: the device log's record layout (docs/device-log.md),
+# the event snippet encoding and the authenticated-command layout.
 try:
     from micropython import const
+    import micropython
+    _MP = True
 except ImportError:  # CPython
+    _MP = False
+
     def const(x):
         return x
 try:
@@ -12,6 +19,7 @@ try:
 except ImportError:  # pragma: no cover - every CPython has binascii.crc32
     from zlib import crc32
 import struct
+from array import array
 
 VERSION = const(1)
 HEADER = const(4)
@@ -26,9 +34,9 @@ T_EVENT = const(0x03)           # event record (JSON object, utf-8)
 T_SUMMARY = const(0x04)         # daily summary (JSON object)
 T_STATUS = const(0x05)          # status (JSON object)
 T_RESP = const(0x11)            # command response: cmd u8, status u8, JSON data
-T_LOG = const(0x12)             # log record read back (see docs/protocol.md)
+T_LOG = const(0x12)             # log record chunk: seq u32, total u16, off u16, record bytes
 # Host -> device:
-T_CMD = const(0x10)             # command: cmd u8, JSON arguments
+T_CMD = const(0x10)             # command: cmd u8, [auth header], JSON arguments
 
 TYPE_NAMES = {T_SAMPLES: "samples", T_RAW: "raw", T_EVENT: "event", T_SUMMARY: "summary",
               T_STATUS: "status", T_RESP: "resp", T_LOG: "log", T_CMD: "cmd"}
@@ -39,11 +47,84 @@ RAW_BYTES = const(12)           # 4 x i24 per raw sample
 # Wire units of a calibrated sample: axial in 0.2 N (the firmware's 0.1 N >> 1: +-6553 N),
 # moments in 0.01 N*m (+-327 N*m); values beyond int16 are clamped.
 AXIAL_WIRE_SHIFT = const(1)
+LOG_HDR = const(8)              # T_LOG chunk header: seq u32, total u16, off u16
+
+
+def _crc_table():
+    t = array("I", [0] * 256)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        t[n] = c
+    return t
+
+
+if _MP:
+    _CRC_TAB = _crc_table()
+
+    @micropython.viper
+    def _crc_put(buf, start: int, end: int, tab):
+        # CRC-32 (IEEE) of buf[start:end] stored little-endian at buf[end:end+4]; no allocation
+        p = ptr8(buf)
+        t = ptr32(tab)
+        c = uint(0) - uint(1)
+        i = start
+        while i < end:
+            c = uint(t[(c ^ uint(p[i])) & 0xFF]) ^ (c >> 8)
+            i += 1
+        c = c ^ (uint(0) - uint(1))
+        p[end] = c
+        p[end + 1] = c >> 8
+        p[end + 2] = c >> 16
+        p[end + 3] = c >> 24
+
+    @micropython.viper
+    def _cobs_enc_v(src, n: int, dst) -> int:
+        s = ptr8(src)
+        d = ptr8(dst)
+        code_i = 0
+        code = 1
+        o = 1
+        i = 0
+        while i < n:
+            b = s[i]
+            if b == 0:
+                d[code_i] = code
+                code_i = o
+                o += 1
+                code = 1
+            else:
+                d[o] = b
+                o += 1
+                code += 1
+                if code == 0xFF:
+                    d[code_i] = code
+                    code_i = o
+                    o += 1
+                    code = 1
+            i += 1
+        d[code_i] = code
+        return o
+else:
+    _CRC_TAB = None
+
+    def _crc_put(buf, start, end, tab):
+        c = crc32(bytes(buf[start:end])) & 0xFFFFFFFF
+        buf[end:end + 4] = c.to_bytes(4, "little")
+
+
+def crc_put(buf, start, end):
+    """Store the CRC-32 of buf[start:end] little-endian at buf[end:end+4] (allocation-free on
+    the device)."""
+    _crc_put(buf, start, end, _CRC_TAB)
 
 
 def cobs_encode(src, n, dst):
     """COBS-encode src[0:n] into dst (len >= n + n // 254 + 2); returns the length written
     (without the 0x00 delimiter). Allocation-free."""
+    if _MP:
+        return _cobs_enc_v(src, n, dst)
     code_i = 0
     code = 1
     o = 1
@@ -97,7 +178,8 @@ def cobs_decode(src, n, dst):
 
 class Encoder:
     """Builds frames into pre-allocated buffers: body() gives the payload area, then
-    finish(ftype, n) returns a memoryview of the COBS frame with its delimiter."""
+    finish(ftype, n) returns a memoryview of the COBS frame with its delimiter.
+    On the device's stream path use write(tx, ftype, n): no allocation at all."""
 
     def __init__(self, max_payload=MAX_PAYLOAD):
         self.seq = 0
@@ -105,9 +187,13 @@ class Encoder:
         self._out = bytearray(len(self._body) + len(self._body) // 254 + 3)
         self._bmv = memoryview(self._body)
         self._omv = memoryview(self._out)
+        self.out = self._out
         self.payload = memoryview(self._body)[HEADER:HEADER + max_payload]
+        self.max_payload = max_payload
 
-    def finish(self, ftype, n):
+    def finish_n(self, ftype, n):
+        """Frame the n payload bytes into self.out; returns the frame's length (delimiter
+        included). Allocation-free on the device."""
         b = self._body
         seq = self.seq
         b[0] = VERSION
@@ -115,15 +201,23 @@ class Encoder:
         b[2] = seq & 0xFF
         b[3] = (seq >> 8) & 0xFF
         end = HEADER + n
-        c = crc32(self._bmv[:end]) & 0xFFFFFFFF
-        b[end] = c & 0xFF
-        b[end + 1] = (c >> 8) & 0xFF
-        b[end + 2] = (c >> 16) & 0xFF
-        b[end + 3] = (c >> 24) & 0xFF
+        _crc_put(b, 0, end, _CRC_TAB)
         m = cobs_encode(b, end + TRAILER, self._out)
         self._out[m] = 0
         self.seq = (seq + 1) & 0xFFFF
-        return self._omv[:m + 1]
+        return m + 1
+
+    def finish(self, ftype, n):
+        return self._omv[:self.finish_n(ftype, n)]
+
+    def write(self, tx, ftype, n):
+        """Frame and write to the stream tx (MicroPython: write(buf, len), no allocation)."""
+        k = self.finish_n(ftype, n)
+        if _MP:
+            tx.write(self._out, k)
+        else:
+            tx.write(bytes(self._omv[:k]))
+        return k
 
     def frame(self, ftype, payload):
         n = len(payload)
@@ -141,7 +235,9 @@ def encode(ftype, seq, payload):
 class Decoder:
     """Byte-stream deframer: feed() bytes, get complete frames back as (type, seq, payload).
     Bad frames (COBS error, short, CRC, version, oversize) are counted and skipped; it resyncs at
-    the next 0x00. Sequence gaps are counted per direction of travel (frames seen after a jump)."""
+    the next 0x00. Sequence gaps are counted per direction of travel (frames seen after a jump).
+    break_in turns True when a frame starts with CR, Ctrl-C (mpremote's "\\r\\x03"): never the
+    start of a valid frame, whose second byte is always the version 0x01."""
 
     def __init__(self, max_body=MAX_BODY):
         self._raw = bytearray(max_body + max_body // 254 + 2)
@@ -152,6 +248,7 @@ class Decoder:
         self.bad = 0
         self.gaps = 0
         self.lost = 0            # frames missing according to the sequence numbers
+        self.break_in = False
         self._last_seq = -1
 
     def reset_seq(self):
@@ -167,9 +264,12 @@ class Decoder:
 
     def byte(self, b):
         if b != 0:
-            if self._n < len(self._raw):
-                self._raw[self._n] = b
-                self._n += 1
+            n = self._n
+            if n < len(self._raw):
+                if n == 1 and b == 3 and self._raw[0] == 13:
+                    self.break_in = True
+                self._raw[n] = b
+                self._n = n + 1
             else:
                 self._overflow = True
             return None
@@ -252,10 +352,11 @@ def pack_cmd(cmd, args_json):
 C_INFO = const(1)
 C_TIME = const(2)            # {"t": unix seconds}
 C_STREAM = const(3)          # {"mode": "cal"|"raw"|"off"}
-C_LOG = const(4)             # {"since": seq}
+C_LOG = const(4)             # {"since": seq, "max": bytes}: T_LOG chunks, then the response
 C_ACK = const(5)             # acknowledge the sounding alarm
 C_CONFIG = const(6)          # get config
 C_STATUS = const(7)
+C_REPL = const(8)            # release the board: the main loop ends, MicroPython's REPL runs
 # Prosthetist level (authenticated, see docs/protocol.md):
 C_SET = const(0x20)          # set limits / phase / profile
 C_CALIB = const(0x21)        # write calibration
@@ -263,6 +364,12 @@ C_RETIGHTEN = const(0x22)    # record a retightening
 C_PLAN = const(0x23)         # exercise plan
 C_WIPE = const(0x24)         # wipe the log
 C_TARE = const(0x25)
+AUTH_MIN = const(0x20)       # commands >= AUTH_MIN need the auth header
+
+CMD_NAMES = {C_INFO: "info", C_TIME: "time", C_STREAM: "stream", C_LOG: "log", C_ACK: "ack",
+             C_CONFIG: "config", C_STATUS: "status", C_REPL: "repl", C_SET: "set",
+             C_CALIB: "calib", C_RETIGHTEN: "retighten", C_PLAN: "plan", C_WIPE: "wipe",
+             C_TARE: "tare"}
 
 # Response status codes (T_RESP payload byte 1)
 S_OK = const(0)
@@ -273,3 +380,154 @@ S_REPLAY = const(4)
 S_RANGE = const(5)
 S_BUSY = const(6)
 S_ERROR = const(7)
+
+# --- authenticated commands -------------------------------------------------------------------
+# T_CMD payload of a prosthetist command: cmd u8 | counter u32 LE | mac 32 bytes | JSON args
+# mac = HMAC-SHA256(key, auth_message(device_id, counter, cmd, args)), key 32 bytes.
+AUTH_HDR = const(36)
+MAC_LEN = const(32)
+KEY_LEN = const(32)
+
+
+def auth_message(device_id, counter, cmd, args):
+    """The bytes the MAC covers: "oimon-cmd1" | len(device_id) u8 | device_id (utf-8) |
+    counter u32 LE | cmd u8 | args."""
+    d = device_id.encode() if isinstance(device_id, str) else bytes(device_id)
+    return b"oimon-cmd1" + bytes((len(d),)) + d + struct.pack("<IB", counter & 0xFFFFFFFF, cmd) \
+        + bytes(args)
+
+
+# --- device log records (docs/device-log.md) ---------------------------------------------------
+# magic u8 0x6F | kind u8 | len u16 | seq u32 | t u32 (unix s, 0 = clock unset) | payload[len]
+# | crc32 u32 over magic..payload. All little-endian.
+REC_MAGIC = const(0x6F)
+REC_HDR = const(12)
+REC_TRL = const(4)
+REC_MAX_PAYLOAD = const(20000)  # the device's reader window (20 KB) holds the largest
+K_EVENT = const(1)
+K_SUMMARY = const(2)
+K_ALARM = const(3)
+K_CONFIG = const(4)
+K_CALIB = const(5)
+K_RETIGHTEN = const(6)
+K_SECURITY = const(7)
+KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG: "config",
+              K_CALIB: "calibration", K_RETIGHTEN: "retightening", K_SECURITY: "security"}
+
+
+def rec_check(buf, off, n):
+    """Is there a valid record at buf[off:n]? Returns its total length, 0 if buf ends inside a
+    plausible record (need more bytes), -1 if the bytes at off are not a valid record."""
+    if n - off < REC_HDR + REC_TRL:
+        return 0 if buf[off] == REC_MAGIC or n == off else -1
+    if buf[off] != REC_MAGIC or buf[off + 1] == 0 or buf[off + 1] > K_SECURITY:
+        return -1
+    ln = buf[off + 2] | (buf[off + 3] << 8)
+    if ln > REC_MAX_PAYLOAD:
+        return -1
+    end = off + REC_HDR + ln
+    if end + REC_TRL > n:
+        return 0
+    c = buf[end] | (buf[end + 1] << 8) | (buf[end + 2] << 16) | (buf[end + 3] << 24)
+    if c != crc32(memoryview(buf)[off:end]) & 0xFFFFFFFF:
+        return -1
+    return REC_HDR + ln + REC_TRL
+
+
+def rec_fields(buf, off):
+    """(kind, seq, t, payload_offset, payload_len) of a record already checked."""
+    kind = buf[off + 1]
+    ln = buf[off + 2] | (buf[off + 3] << 8)
+    seq, t = struct.unpack_from("<II", buf, off + 4)
+    return kind, seq, t, off + REC_HDR, ln
+
+
+def parse_record(rec):
+    """Host side: a whole record (bytes) -> dict(kind, kind_name, seq, t, payload), or
+    ValueError."""
+    rec = bytes(rec)
+    if rec_check(rec, 0, len(rec)) != len(rec):
+        raise ValueError("corrupt log record")
+    kind, seq, t, p, ln = rec_fields(rec, 0)
+    return {"kind": kind, "kind_name": KIND_NAMES.get(kind, str(kind)), "seq": seq, "t": t,
+            "payload": rec[p:p + ln]}
+
+
+def pack_record(kind, seq, t, payload):
+    """Host/tests: one record as bytes (the device builds them in place, flashlog.Log)."""
+    b = bytearray(REC_HDR + len(payload) + REC_TRL)
+    struct.pack_into("<BBHII", b, 0, REC_MAGIC, kind, len(payload), seq, t)
+    b[REC_HDR:REC_HDR + len(payload)] = payload
+    c = crc32(bytes(b[:REC_HDR + len(payload)])) & 0xFFFFFFFF
+    struct.pack_into("<I", b, REC_HDR + len(payload), c)
+    return bytes(b)
+
+
+# Event record payload: head_len u16 | head (JSON) | [snippet]
+# snippet: rate u16 | pre u16 (samples before the trigger) | n u16 | enc u8 | data
+#   enc 0: n x 3 x i16 LE; enc 1 (delta): per value one byte signed delta to the previous value
+#   of the same channel (-127..127), or 0x80 followed by the absolute value as i16 LE.
+#   Values are in wire units (axial 0.2 N, moments 0.01 N*m), previous values start at 0.
+SNIP_HDR = const(7)
+
+
+def unpack_event(payload):
+    """Host side: (head dict, snippet dict or None) of a K_EVENT payload; ValueError if bad."""
+    import json
+    payload = bytes(payload)
+    if len(payload) < 2:
+        raise ValueError("short event record")
+    hl = payload[0] | (payload[1] << 8)
+    if 2 + hl > len(payload):
+        raise ValueError("event head overruns the record")
+    head = json.loads(payload[2:2 + hl])
+    rest = payload[2 + hl:]
+    if not rest:
+        return head, None
+    if len(rest) < SNIP_HDR:
+        raise ValueError("short snippet header")
+    rate, pre, n, enc = struct.unpack_from("<HHHB", rest, 0)
+    data = rest[SNIP_HDR:]
+    rows = []
+    if enc == 0:
+        if len(data) != 6 * n:
+            raise ValueError("snippet length does not match n")
+        v = struct.unpack("<%dh" % (3 * n), data)
+        rows = [(v[3 * i] << AXIAL_WIRE_SHIFT, v[3 * i + 1], v[3 * i + 2]) for i in range(n)]
+    elif enc == 1:
+        prev = [0, 0, 0]
+        i = 0
+        cur = [0, 0, 0]
+        for _ in range(n):
+            for c in range(3):
+                if i >= len(data):
+                    raise ValueError("snippet data truncated")
+                b = data[i]
+                if b == 0x80:
+                    if i + 3 > len(data):
+                        raise ValueError("snippet data truncated")
+                    v = data[i + 1] | (data[i + 2] << 8)
+                    if v & 0x8000:
+                        v -= 0x10000
+                    i += 3
+                else:
+                    v = prev[c] + (b - 256 if b & 0x80 else b)
+                    i += 1
+                prev[c] = v
+                cur[c] = v
+            rows.append((cur[0] << AXIAL_WIRE_SHIFT, cur[1], cur[2]))
+        if i != len(data):
+            raise ValueError("snippet has trailing bytes")
+    else:
+        raise ValueError("unknown snippet encoding %d" % enc)
+    return head, {"rate": rate, "pre": pre, "n": n, "rows": rows}
+
+
+def unpack_log_chunk(payload):
+    """T_LOG payload -> (seq, total, off, bytes)."""
+    if len(payload) < LOG_HDR:
+        raise ValueError("short log chunk")
+    seq, total, off = struct.unpack_from("<IHH", payload, 0)
+    if off + len(payload) - LOG_HDR > total:
+        raise ValueError("log chunk beyond its record")
+    return seq, total, off, bytes(payload[LOG_HDR:])
