@@ -11,10 +11,13 @@ from oimon import __version__
 from oimon.errors import OimonError
 
 COMMAND_MODULES = [
-    "oimon.cmd_device",      # ports, info, time
+    "oimon.cmd_device",      # ports, info, time, flash, deploy
+    "oimon.cmd_config",      # config show|set
+    "oimon.cmd_calibrate",   # calibrate
+    "oimon.cmd_report",      # report
     "oimon.cmd_record",      # record, events
     "oimon.cmd_plot",        # plot
-    "oimon.cmd_retighten",   # retighten record|status
+    "oimon.cmd_retighten",   # retighten record|status|interval
     "oimon.cmd_sim",         # sim device|generate|replay|...
 ]
 

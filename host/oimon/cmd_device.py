@@ -1,31 +1,132 @@
-"""oimon ports | info | time: find boards and ask a device about itself."""
+"""oimon ports | info | time | flash | deploy: find boards, ask a device about itself, put
+MicroPython and the firmware on it."""
+import datetime as dt
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from oimon import link
+from oimon.errors import OimonError
 from oimon_fw import protocol as P
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "firmware"
+FIRMWARE = ROOT / "firmware"
+KEEP_AS_PY = ("main.py", "boot.py")       # MicroPython runs these by name: never compiled
+ESP_IMAGE_MAGIC = 0xE9
+ESP32S3_CHIP_ID = 9                       # esptool's IMAGE_CHIP_ID for the ESP32-S3
 
 
 def register(sub):
     p = sub.add_parser("ports", help="list serial ports, marking likely ESP32 boards")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ports)
     p = sub.add_parser("info", help="device id, firmware, calibration, limits, clock, retightening")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("time", help="set the device clock from this computer's")
     p.set_defaults(func=cmd_time)
+    p = sub.add_parser("flash", help="erase the board and write a MicroPython ESP32-S3 image, then deploy")
+    p.add_argument("--firmware", required=True, metavar="IMAGE",
+                   help="MicroPython image for the ESP32-S3 (written at 0x0)")
+    p.add_argument("--baud", type=int, default=460800, help="esptool baud rate (default 460800)")
+    p.add_argument("--no-deploy", action="store_true", help="only write MicroPython")
+    p.add_argument("--connect-attempts", type=int, default=3, help=argparse_suppress())
+    p.set_defaults(func=cmd_flash)
+    p = sub.add_parser("deploy", help="copy the compiled firmware, board config and device key "
+                       "to the board (skips files already there)")
+    p.add_argument("--build", default=str(BUILD), help="folder of the .mpy files (make firmware)")
+    p.add_argument("--device-id", help="device id for the key (default: asked from the device)")
+    p.add_argument("--no-key", action="store_true", help="do not copy the device key")
+    p.add_argument("--no-reset", action="store_true", help="leave the board at the REPL")
+    p.set_defaults(func=cmd_deploy)
 
 
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+# --- ports -----------------------------------------------------------------------------------
 def cmd_ports(args):
     ports = link.list_ports_marked()
+    if args.json:
+        print(json.dumps([{"device": d, "description": desc, "esp32": mark} for d, desc, mark in ports],
+                         indent=2))
+        return 0
     if not ports:
-        print("no serial ports found")
+        print("no serial ports found (a virtual device's pty or a pyserial URL works with --port)")
     for dev, desc, mark in ports:
-        print("%-20s %s%s" % (dev, desc, "  <- %s" % mark if mark else ""))
+        print("%-20s %s%s" % (dev, desc, "  <- likely %s" % mark if mark else ""))
+    likely = [d for d, _x, m in ports if m]
+    if len(likely) == 1:
+        print("\noimon will use %s (override with --port or OIMON_PORT)" % likely[0])
+    return 0
 
 
 def open_link(args):
     return link.Link(link.resolve_port(args.port))
+
+
+# --- info ------------------------------------------------------------------------------------
+def _fmt_limits(lim):
+    if not lim:
+        return "?"
+    return "compression %.0f N, tension %.0f N, bending %.1f N*m" % (
+        lim.get("comp", 0) / 10.0, lim.get("tens", 0) / 10.0, lim.get("moment", 0) / 100.0)
+
+
+def _retighten_line(info, today=None):
+    from oimon import retighten
+    last = info.get("retighten_last") or ""
+    iv = info.get("retighten_interval_months") or 3
+    today = today or dt.date.today()
+    try:
+        d = dt.date.fromisoformat(last) if last else None
+    except ValueError:
+        return "unreadable date %r on the device" % last
+    s = retighten.status(d, iv, today)
+    if s["state"] == "never recorded":
+        return "NEVER RECORDED (every %d months)" % iv
+    if s["state"] == "overdue":
+        return "OVERDUE by %d days (last %s, due %s)" % (-s["days_left"], s["last"], s["due"])
+    return "%s: due %s, in %d days (last %s)" % (s["state"], s["due"], s["days_left"], s["last"])
+
+
+def info_lines(info):
+    clock = info.get("clock")
+    drift = ""
+    if isinstance(clock, (int, float)):
+        off = clock - time.time()
+        drift = "  (%+.0f s from this computer%s)" % (off, ": run `oimon time`" if abs(off) > 60 else "")
+        clock = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(clock))
+    cal = "calibrated" if info.get("calibrated") else "UNCALIBRATED: run `oimon calibrate`"
+    cfg = info.get("config_state")
+    rows = [
+        ("device", info.get("device_id")),
+        ("firmware", "%s on %s" % (info.get("fw"), info.get("platform", "?"))),
+        ("calibration", cal),
+        ("configuration", {"ok": "ok", "default": "DEFAULTS (never configured)",
+                           "corrupt": "CORRUPT: defaults in use, set it again"}.get(cfg, cfg)),
+        ("rehab phase", info.get("phase")),
+        ("limits", _fmt_limits(info.get("limits"))),
+        ("body weight", "%s kg" % info.get("body_weight_kg")),
+        ("clock", "%s%s" % (clock, drift)),
+        ("samples", "%s at %s Hz" % (info.get("samples"), info.get("rate"))),
+    ]
+    if "log_used" in info or "log_fill" in info:
+        fill = info.get("log_fill", info.get("log_used"))
+        rows.append(("log", "%s%% full" % fill if isinstance(fill, (int, float)) else fill))
+    rows.append(("retightening", _retighten_line(info)))
+    known = {"device_id", "fw", "platform", "calibrated", "config_state", "phase", "limits",
+             "body_weight_kg", "clock", "samples", "rate", "retighten_last",
+             "retighten_interval_months", "log_used", "log_fill"}
+    rows += [(k, info[k]) for k in sorted(info) if k not in known]
+    return ["%-15s %s" % r for r in rows]
 
 
 def cmd_info(args):
@@ -33,12 +134,262 @@ def cmd_info(args):
         info = ln.command(P.C_INFO)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
-        return
-    for k in sorted(info):
-        print("%-26s %s" % (k, info[k]))
+        return 0
+    print("\n".join(info_lines(info)))
+    return 0
 
 
 def cmd_time(args):
     with open_link(args) as ln:
         r = ln.command(P.C_TIME, {"t": int(time.time())})
-    print("device clock set to %s" % time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["clock"])))
+    print("device clock set to %s" % time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["clock"])))
+
+
+# --- flash -----------------------------------------------------------------------------------
+def check_image(path):
+    """A MicroPython ESP32-S3 image to write at 0x0 (bootloader first): ESP image magic and the
+    S3's chip id in the extended header. Checked before the port is touched."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+        size = p.stat().st_size
+    except OSError as e:
+        raise OimonError("firmware image %s: %s" % (path, e.strerror))
+    if size < 4096 or len(head) < 16 or head[0] != ESP_IMAGE_MAGIC:
+        raise OimonError("%s is not an ESP32 firmware image (no ESP image header at 0x0): "
+                         "use MicroPython's ESP32_GENERIC_S3 .bin" % path)
+    chip = head[12] | (head[13] << 8)
+    if chip != ESP32S3_CHIP_ID:
+        raise OimonError("%s is an image for another chip (chip id %d), not the ESP32-S3" % (path, chip))
+    if size > 16 << 20:
+        raise OimonError("%s is %d bytes: larger than the 16 MB flash" % (path, size))
+    return size
+
+
+def _esptool(argv, quiet=False):
+    """Run esptool; returns its output. A failure raises OimonError with esptool's own reason."""
+    cmd = [sys.executable, "-m", "esptool"] + argv
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+    except OSError as e:
+        raise OimonError("cannot run esptool: %s" % e)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+        if not quiet:
+            sys.stderr.write(line)
+    rc = proc.wait()
+    if rc:
+        text = "".join(out)
+        reason = [ln.strip() for ln in text.splitlines()
+                  if "fatal error" in ln.lower() or ln.strip().startswith("Failed")]
+        why = reason[-1] if reason else (text.strip().splitlines() or ["exit %d" % rc])[-1]
+        why = why.replace("A fatal error occurred: ", "")
+        raise OimonError("esptool: %s" % why)
+    return "".join(out)
+
+
+def cmd_flash(args):
+    size = check_image(args.firmware)
+    if not args.no_deploy:
+        _deploy_files(Path(BUILD))           # fail before erasing if there is nothing to deploy
+    port = link.resolve_port(args.port)
+    if "://" in port:
+        raise OimonError("flash needs a serial port, not %s" % port)
+    base = ["--chip", "esp32s3", "--port", port, "--baud", str(args.baud),
+            "--connect-attempts", str(args.connect_attempts)]
+    print("erasing the flash of the ESP32-S3 on %s" % port, file=sys.stderr)
+    _esptool(base + ["erase-flash"], quiet=True)
+    print("writing %s (%d bytes) at 0x0" % (args.firmware, size), file=sys.stderr)
+    _esptool(base + ["write-flash", "0x0", str(args.firmware)])
+    print("MicroPython written to %s" % port)
+    if args.no_deploy:
+        return 0
+    time.sleep(2.0)                          # the board boots MicroPython (USB re-enumerates)
+    return deploy(port, Path(BUILD), device_id=None, key=True, reset=True, wait=15)
+
+
+# --- deploy ----------------------------------------------------------------------------------
+def _deploy_files(build):
+    """[(device name, local path)]: the .mpy modules of `make firmware`, main.py/boot.py as
+    source. Refuses a missing or stale build."""
+    build = Path(build)
+    mpys = sorted(build.glob("*.mpy")) if build.is_dir() else []
+    if not mpys:
+        raise OimonError("no compiled firmware in %s: run `make firmware`" % build)
+    files = []
+    for m in mpys:
+        src = FIRMWARE / (m.stem + ".py")
+        if (m.stem + ".py") in KEEP_AS_PY:
+            continue
+        if src.exists() and src.stat().st_mtime > m.stat().st_mtime + 1:
+            raise OimonError("%s is older than %s: run `make firmware`" % (m, src))
+        files.append((m.name, m))
+    if "board.mpy" not in [n for n, _p in files]:
+        raise OimonError("no board configuration (board.mpy) in %s: run `make firmware`" % build)
+    for name in KEEP_AS_PY:
+        if (FIRMWARE / name).exists():
+            files.append((name, FIRMWARE / name))
+    return files
+
+
+def _device_key(device_id):
+    """The provisioned device key from the host keystore: (device file name, bytes) or None."""
+    try:
+        from oimon import keystore
+    except ImportError:
+        return None
+    get = getattr(keystore, "device_key_file", None)
+    if get is not None:
+        return get(device_id)
+    for name in ("open", "load", "Keystore"):
+        f = getattr(keystore, name, None)
+        if f is not None:
+            ks = f()
+            key = ks.get(device_id) if hasattr(ks, "get") else None
+            if key is None:
+                raise OimonError("no key for %s in the keystore: provision it first" % device_id)
+            return (getattr(keystore, "DEVICE_KEY_FILE", "key.bin"), bytes(key))
+    return None
+
+
+def _release(port):
+    """Ask a running monitor to release the port to MicroPython's REPL. Returns its info, or
+    None if nothing answered in the monitor's protocol (the board is at the REPL already)."""
+    try:
+        ln = link.Link(port, timeout=1.5)
+    except OimonError:
+        raise
+    try:
+        try:
+            info = ln.command(P.C_INFO)
+        except OimonError:
+            return None
+        code = getattr(P, "C_REPL", None)
+        if code is None:
+            raise OimonError("this protocol has no release-to-REPL command: cannot deploy to a "
+                             "running monitor")
+        ln.command(code)
+        time.sleep(0.3)
+        return info
+    finally:
+        ln.close()
+
+
+class _Board:
+    """mpremote's serial transport, errors turned into OimonError."""
+
+    def __init__(self, port):
+        from mpremote.transport import TransportError
+        from mpremote.transport_serial import SerialTransport
+        self.TransportError = TransportError
+        try:
+            self.t = SerialTransport(port, baudrate=115200)
+        except (TransportError, OSError, Exception) as e:   # noqa: BLE001 - pyserial errors vary
+            raise OimonError("cannot open %s for the REPL: %s" % (port, e))
+        try:
+            self.t.enter_raw_repl(soft_reset=False, timeout_overall=5)
+        except Exception as e:                               # noqa: BLE001
+            self.close()
+            raise OimonError("the board on %s does not give a MicroPython REPL (%s)" % (
+                port, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__))
+
+    def sha256(self, name):
+        try:
+            return self.t.fs_hashfile(name, "sha256")
+        except OSError:
+            return None
+
+    def listdir(self):
+        return [e.name for e in self.t.fs_listdir("")]
+
+    def write(self, name, data):
+        self.t.fs_writefile(name, data)
+
+    def remove(self, name):
+        self.t.fs_rmfile(name)
+
+    def reset(self):
+        try:
+            self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+        except Exception:                                    # noqa: BLE001 - it may vanish at once
+            pass
+
+    def close(self):
+        try:
+            if self.t.in_raw_repl:
+                self.t.exit_raw_repl()
+        except Exception:                                    # noqa: BLE001
+            pass
+        try:
+            self.t.close()
+        except Exception:                                    # noqa: BLE001
+            pass
+
+
+def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print):
+    files = [(n, Path(p).read_bytes()) for n, p in _deploy_files(build)]
+    info = _release(port)
+    device_id = device_id or (info or {}).get("device_id")
+    keyfile = None
+    if key:
+        if not device_id:
+            raise OimonError("the device did not say its id: give --device-id (or --no-key)")
+        keyfile = _device_key(device_id)
+        if keyfile is None:
+            out("warning: no host keystore (oimon.keystore) in this oimon: device key not deployed")
+        else:
+            files.append(keyfile)
+    board = _Board(port)
+    copied = same = 0
+    try:
+        present = set(board.listdir())
+        for name, data in files:
+            want = hashlib.sha256(data).digest()
+            if name in present and board.sha256(name) == want:
+                same += 1
+                continue
+            board.write(name, data)
+            if board.sha256(name) != want:
+                raise OimonError("%s: the copy on the board does not match (sha256)" % name)
+            copied += 1
+            out("copied %s (%d bytes)" % (name, len(data)))
+        # a stale source module would shadow its new .mpy
+        for name, _d in files:
+            if name.endswith(".mpy") and name[:-4] + ".py" in present:
+                board.remove(name[:-4] + ".py")
+                out("removed stale %s" % (name[:-4] + ".py"))
+        if reset:
+            board.reset()
+    except (OSError, board.TransportError) as e:
+        raise OimonError("deploy to %s failed: %s" % (port, e))
+    finally:
+        board.close()
+    out("deployed to %s: %d files copied, %d already up to date%s" % (
+        device_id or port, copied, same, "" if keyfile else " (no device key)"))
+    if reset:
+        info = _wait_monitor(port, wait)
+        out("%s is running firmware %s (%s)" % (info.get("device_id"), info.get("fw"),
+                                                "calibrated" if info.get("calibrated") else "UNCALIBRATED"))
+    return 0
+
+
+def _wait_monitor(port, seconds):
+    t_end = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < t_end:
+        time.sleep(0.3)
+        try:
+            with link.Link(port, timeout=1.0) as ln:
+                return ln.command(P.C_INFO)
+        except OimonError as e:
+            last = e
+    raise OimonError("the monitor did not come back on %s after the reset (%s)" % (port, last))
+
+
+def cmd_deploy(args):
+    port = link.resolve_port(args.port)
+    return deploy(port, Path(args.build), device_id=args.device_id, key=not args.no_key,
+                  reset=not args.no_reset)

@@ -1,0 +1,191 @@
+"""Calibration of the connector's three bridges: plans, the least-squares fit and its
+certificate.
+
+Model (the inverse of sim/oimon_sim/sensor.py): load = G @ (raw - offset), with load in device
+units (axial 0.1 N, moments 0.01 N*m) and raw in ADC counts of channels 0..2. The fit is affine
+over every step, the tare included: load = A @ raw + c, so G = A and offset = -inv(A) @ c.
+
+A plan (JSON) lists the steps of the jig (docs/host.md, "Calibration"):
+
+    {"lever_arm_m": 0.5, "bound_pct": 0.5, "samples": 500, "settle_s": 1.0,
+     "hold_s": 2.0,                      # optional: timed schedule, see below
+     "steps": [{"name": "tare"},
+               {"axis": "axial", "mass_kg": 20},
+               {"axis": "ap", "mass_kg": 10},           # moment = m * g * lever arm
+               {"axis": "ml", "mass_kg": -10},          # the other side of the jig
+               {"load": [196.1, 0, 0]}]}                # or the load itself: N, N*m, N*m
+
+With "hold_s", step k's load is held during the device's samples [k, k+1) * hold_s * rate
+counted from its boot, repeating after the last step: the schedule of a scripted bench, and of
+the virtual device that `plan_raw()` feeds (the simulated jig)."""
+import json
+import math
+
+import numpy as np
+
+from oimon.errors import OimonError
+
+G = 9.80665
+AXES = ("axial", "ap", "ml")
+UNITS = ("N", "N*m", "N*m")
+SCALE = np.array([0.1, 0.01, 0.01])          # physical units per device unit
+# measuring range per axis (the % of full scale of the acceptance bound): the connector's
+# compression range and the bending range of the bridges (docs/algorithm.md)
+FULL_SCALE = np.array([5000.0, 300.0, 300.0])
+DEFAULT_BOUND_PCT = 0.5
+DEFAULT_MASSES = (5, 10, 20, 50)
+DEFAULT_LEVER = 0.5
+MAX_MASS_KG = 500
+MAX_LEVER_M = 2.0
+
+
+def default_plan(masses=DEFAULT_MASSES, lever_arm_m=DEFAULT_LEVER):
+    """Tare, the masses on the axial axis, then each bending axis both ways with the lever arm."""
+    steps = [{"name": "tare"}]
+    steps += [{"axis": "axial", "mass_kg": m} for m in masses]
+    for ax in ("ap", "ml"):
+        for m in masses[:3]:
+            steps += [{"axis": ax, "mass_kg": m}, {"axis": ax, "mass_kg": -m}]
+    return {"lever_arm_m": lever_arm_m, "bound_pct": DEFAULT_BOUND_PCT, "steps": steps}
+
+
+def load_plan(path):
+    try:
+        with open(path) as f:
+            plan = json.load(f)
+    except OSError as e:
+        raise OimonError("plan %s: cannot read (%s)" % (path, e.strerror))
+    except ValueError as e:
+        raise OimonError("plan %s: not valid JSON (%s)" % (path, e))
+    return check_plan(plan, str(path))
+
+
+def _num(v, what, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or not lo <= v <= hi:
+        raise OimonError("%s must be a number in %g..%g, not %r" % (what, lo, hi, v))
+    return float(v)
+
+
+def check_plan(plan, where="plan"):
+    """Validate a plan; returns it with every step's expected load (N, N*m, N*m) as step["load"]."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("steps"), list) or not plan["steps"]:
+        raise OimonError("%s: needs a non-empty list \"steps\"" % where)
+    lever = _num(plan.get("lever_arm_m", DEFAULT_LEVER), where + ": lever_arm_m", 0.01, MAX_LEVER_M)
+    out = dict(plan)
+    out["lever_arm_m"] = lever
+    out["bound_pct"] = _num(plan.get("bound_pct", DEFAULT_BOUND_PCT), where + ": bound_pct", 0.01, 10)
+    out["samples"] = int(_num(plan.get("samples", 500), where + ": samples", 10, 100000))
+    out["settle_s"] = _num(plan.get("settle_s", 1.0), where + ": settle_s", 0, 60)
+    if "hold_s" in plan:
+        out["hold_s"] = _num(plan["hold_s"], where + ": hold_s", 0.2, 600)
+    steps = []
+    for i, s in enumerate(plan["steps"]):
+        w = "%s: step %d" % (where, i + 1)
+        if not isinstance(s, dict):
+            raise OimonError("%s is not an object" % w)
+        s = dict(s)
+        if s.get("name") == "tare" and "load" not in s and "axis" not in s:
+            s["load"] = [0.0, 0.0, 0.0]
+        elif "load" in s:
+            ld = s["load"]
+            if not isinstance(ld, list) or len(ld) != 3:
+                raise OimonError("%s: load must be [axial N, AP N*m, ML N*m]" % w)
+            s["load"] = [_num(ld[0], w + ": axial load", -FULL_SCALE[0], FULL_SCALE[0]),
+                         _num(ld[1], w + ": AP moment", -FULL_SCALE[1], FULL_SCALE[1]),
+                         _num(ld[2], w + ": ML moment", -FULL_SCALE[2], FULL_SCALE[2])]
+        elif s.get("axis") in AXES:
+            m = _num(s.get("mass_kg"), w + ": mass_kg", -MAX_MASS_KG, MAX_MASS_KG)
+            ld = [0.0, 0.0, 0.0]
+            k = AXES.index(s["axis"])
+            ld[k] = m * G if k == 0 else m * G * lever
+            s["load"] = ld
+        else:
+            raise OimonError("%s: give \"name\": \"tare\", \"axis\" (axial|ap|ml) with "
+                             "\"mass_kg\", or \"load\"" % w)
+        s.setdefault("name", describe(s, lever))
+        steps.append(s)
+    out["steps"] = steps
+    loads = np.array([s["load"] for s in steps])
+    if not np.any(np.all(loads == 0, axis=1)):
+        raise OimonError("%s: needs a tare step (no load)" % where)
+    if np.linalg.matrix_rank(loads) < 3:
+        raise OimonError("%s: the steps must load all three axes (axial, AP and ML moment)" % where)
+    return out
+
+
+def describe(step, lever):
+    if step.get("axis") == "axial":
+        return "%g kg on the axial axis" % step["mass_kg"]
+    if step.get("axis") in ("ap", "ml"):
+        return "%g kg at %g m on the %s bending axis" % (step["mass_kg"], lever, step["axis"].upper())
+    return "load %s" % step["load"]
+
+
+def fit(raw_means, loads):
+    """raw_means (n, 3) counts; loads (n, 3) physical units (N, N*m, N*m).
+    Returns (offsets (3,) counts, gain matrix (3, 3) device units per count)."""
+    R = np.asarray(raw_means, float)
+    L = np.asarray(loads, float) / SCALE                     # device units
+    X = np.column_stack([R, np.ones(len(R))])
+    coef, _res, rank, _sv = np.linalg.lstsq(X, L, rcond=None)
+    if rank < 4:
+        raise OimonError("calibration fit is degenerate: the readings do not span all axes "
+                         "(is a bridge disconnected?)")
+    A = coef[:3].T                                            # load = A @ raw + c
+    c = coef[3]
+    try:
+        offsets = -np.linalg.solve(A, c)
+    except np.linalg.LinAlgError:
+        raise OimonError("calibration fit is singular")
+    return offsets, A
+
+
+def apply(offsets, matrix, raw):
+    """Physical loads (N, N*m, N*m) for raw counts (n, 3)."""
+    return (np.asarray(raw, float)[:, :3] - offsets) @ np.asarray(matrix).T * SCALE
+
+
+def residuals(offsets, matrix, raw_means, loads, full_scale=FULL_SCALE):
+    """Per axis: max |error| in N / N*m, RMS, and max as % of full scale."""
+    err = apply(offsets, matrix, raw_means) - np.asarray(loads, float)
+    mx = np.abs(err).max(axis=0)
+    rms = np.sqrt((err ** 2).mean(axis=0))
+    return {"error": err, "max": mx, "rms": rms, "pct": 100.0 * mx / full_scale}
+
+
+def certificate(device_id, plan, raw_means, raw_std, offsets, matrix, res, date, fw=None):
+    """The record stored in the database (table calibration, column data)."""
+    return {
+        "device_id": device_id, "date": date, "firmware": fw,
+        "lever_arm_m": plan["lever_arm_m"], "bound_pct": plan["bound_pct"],
+        "full_scale": dict(zip(AXES, FULL_SCALE.tolist())), "units": dict(zip(AXES, UNITS)),
+        "offsets_counts": [float(x) for x in offsets],
+        "matrix_units_per_count": np.asarray(matrix).tolist(),
+        "steps": [{"name": s["name"], "load": s["load"], "raw_mean": [float(x) for x in m],
+                   "raw_std": [float(x) for x in sd], "error": [float(x) for x in e]}
+                  for s, m, sd, e in zip(plan["steps"], raw_means, raw_std, res["error"])],
+        "max_error": dict(zip(AXES, res["max"].tolist())),
+        "rms_error": dict(zip(AXES, res["rms"].tolist())),
+        "max_error_pct_per_axis": dict(zip(AXES, res["pct"].tolist())),
+        "max_error_pct": float(res["pct"].max()),
+        "passed": bool(res["pct"].max() <= plan["bound_pct"]),
+    }
+
+
+def plan_loads(plan, rate=1000):
+    """The simulated jig: (n, 3) loads in device units holding each step for hold_s."""
+    hold = int(round(plan.get("hold_s", 2.0) * rate))
+    rows = [np.tile(np.asarray(s["load"]) / SCALE, (hold, 1)) for s in plan["steps"]]
+    return np.concatenate(rows)
+
+
+def write_plan_recording(plan, path, rate=1000):
+    """A calibrated recording of the plan's loads, for `oimon sim device --recording` (the
+    virtual device turns it into raw counts through the simulated sensor)."""
+    from oimon import recording
+    loads = np.rint(plan_loads(plan, rate)).astype(np.int32)
+    with recording.Writer(path, {"device_id": "JIG", "rate_hz": rate, "kind": "calibrated",
+                                 "source": "oimon calibrate --write-jig"}) as w:
+        w.write(0, loads)
+    return len(loads)
