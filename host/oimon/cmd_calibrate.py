@@ -3,6 +3,7 @@ each bending axis with the jig's lever arm), a least-squares fit of the 3x3 gain
 offsets, acceptance against a bound in % of full scale, the authenticated write to the device,
 and a calibration certificate in the database."""
 import datetime as dt
+import json
 import sys
 import time
 
@@ -23,6 +24,8 @@ def register(sub):
     p.add_argument("--bound", type=float, help="acceptance bound, %% of full scale (default 0.5)")
     p.add_argument("--dry-run", action="store_true",
                    help="fit and show the result; write nothing to the device or the database")
+    p.add_argument("--json", action="store_true",
+                   help="print the calibration certificate as JSON (the rest goes to stderr)")
     p.add_argument("--write-jig", metavar="REC",
                    help="write the plan's loads as a recording for `oimon sim device "
                         "--recording REC` (the simulated jig) and stop")
@@ -199,6 +202,7 @@ def cmd_calibrate(args):
         print("wrote %s: %d steps held %g s each (%d samples) for `oimon sim device --recording`"
               % (args.write_jig, len(plan["steps"]), plan.get("hold_s", 2.0), n))
         return 0
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     interactive = not args.plan
     if interactive and not sys.stdin.isatty():
         raise OimonError("the calibration wizard needs a terminal; give --plan FILE for scripted runs")
@@ -207,7 +211,7 @@ def cmd_calibrate(args):
     with link.Link(port) as ln:
         info = ln.command(P.C_INFO)
         dev_id = info.get("device_id", "?")
-        print("calibrating %s (firmware %s) on %s: %d steps, bound %g%% of full scale"
+        say("calibrating %s (firmware %s) on %s: %d steps, bound %g%% of full scale"
               % (dev_id, info.get("fw"), port, len(plan["steps"]), plan["bound_pct"]))
         rr = RawReader(ln)
         rr.start()
@@ -227,7 +231,7 @@ def cmd_calibrate(args):
         offsets = np.array(cal.offsets[:3], float)
         matrix = np.array(cal.gains())
         res = C.residuals(offsets, matrix, means, loads)
-        print(_table(res, plan))
+        say(_table(res, plan))
         date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         cert = C.certificate(dev_id, plan, means, stds, offsets, matrix, res, date, info.get("fw"))
         cert["revision"] = version
@@ -238,13 +242,17 @@ def cmd_calibrate(args):
                              "of %g%%; nothing was written" % (C.AXES[worst], res["pct"][worst],
                                                                plan["bound_pct"]))
         if args.dry_run:
-            print("dry run: fit within the bound; nothing written")
+            say("dry run: fit within the bound; nothing written")
+            if args.json:
+                print(json.dumps(cert, indent=2, sort_keys=True))
             return 0
         write_calibration(ln, args, cal)
         after = ln.command(P.C_INFO)
     with con:
         cid = db.add_calibration(con, dev_id, date, cert)
-    print("calibration written to %s (%s); certificate #%d stored, max error %.3f%% of full scale"
+    if args.json:
+        print(json.dumps(cert, indent=2, sort_keys=True))
+    say("calibration written to %s (%s); certificate #%d stored, max error %.3f%% of full scale"
           % (dev_id, "calibrated" if after.get("calibrated") else "device reports UNCALIBRATED",
              cid, cert["max_error_pct"]))
     return 0

@@ -102,7 +102,7 @@ def info_lines(info):
     drift = ""
     if isinstance(clock, (int, float)):
         off = clock - time.time()
-        drift = "  (%+.0f s from this computer%s)" % (off, ": run `oimon time`" if abs(off) > 60 else "")
+        drift = "  (%+d s from this computer%s)" % (round(off), ": run `oimon time`" if abs(off) > 60 else "")
         clock = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(clock))
     cal = "calibrated" if info.get("calibrated") else "UNCALIBRATED: run `oimon calibrate`"
     cfg = info.get("config_state")

@@ -1,6 +1,7 @@
 """oimon record | events: stream calibrated samples into a recording, events into SQLite."""
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,10 @@ def register(sub):
     p.add_argument("--raw", action="store_true", help="raw ADC counts instead of calibrated loads")
     p.add_argument("--reconnect", type=float, default=30,
                    help="seconds to keep trying when the link drops (default 30)")
+    p.add_argument("--live-plot", metavar="PNG",
+                   help="redraw the last 10 s into this PNG every second (headless live view)")
+    p.add_argument("--status", choices=("auto", "always", "never"), default="auto",
+                   help="live status line on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=cmd_record)
     p = sub.add_parser("events", help="list the events in the database")
     p.add_argument("--device", help="only this device")
@@ -41,6 +46,10 @@ class Recorder:
         self.batch_errors = 0
         self.next_index = None
         self.info = None
+        self.live = None              # LivePlot or None
+        self.reconnects = 0
+        self._rate_mark = (time.monotonic(), 0)
+        self.rate_now = 0.0
 
     def _connect(self):
         self.ln = link.Link(self.port)
@@ -84,7 +93,7 @@ class Recorder:
             db.ensure_device(self.con, dev_id)
             cur = self.con.execute(
                 "INSERT INTO recording(device_id, path, started) VALUES (?,?,?)",
-                (dev_id, str(self.out), started.isoformat()))
+                (dev_id, os.path.abspath(str(self.out)), started.isoformat()))
         self.rec_id = cur.lastrowid
         t_end = time.monotonic() + duration if duration else None
         last_status = 0.0
@@ -103,9 +112,15 @@ class Recorder:
                 for ftype, seq, pl in frames:
                     self._frame(w, ftype, pl)
                 now = time.monotonic()
-                if self.status and now - last_status > 0.5:
+                if now - last_status > 1.0:
+                    t0, n0 = self._rate_mark
+                    self.rate_now = (self.samples - n0) / max(now - t0, 1e-6)
+                    self._rate_mark = (now, self.samples)
                     last_status = now
-                    self.status(self)
+                    if self.status:
+                        self.status(self)
+                    if self.live:
+                        self.live.draw(self)
         finally:
             if self.ln is not None:
                 self._disconnect()
@@ -119,6 +134,9 @@ class Recorder:
         return header
 
     def _reconnect(self, t_end):
+        self.reconnects += 1
+        if self.status:
+            sys.stderr.write("\nlink to %s lost: reconnecting (up to %g s)...\n" % (self.port, self.reconnect))
         give_up = time.monotonic() + self.reconnect
         while time.monotonic() < give_up and (t_end is None or time.monotonic() < t_end):
             time.sleep(0.5)
@@ -140,6 +158,8 @@ class Recorder:
                 return
             w.write(first, rows)
             self.samples += len(rows)
+            if self.live:
+                self.live.add(first, rows)
         elif ftype == P.T_EVENT:
             try:
                 ev = json.loads(pl)
@@ -154,16 +174,84 @@ class Recorder:
 
 def _status_line(r):
     last = r.events[-1].get("kind") if r.events else "-"
-    sys.stderr.write("\r%8d samples  %d frames  %d bad  %d gaps  last event: %-12s" % (
-        r.samples, r.good + (r.ln.dec.good if r.ln else 0), r.bad, r.gaps, last))
+    d = r.ln.dec if r.ln else None
+    sys.stderr.write("\r%8d samples  %6.0f Hz  %d frames  %d bad  %d gaps  %d reconnects  last event: %-12s" % (
+        r.samples, r.rate_now, r.good + (d.good if d else 0), r.bad + (d.bad if d else 0),
+        r.gaps + (d.gaps if d else 0), r.reconnects, last))
     sys.stderr.flush()
+
+
+class LivePlot:
+    """The last `seconds` of samples, redrawn into a PNG (written atomically) once a second."""
+
+    def __init__(self, path, seconds=10.0, rate=1000):
+        import numpy as np
+        self.np = np
+        self.path = str(path)
+        self.n = int(seconds * rate)
+        self.rate = rate
+        self.buf = None
+        self.idx = None
+        self.fill = 0
+        self.frames = 0
+
+    def add(self, first, rows):
+        np = self.np
+        a = np.asarray(rows, dtype=float)
+        if self.buf is None:
+            self.buf = np.zeros((self.n, a.shape[1]))
+            self.idx = np.zeros(self.n)
+        k = len(a)
+        if k >= self.n:
+            a = a[-self.n:]
+            first += k - self.n
+            k = self.n
+        self.buf = np.roll(self.buf, -k, axis=0)
+        self.idx = np.roll(self.idx, -k)
+        self.buf[-k:] = a
+        self.idx[-k:] = first + np.arange(k)
+        self.fill = min(self.n, self.fill + k)
+
+    def draw(self, r):
+        if self.buf is None or not self.fill:
+            return
+        import os
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        raw = r.raw
+        chans = recording.RAW_CHANNELS if raw else recording.CAL_CHANNELS
+        y = self.buf[-self.fill:]
+        t = (self.idx[-self.fill:] - self.idx[-1]) / float(self.rate)
+        fig, axes = plt.subplots(len(chans), 1, sharex=True, figsize=(9, 1.6 * len(chans) + 0.6))
+        for c, ax in enumerate(axes):
+            ax.plot(t, y[:, c] * chans[c]["scale"], lw=0.8, color="C%d" % c)
+            ax.set_ylabel("%s [%s]" % (chans[c]["name"], chans[c]["unit"]), fontsize=8)
+            ax.grid(True, alpha=0.3)
+        last = r.events[-1].get("kind") if r.events else "-"
+        axes[0].set_title("%s live: %.0f Hz, %d gaps, last event %s" % (
+            (r.info or {}).get("device_id", "?"), r.rate_now, r.gaps, last), fontsize=9)
+        axes[-1].set_xlabel("time [s] (0 = now)")
+        fig.tight_layout()
+        tmp = self.path + ".tmp.png"
+        try:
+            fig.savefig(tmp, dpi=80)
+            os.replace(tmp, self.path)
+            self.frames += 1
+        except OSError as e:
+            raise OimonError("cannot write %s: %s" % (self.path, e.strerror))
+        finally:
+            plt.close(fig)
 
 
 def cmd_record(args):
     port = link.resolve_port(args.port)
     con = db.connect(args.db)
+    show = args.status == "always" or (args.status == "auto" and sys.stderr.isatty())
     r = Recorder(port, args.out, con, raw=args.raw, reconnect=args.reconnect,
-                 status=_status_line if sys.stderr.isatty() else None)
+                 status=_status_line if show else None)
+    if args.live_plot:
+        r.live = LivePlot(args.live_plot)
     old = signal.getsignal(signal.SIGINT)
     stop = {"now": False}
 
@@ -180,9 +268,10 @@ def cmd_record(args):
         signal.signal(signal.SIGINT, old)
     if r.status:
         sys.stderr.write("\n")
-    print("recorded %d samples (%.1f s) to %s: %d frames, %d bad, %d sequence gaps, %d events"
+    print("recorded %d samples (%.1f s) to %s: %d frames, %d bad, %d sequence gaps, %d events%s"
           % (r.samples, r.samples / float((r.info or {}).get("rate", 1000)), args.out, r.good,
-             r.bad, r.gaps, len(r.events)))
+             r.bad, r.gaps, len(r.events),
+             ", %d reconnects" % r.reconnects if r.reconnects else ""))
     return 0
 
 
