@@ -10,7 +10,7 @@ FW_SRC := $(filter-out firmware/__init__.py,$(wildcard firmware/*.py))
 FW_MPY := $(patsubst firmware/%.py,build/firmware/%.mpy,$(FW_SRC))
 PYTEST_ARGS ?=
 
-.PHONY: all venv micropython firmware firmware-test test demo bench clean distclean fuzz powercut-soak
+.PHONY: all venv micropython firmware firmware-test test chromium demo bench clean distclean fuzz powercut-soak
 all: venv micropython firmware
 
 # --- set-up ----------------------------------------------------------------------------------
@@ -38,9 +38,12 @@ firmware-test: venv micropython
 	@$(MP32) -c "import sys; print('MicroPython', sys.implementation, 'maxsize', sys.maxsize)"
 	$(PY) -m pytest -q tests/firmware $(PYTEST_ARGS)
 
-test: venv micropython firmware
+test: venv micropython firmware chromium
 	@$(MP32) -c "import sys; print('MicroPython', sys.implementation, 'maxsize', sys.maxsize)"
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+chromium:
+	@tools/ensure_chromium.sh
 
 # --- the main job end to end on the virtual device -------------------------------------------
 demo: venv micropython firmware
