@@ -152,10 +152,11 @@ def validate_plan(plan, body_weight_kg=None):
             return "%s must be an integer" % k
     bw = plan["body_weight_kg"]
     if not 20 <= bw <= 250:
-        return "body_weight_kg %s is outside 20..250 kg" % bw
+        return "body_weight_kg %s is outside 20..250 kg" % _fmt_dkg(_dkg(bw))
     if body_weight_kg is not None:
         if not _num(body_weight_kg) or abs(body_weight_kg - bw) > 0.5:
-            return "plan body weight %s kg differs from the device's %s kg" % (bw, body_weight_kg)
+            return "plan body weight %s kg differs from the device's %s kg" % (
+                _fmt_dkg(_dkg(bw)), _fmt_dkg(_dkg(body_weight_kg)) if _num(body_weight_kg) else "?")
         bw = body_weight_kg
     limit = cap_limit_dkg(bw)
     cap = _dkg(plan["cap_kg"])
@@ -163,7 +164,7 @@ def validate_plan(plan, body_weight_kg=None):
     step = _dkg(plan["step_kg"])
     if cap > limit:
         return "cap %s kg is above the cap min(%d%% of %s kg body weight, %d kg) = %s kg" % (
-            _fmt_dkg(cap), CAP_BW_PCT, bw, CAP_KG, _fmt_dkg(limit))
+            _fmt_dkg(cap), CAP_BW_PCT, _fmt_dkg(_dkg(bw)), CAP_KG, _fmt_dkg(limit))
     if cap < MIN_START_KG * 10:
         return "cap %s kg is below %d kg" % (_fmt_dkg(cap), MIN_START_KG)
     if start < MIN_START_KG * 10:

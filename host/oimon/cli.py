@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "oimon.cmd_plot",        # plot
     "oimon.cmd_retighten",   # retighten record|status|interval
     "oimon.cmd_sim",         # sim device|generate|replay|...
+    "oimon.cmd_exercise",    # exercise plan|live|report
     "oimon.cmd_io",          # import, export csv
 ]
 
