@@ -123,8 +123,8 @@ def _fmt_dkg(d):
 
 def validate_plan(plan, body_weight_kg=None):
     """None if `plan` is an acceptable exercise plan, else a one-line reason. body_weight_kg, if
-    given (the device's configured body weight), replaces the plan's for the cap check and must
-    agree with it within 0.5 kg."""
+    given (the device's configured body weight), replaces the plan's for the cap check: a plan
+    whose cap no longer fits the patient's weight is refused."""
     if not isinstance(plan, dict):
         return "plan must be a JSON object"
     for k in plan:
@@ -151,13 +151,10 @@ def validate_plan(plan, body_weight_kg=None):
         if not isinstance(v, int) or isinstance(v, bool):
             return "%s must be an integer" % k
     bw = plan["body_weight_kg"]
-    if not 20 <= bw <= 250:
-        return "body_weight_kg %s is outside 20..250 kg" % _fmt_dkg(_dkg(bw))
     if body_weight_kg is not None:
-        if not _num(body_weight_kg) or abs(body_weight_kg - bw) > 0.5:
-            return "plan body weight %s kg differs from the device's %s kg" % (
-                _fmt_dkg(_dkg(bw)), _fmt_dkg(_dkg(body_weight_kg)) if _num(body_weight_kg) else "?")
         bw = body_weight_kg
+    if not _num(bw) or not 20 <= bw <= 250:
+        return "body weight %s kg is outside 20..250 kg" % (_fmt_dkg(_dkg(bw)) if _num(bw) else "?")
     limit = cap_limit_dkg(bw)
     cap = _dkg(plan["cap_kg"])
     start = _dkg(plan["start_kg"])
@@ -207,8 +204,9 @@ def target_dkg(plan, day):
 
 
 class Exercise:
-    def __init__(self, plan=None):
+    def __init__(self, plan=None, body_weight_kg=None):
         self.plan = None
+        self.plan_error = None
         self.active = False
         self.zone = 0
         self.day = -1
@@ -220,9 +218,7 @@ class Exercise:
         self._lo = self._hi = self._al = self._h = self._rest = 0
         self._summary = None
         if plan is not None:
-            err = self.set_plan(plan)
-            if err:
-                self.plan = None
+            self.set_plan(plan, body_weight_kg)
 
     def set_plan(self, plan, body_weight_kg=None):
         """Take a new plan (validated); returns None or the reason it was refused. A running
@@ -230,6 +226,8 @@ class Exercise:
         err = validate_plan(plan, body_weight_kg)
         if err is None:
             self.plan = plan
+        elif self.plan is None:
+            self.plan_error = err
         return err
 
     def day_of(self, unix_s):
@@ -258,6 +256,8 @@ class Exercise:
         """Start a session on day `day` (day_of(unix time)) at ticks_ms() `now_ms`; `t` the unix
         time for the summary. Returns None, or why it cannot start."""
         if self.plan is None:
+            if self.plan_error:
+                return "the stored exercise plan is not valid: " + self.plan_error
             return "no exercise plan on this device"
         if self.active:
             return "an exercise session is already running"

@@ -149,6 +149,8 @@ def test_plan_is_sent_authenticated_with_the_device_body_weight(run, monkeypatch
     FakeLink.sent = []
     rc, out, err = run("--port", "/dev/null", "exercise", "plan", "--cap-kg", "45")
     assert rc == 2 and "above the cap" in err and FakeLink.sent == []
+    rc, out, err = run("--port", "/dev/null", "exercise", "plan", "--body-weight-kg", "90")
+    assert rc == 2 and "differs from the device's 80 kg" in err and FakeLink.sent == []
     # without a keystore / command_auth in this oimon: one clear line, nothing sent
     monkeypatch.setattr("oimon.link.Link", lambda port: FakeLink(port, auth=False))
     rc, out, err = run("--port", "/dev/null", "exercise", "plan")

@@ -121,6 +121,10 @@ def cmd_plan(args):
     with link.Link(link.resolve_port(args.port)) as ln:
         info = ln.command(P.C_INFO)
         dev_bw = info.get("body_weight_kg")
+        if args.body_weight_kg is not None and dev_bw is not None \
+                and abs(args.body_weight_kg - dev_bw) > 0.5:
+            raise OimonError("--body-weight-kg %g differs from the device's %g kg: correct it with "
+                             "'oimon config set body_weight=KG' first" % (args.body_weight_kg, dev_bw))
         plan = X.validate(build_plan(args, args.body_weight_kg if args.body_weight_kg is not None
                                      else dev_bw), dev_bw)
         if args.dry_run:

@@ -37,9 +37,13 @@ def test_cap_rule_refuses_above_half_body_weight_or_50kg():
     assert e and "50 kg" in e, e
     assert E.validate_plan(plan(body_weight_kg=120, cap_kg=50)) is None
     assert "start load" in E.validate_plan(plan(start_kg=45, cap_kg=40))
-    # the device's body weight overrides the plan's and must agree with it
+    # the device's body weight replaces the plan's for the cap
     assert E.validate_plan(plan(), body_weight_kg=80.3) is None
-    assert "differs" in E.validate_plan(plan(), body_weight_kg=70)
+    assert E.validate_plan(plan(cap_kg=37.5), body_weight_kg=75) is None
+    assert "above the cap" in E.validate_plan(plan(), body_weight_kg=70)
+    assert "outside" in E.validate_plan(plan(), body_weight_kg=300)
+    ex = E.Exercise(plan(), body_weight_kg=70)          # weight dropped after the plan was set
+    assert ex.plan is None and "not valid" in ex.start(0, 20500)
 
 
 def test_step_rule_refuses_fast_progression():
