@@ -65,8 +65,11 @@ def register(sub):
     g.add_argument("--seed", type=_positive(int, 0, 2**31), default=0)
     g.add_argument("--body-weight", type=_positive(float, 20, 250), default=75.0, help="kg")
     g.add_argument("--rate", type=_positive(int, 10, 10000), default=1000, help="Hz (default 1000)")
-    g.add_argument("--raw", action="store_true",
-                   help="raw ADC counts (always for fault scenarios and day)")
+    k = g.add_mutually_exclusive_group()
+    k.add_argument("--raw", dest="raw", action="store_const", const=True, default=None,
+                   help="raw ADC counts (the default for fault scenarios and day)")
+    k.add_argument("--calibrated", dest="raw", action="store_const", const=False,
+                   help="calibrated device units even for day (its sensor faults are left out)")
     g.add_argument("--set", action="append", default=[], type=_kv, metavar="KEY=VALUE",
                    help="scenario parameter, e.g. --set direction=backward --set severity=high")
     g.add_argument("--no-noise", action="store_true", help="leave out the sensor noise")
@@ -200,7 +203,7 @@ def cmd_list(args):
         print("%-17s %s" % (name, scenarios.describe(name)))
 
 
-def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=False,
+def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=None,
                        params=None, noise=True, start=DEFAULT_START, device_id="SIM-0001",
                        progress=None):
     """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
@@ -212,7 +215,11 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
     if scenario not in scenarios.SCENARIOS:
         raise OimonError("unknown scenario %r (choose from %s)" % (
             scenario, ", ".join(sorted(scenarios.SCENARIOS))))
-    raw = bool(raw) or scenarios.is_raw_scenario(scenario)
+    if raw is None:
+        raw = scenarios.is_raw_scenario(scenario)
+    if not raw and scenario.startswith("fault_") or (not raw and scenario == "sensor_fault"):
+        raise OimonError("scenario %s: sensor faults act on raw counts: leave out --calibrated"
+                         % scenario)
     model = sensor.SensorModel()
     header = {
         "device_id": device_id, "firmware": "sim", "rate_hz": int(rate),
@@ -221,6 +228,8 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
         "params": params, "duration_s": float(duration), "body_weight_kg": float(body_weight_kg),
         "noise": bool(noise),
     }
+    if not raw and scenarios.is_raw_scenario(scenario):
+        header["faults_left_out"] = True
     if raw:
         header["calibration"] = {"offset": [int(v) for v in model.offset[:3]],
                                  "gain": [[float(v) for v in row] for row in model.gain_matrix()]}
@@ -236,7 +245,8 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
                                                       seed, raw=raw, model=model, noise=noise,
                                                       **params):
                 for d in tr:
-                    w.event(d)
+                    if raw or not d.get("raw"):     # calibrated: faults are left out
+                        w.event(d)
                 w.write(first, rows)
                 bar.update((first + len(rows)) / rate)
     except (scenarios.ScenarioError, TypeError) as e:

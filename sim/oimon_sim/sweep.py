@@ -1,0 +1,118 @@
+"""`oimon sim sweep`: replay recordings with one threshold varied, tabulate sensitivity and false
+events per 24 h for each value (CSV), and draw them ROC-style (PNG, matplotlib Agg) so an
+engineer can pick a limit: each point is one threshold value, x = false events per 24 h,
+y = sensitivity (overall and per labelled kind)."""
+import csv
+import os
+
+import numpy as np
+
+from oimon.errors import OimonError
+from oimon_sim import metrics
+
+LIMIT_KEYS = ("comp", "tens", "moment")
+
+
+def parse_values(s):
+    try:
+        if ":" in s:
+            a, b, st = (float(x) for x in s.split(":"))
+            if st <= 0 or b < a:
+                raise ValueError
+            vals = list(np.arange(a, b + st / 2, st))
+        else:
+            vals = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise OimonError("--values wants v1,v2,... or START:STOP:STEP, got %r" % s)
+    if not vals or len(vals) > 200:
+        raise OimonError("--values: 1 to 200 values")
+    return [int(v) if float(v).is_integer() else v for v in vals]
+
+
+def config_with(base, param, value):
+    cfg = dict(base or {})
+    if param in LIMIT_KEYS:
+        lim = dict(cfg.get("limits") or {})
+        if any(isinstance(x, dict) for x in lim.values()):
+            raise OimonError("sweep: give the base config's limits for one phase, not per phase")
+        lim[param] = value
+        cfg["limits"] = lim
+    else:
+        cfg[param] = value
+    return cfg
+
+
+def run(paths, param, values, base=None, tolerance_s=2.0, progress=None):
+    rows = []
+    for v in values:
+        m = metrics.evaluate_files(paths, config_with(base, param, v), tolerance_s, progress)
+        row = {"param": param, "value": v, "sensitivity": m["sensitivity"],
+               "false_events": m["false_events"], "false_per_24h": m["false_per_24h"],
+               "hours": m["hours"]}
+        for lab, L in m["labels"].items():
+            row["sens_" + lab] = L["sensitivity"]
+            row["lat_ms_" + lab] = L["latency_ms"]["median"] if L["latency_ms"] else None
+        rows.append(row)
+    return rows
+
+
+def _columns(rows):
+    cols = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def write_csv(path, rows):
+    tmp = str(path) + ".part"
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, _columns(rows))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    except OSError as e:
+        raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
+    os.replace(tmp, path)
+
+
+def plot(path, rows, param):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 5))
+    x = [r["false_per_24h"] or 0 for r in rows]
+    labs = [k[5:] for k in _columns(rows) if k.startswith("sens_")]
+    ax.plot(x, [r["sensitivity"] or 0 for r in rows], "o-", color="k", lw=2, label="all labelled")
+    for r, xx in zip(rows, x):
+        ax.annotate(str(r["value"]), (xx, r["sensitivity"] or 0), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    for k, lab in enumerate(labs):
+        ax.plot(x, [r.get("sens_" + lab) if r.get("sens_" + lab) is not None else np.nan
+                    for r in rows], ".--", color="C%d" % k, label=lab)
+    ax.set_xlabel("false events per 24 h")
+    ax.set_ylabel("sensitivity")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("threshold sweep: %s (device units; labels = values)" % param)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    tmp = str(path) + ".part.png"
+    try:
+        fig.savefig(tmp, dpi=110)
+    except OSError as e:
+        raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
+    finally:
+        plt.close(fig)
+    os.replace(tmp, path)
+
+
+def format_table(rows):
+    cols = [c for c in _columns(rows) if c not in ("param", "hours")]
+    out = ["  ".join("%-14s" % c[:14] for c in cols)]
+    for r in rows:
+        out.append("  ".join("%-14s" % ("-" if r.get(c) is None else
+                                        ("%.3f" % r[c] if isinstance(r[c], float) else r[c]))
+                             for c in cols))
+    return "\n".join(out)
