@@ -1,0 +1,536 @@
+# oimon detection on the device: sensor faults, overload (debounce + hysteresis), falls (four
+# phases after Frossard et al. 2010), daily activity. Input: the out[] array of dsp.Pipeline.
+# Specification: docs/algorithm.md; bit-exact numpy model: sim/oimon_sim/model.py.
+# One @micropython.viper call per sample on pre-allocated array('i') buffers, no allocation.
+import micropython
+from micropython import const
+from array import array
+
+# ---- event codes: Detector.step() returns their OR for events of this sample ------------------
+EV_OVERLOAD_START = const(1)   # debounce completed on this sample (ev[O_*] filled)
+EV_OVERLOAD_END = const(2)     # release debounce completed, or detection became invalid
+EV_FALL = const(4)             # fall decided on this sample (ev[16 + F_*])
+EV_FAULT = const(8)            # sensor fault raised on this sample (ev[32 + X_*])
+EV_FAULT_CLEAR = const(16)     # sensor fault cleared on this sample
+
+# ---- rehabilitation phases (limit sets, docs/algorithm.md "Overload limits") ------------------
+PHASE_I = const(0)
+PHASE_II = const(1)
+PHASE_III = const(2)
+PHASE_FULL = const(3)
+BW_DEFAULT = const(7355)       # 75 kg x 9.80665 m/s^2 = 735.5 N, in 0.1 N
+
+# ---- limits / configuration array cfg (array('i', CFG_N)) ------------------------------------
+CFG_COMP = const(0)        # axial compression limit, 0.1 N (over: ax > CFG_COMP)
+CFG_TENS = const(1)        # axial tension limit, 0.1 N, positive (over: ax < -CFG_TENS)
+CFG_MOM = const(2)         # resultant bending-moment limit, 0.01 N*m (<= 32767)
+CFG_DEB = const(3)         # debounce, samples (onset and release)
+CFG_PHASE = const(4)       # rehab phase the limits came from (information)
+CFG_MOM2 = const(5)        # derived: CFG_MOM^2
+CFG_COMP_REL = const(6)    # derived release thresholds: 90 % of the limits (moment: squared)
+CFG_TENS_REL = const(7)
+CFG_MOM2_REL = const(8)
+CFG_COMP_WARN = const(9)   # derived warning thresholds: 80 % (alarm level 1)
+CFG_TENS_WARN = const(10)
+CFG_MOM2_WARN = const(11)
+CFG_BW = const(12)         # body weight, 0.1 N
+CFG_STEP_ON = const(13)    # derived: 20 % BW, load cycle starts (ax >= )
+CFG_STEP_OFF = const(14)   # derived: 10 % BW, load cycle ends (ax < )
+CFG_F_IMPACT = const(15)   # derived: 120 % BW, impact peak axial
+CFG_R_IMPACT = const(16)   # impact load rate, N/s (default 15000)
+CFG_T_DESC_MIN = const(17)  # descent (unloaded) duration before the impact, samples: min
+CFG_T_DESC_MAX = const(18)  # and max
+CFG_T_IMPWIN = const(19)   # impact window, samples from the contact
+CFG_T_DECIDE = const(20)   # decision, samples from the contact (<= 2000: within 2 s)
+CFG_REC_PCT = const(21)    # fall if loaded < REC_PCT % of the recovery window
+CFG_HIST_K = const(22)     # derived: (10 << 20) // BW, histogram bin = (ax * K) >> 20
+CFG_FAULT_N = const(23)    # saturation/rail run that raises a fault, samples
+CFG_CLEAR_N = const(24)    # clean run that clears a fault, samples
+CFG_FALL_ALARM = const(25)  # samples the fall alarm (level 2) lasts unless ack()
+CFG_N = const(26)
+
+# ---- event slots in ev (array('i', 48)): overload 0..15, fall 16..31, fault 32..47 -----------
+O_STATE = const(0)     # 1 active, 2 ended
+O_START = const(1)     # first over-limit sample
+O_ONSET = const(2)     # sample EV_OVERLOAD_START was reported (= start + debounce - 1)
+O_END = const(3)       # first sample of the release run (or the invalid sample)
+O_DUR = const(4)       # end - start, samples (ms)
+O_WHICH = const(5)     # OR of 1 compression, 2 tension, 4 moment over [start, report]
+O_PK_AX = const(6)     # max axial over [start, report], 0.1 N
+O_MIN_AX = const(7)    # min axial
+O_PK_MAP = const(8)    # max |moment AP|, 0.01 N*m
+O_PK_MML = const(9)    # max |moment ML|
+O_PK_M2 = const(10)    # max resultant^2 (components clamped to 32767), (0.01 N*m)^2
+O_IMP_HI = const(11)   # axial impulse = (HI * 65536 + LO) * 0.1 N*ms
+O_IMP_LO = const(12)
+O_TRUNC = const(13)    # 1: ended because detection became invalid
+O_REPORT = const(14)   # sample EV_OVERLOAD_END was reported
+EV_FALL_BASE = const(16)
+F_T_LOAD = const(0)    # loading phase start (load-cycle start before the descent)
+F_T_DESC = const(1)    # descent start (load-cycle end)
+F_T_IMP = const(2)     # impact: contact (load-cycle start after the descent)
+F_T_DEC = const(3)     # decision (the EV_FALL sample) = impact + T_DECIDE - 1
+F_PK_LOAD = const(4)   # max axial in the loading phase
+F_MIN_DESC = const(5)  # min axial in the descent
+F_PK_AX = const(6)     # impact window: max axial
+F_PK_RATE = const(7)   # max load rate, N/s
+F_PK_MAP = const(8)    # max |moment AP|
+F_PK_MML = const(9)    # max |moment ML|
+F_PK_M2 = const(10)    # max resultant^2
+F_LOADED = const(11)   # recovery window: loaded samples
+F_REC_LEN = const(12)  # recovery window length, samples
+F_STEPS = const(13)    # recovery window: load cycles started
+EV_FAULT_BASE = const(32)
+X_STATE = const(0)     # 1 active, 2 cleared
+X_ONSET = const(1)     # first flagged sample
+X_RAISED = const(2)    # EV_FAULT sample
+X_CLEAR = const(3)     # EV_FAULT_CLEAR sample
+X_DUR = const(4)       # clear - raised
+X_FLAGS = const(5)     # flags (dsp FL_SAT|FL_RAIL|FL_STUCK) at the raise
+X_ACC = const(6)       # OR of the flags while faulted
+
+# ---- daily activity act (array('i', ACT_N)); hist = act[ACT_HIST:ACT_HIST + HIST_N] ---------
+A_STEPS = const(0)       # load cycles (ax >= 20 % BW after < 10 % BW)
+A_LOADED = const(1)      # samples inside a load cycle (ms)
+A_VALID = const(2)       # samples with valid detection
+A_INVALID = const(3)     # samples with invalid detection (fault, uncalibrated, tare)
+A_PK_AX = const(4)       # max axial (compression), 0.1 N
+A_MIN_AX = const(5)      # min axial (tension), 0.1 N
+A_PK_MAP = const(6)      # max |moment AP|
+A_PK_MML = const(7)      # max |moment ML|
+A_PK_M2 = const(8)       # max resultant^2
+A_OVERLOADS = const(9)
+A_FALLS = const(10)
+A_FAULTS = const(11)
+ACT_HIST = const(16)
+HIST_N = const(21)       # bins of 10 % BW: [0,10) (and tension), [10,20) ... [190,200), >= 200
+ACT_N = const(40)
+
+# ---- state st -------------------------------------------------------------------------------
+_N = const(0)          # sample counter
+_FAULT = const(1)
+_FRUN = const(2)       # run of saturation/rail flags
+_CRUN = const(3)       # run of samples without fault flags (saturates at CFG_CLEAR_N)
+_OA = const(4)         # overload active
+_CON = const(5)
+_COFF = const(6)
+_WARN = const(7)
+_WCNT = const(8)
+_LATCH = const(9)      # load cycle in progress
+_TRISE = const(10)
+_PKON = const(11)      # max axial since the rise
+_TFALL = const(12)     # last load-cycle end, -1 unknown
+_TLOADP = const(13)    # rise of the cycle that ended at _TFALL
+_PKLOADP = const(14)   # its max axial
+_DMIN = const(15)      # min axial since _TFALL
+_FS = const(16)        # fall state: 0 watch, 1 impact window, 2 recovery
+_TIMP = const(17)
+_CTLOAD = const(18)    # candidate copies: loading start, descent start, loading peak, descent min
+_CTDESC = const(19)
+_CPKLOAD = const(20)
+_CDMIN = const(21)
+_CPKAX = const(22)
+_CPKRATE = const(23)
+_CPKMAP = const(24)
+_CPKMML = const(25)
+_CPKM2 = const(26)
+_LCNT = const(27)
+_SCNT = const(28)
+_FALARM = const(29)    # fall alarm until this sample
+_SX = const(30)        # overload scratch while the onset debounce runs: which, pk, min, map,
+_ST_N = const(44)      # mml, m2, imp hi, imp lo (8 words)
+
+
+def phase_limits(phase=PHASE_FULL, bw=BW_DEFAULT, debounce=20):
+    """[comp, tens, mom, debounce, phase] for a rehab phase (docs/algorithm.md table).
+    bw in 0.1 N. Phase I: min(50 % BW, 490 N); II: 100 % BW."""
+    if phase == PHASE_I:
+        comp, tens, mom = min(bw // 2, 4903), 1000, 1500
+    elif phase == PHASE_II:
+        comp, tens, mom = bw, 2000, 3000
+    elif phase == PHASE_III:
+        comp, tens, mom = 14000, 3000, 6000
+    elif phase == PHASE_FULL:
+        comp, tens, mom = 18000, 4000, 9000
+    else:
+        raise ValueError("phase 0..3")
+    return [comp, tens, mom, debounce, phase]
+
+
+@micropython.viper
+def _step(o: ptr32, st: ptr32, cfg: ptr32, ev: ptr32, act: ptr32) -> int:
+    n = st[_N]
+    st[_N] = n + 1
+    e = 0
+    fl = o[4]
+    # ---- sensor faults: saturation/rail run >= FAULT_N, or stuck; clear after CLEAR_N clean ---
+    if fl & 0x3F:
+        fr = st[_FRUN] + 1
+        st[_FRUN] = fr
+    else:
+        fr = 0
+        st[_FRUN] = 0
+    if fl & 0x1FF:
+        st[_CRUN] = 0
+    elif st[_CRUN] < cfg[CFG_CLEAR_N]:
+        st[_CRUN] = st[_CRUN] + 1
+    if st[_FAULT] == 0:
+        if fr >= cfg[CFG_FAULT_N] or (fl & 0x1C0):
+            st[_FAULT] = 1
+            e |= EV_FAULT
+            if fr >= cfg[CFG_FAULT_N]:
+                ev[EV_FAULT_BASE + X_ONSET] = n - fr + 1
+            else:
+                ev[EV_FAULT_BASE + X_ONSET] = n - 63
+            ev[EV_FAULT_BASE + X_STATE] = 1
+            ev[EV_FAULT_BASE + X_RAISED] = n
+            ev[EV_FAULT_BASE + X_CLEAR] = 0
+            ev[EV_FAULT_BASE + X_DUR] = 0
+            ev[EV_FAULT_BASE + X_FLAGS] = fl & 0x1FF
+            ev[EV_FAULT_BASE + X_ACC] = fl & 0x1FF
+            act[A_FAULTS] = act[A_FAULTS] + 1
+    else:
+        ev[EV_FAULT_BASE + X_ACC] = ev[EV_FAULT_BASE + X_ACC] | (fl & 0x1FF)
+        if st[_CRUN] >= cfg[CFG_CLEAR_N]:
+            st[_FAULT] = 0
+            e |= EV_FAULT_CLEAR
+            ev[EV_FAULT_BASE + X_STATE] = 2
+            ev[EV_FAULT_BASE + X_CLEAR] = n
+            ev[EV_FAULT_BASE + X_DUR] = n - ev[EV_FAULT_BASE + X_RAISED]
+    # ---- validity: no fault, calibrated, no tare, no fault flag on this sample ----------------
+    if st[_FAULT] != 0 or (fl & 0x7FF):
+        if st[_OA] != 0:
+            e |= EV_OVERLOAD_END
+            ev[O_STATE] = 2
+            ev[O_END] = n
+            ev[O_DUR] = n - ev[O_START]
+            ev[O_TRUNC] = 1
+            ev[O_REPORT] = n
+        st[_OA] = 0
+        st[_CON] = 0
+        st[_COFF] = 0
+        st[_WARN] = 0
+        st[_WCNT] = 0
+        st[_LATCH] = 0
+        st[_TFALL] = -1
+        st[_FS] = 0
+        act[A_INVALID] = act[A_INVALID] + 1
+        return e
+    act[A_VALID] = act[A_VALID] + 1
+    ax = o[0]
+    ma = o[1]
+    if ma < 0:
+        ma = 0 - ma
+    mm = o[2]
+    if mm < 0:
+        mm = 0 - mm
+    rate = o[3]
+    # resultant^2 of components clamped to 32767: <= 2 * 32767^2 < 2^31
+    qa = ma
+    if qa > 32767:
+        qa = 32767
+    qm = mm
+    if qm > 32767:
+        qm = 32767
+    m2 = qa * qa + qm * qm
+    # ---- daily activity: load-cycle latch (on >= 20 % BW, off < 10 % BW), peaks, histogram ----
+    rising = 0
+    if st[_LATCH] == 0:
+        if ax >= cfg[CFG_STEP_ON]:
+            st[_LATCH] = 1
+            rising = 1
+            st[_TRISE] = n
+            st[_PKON] = ax
+            act[A_STEPS] = act[A_STEPS] + 1
+        elif st[_TFALL] >= 0 and ax < st[_DMIN]:
+            st[_DMIN] = ax
+    else:
+        if ax < cfg[CFG_STEP_OFF]:
+            st[_LATCH] = 0
+            st[_TFALL] = n
+            st[_TLOADP] = st[_TRISE]
+            st[_PKLOADP] = st[_PKON]
+            st[_DMIN] = ax
+        elif ax > st[_PKON]:
+            st[_PKON] = ax
+    latch = st[_LATCH]
+    act[A_LOADED] = act[A_LOADED] + latch
+    if ax > act[A_PK_AX]:
+        act[A_PK_AX] = ax
+    if ax < act[A_MIN_AX]:
+        act[A_MIN_AX] = ax
+    if ma > act[A_PK_MAP]:
+        act[A_PK_MAP] = ma
+    if mm > act[A_PK_MML]:
+        act[A_PK_MML] = mm
+    if m2 > act[A_PK_M2]:
+        act[A_PK_M2] = m2
+    b = (ax * cfg[CFG_HIST_K]) >> 20
+    if b < 0:
+        b = 0
+    elif b > 20:
+        b = 20
+    act[ACT_HIST + b] = act[ACT_HIST + b] + 1
+    # ---- overload: over = any limit exceeded; onset after DEB over samples, release after DEB
+    #      samples all below 90 % --------------------------------------------------------------
+    w = 0
+    if ax > cfg[CFG_COMP]:
+        w = 1
+    if ax < 0 - cfg[CFG_TENS]:
+        w |= 2
+    if m2 > cfg[CFG_MOM2]:
+        w |= 4
+    deb = cfg[CFG_DEB]
+    if st[_OA] == 0:
+        if w != 0:
+            c = st[_CON] + 1
+            st[_CON] = c
+            if c == 1:
+                st[_SX] = w
+                st[_SX + 1] = ax
+                st[_SX + 2] = ax
+                st[_SX + 3] = ma
+                st[_SX + 4] = mm
+                st[_SX + 5] = m2
+                st[_SX + 6] = 0
+                st[_SX + 7] = 0
+            else:
+                st[_SX] = st[_SX] | w
+                if ax > st[_SX + 1]:
+                    st[_SX + 1] = ax
+                if ax < st[_SX + 2]:
+                    st[_SX + 2] = ax
+                if ma > st[_SX + 3]:
+                    st[_SX + 3] = ma
+                if mm > st[_SX + 4]:
+                    st[_SX + 4] = mm
+                if m2 > st[_SX + 5]:
+                    st[_SX + 5] = m2
+            lo = st[_SX + 7] + ax
+            st[_SX + 6] = st[_SX + 6] + (lo >> 16)
+            st[_SX + 7] = lo & 0xFFFF
+            if c >= deb:
+                st[_OA] = 1
+                st[_COFF] = 0
+                e |= EV_OVERLOAD_START
+                ev[O_STATE] = 1
+                ev[O_START] = n - c + 1
+                ev[O_ONSET] = n
+                ev[O_END] = 0
+                ev[O_DUR] = c
+                ev[O_WHICH] = st[_SX]
+                ev[O_PK_AX] = st[_SX + 1]
+                ev[O_MIN_AX] = st[_SX + 2]
+                ev[O_PK_MAP] = st[_SX + 3]
+                ev[O_PK_MML] = st[_SX + 4]
+                ev[O_PK_M2] = st[_SX + 5]
+                ev[O_IMP_HI] = st[_SX + 6]
+                ev[O_IMP_LO] = st[_SX + 7]
+                ev[O_TRUNC] = 0
+                ev[O_REPORT] = 0
+                act[A_OVERLOADS] = act[A_OVERLOADS] + 1
+        else:
+            st[_CON] = 0
+    else:
+        ev[O_WHICH] = ev[O_WHICH] | w
+        if ax > ev[O_PK_AX]:
+            ev[O_PK_AX] = ax
+        if ax < ev[O_MIN_AX]:
+            ev[O_MIN_AX] = ax
+        if ma > ev[O_PK_MAP]:
+            ev[O_PK_MAP] = ma
+        if mm > ev[O_PK_MML]:
+            ev[O_PK_MML] = mm
+        if m2 > ev[O_PK_M2]:
+            ev[O_PK_M2] = m2
+        lo = ev[O_IMP_LO] + ax
+        ev[O_IMP_HI] = ev[O_IMP_HI] + (lo >> 16)
+        ev[O_IMP_LO] = lo & 0xFFFF
+        ev[O_DUR] = n - ev[O_START] + 1
+        if ax <= cfg[CFG_COMP_REL] and ax >= 0 - cfg[CFG_TENS_REL] and m2 <= cfg[CFG_MOM2_REL]:
+            c = st[_COFF] + 1
+            st[_COFF] = c
+            if c >= deb:
+                st[_OA] = 0
+                st[_CON] = 0
+                e |= EV_OVERLOAD_END
+                ev[O_STATE] = 2
+                ev[O_END] = n - c + 1
+                ev[O_DUR] = n - c + 1 - ev[O_START]
+                ev[O_REPORT] = n
+        else:
+            st[_COFF] = 0
+    # ---- warning (alarm level 1): any value over 80 % of a limit for DEB samples -------------
+    if ax > cfg[CFG_COMP_WARN] or ax < 0 - cfg[CFG_TENS_WARN] or m2 > cfg[CFG_MOM2_WARN]:
+        if st[_WCNT] < deb:
+            st[_WCNT] = st[_WCNT] + 1
+        if st[_WCNT] >= deb:
+            st[_WARN] = 1
+    else:
+        st[_WCNT] = 0
+        st[_WARN] = 0
+    # ---- fall: loading -> descent (unloaded T_DESC_MIN..T_DESC_MAX) -> impact (contact with
+    #      rate >= R_IMPACT and axial >= 120 % BW within T_IMPWIN) -> recovery (loaded < REC_PCT %
+    #      of the rest of T_DECIDE => fall) -----------------------------------------------------
+    fs = st[_FS]
+    if fs == 2:
+        st[_LCNT] = st[_LCNT] + latch
+        st[_SCNT] = st[_SCNT] + rising
+        if n - st[_TIMP] >= cfg[CFG_T_DECIDE] - 1:
+            st[_FS] = 0
+            rl = cfg[CFG_T_DECIDE] - cfg[CFG_T_IMPWIN]
+            if st[_LCNT] * 100 < cfg[CFG_REC_PCT] * rl:
+                e |= EV_FALL
+                f = EV_FALL_BASE
+                ev[f + F_T_LOAD] = st[_CTLOAD]
+                ev[f + F_T_DESC] = st[_CTDESC]
+                ev[f + F_T_IMP] = st[_TIMP]
+                ev[f + F_T_DEC] = n
+                ev[f + F_PK_LOAD] = st[_CPKLOAD]
+                ev[f + F_MIN_DESC] = st[_CDMIN]
+                ev[f + F_PK_AX] = st[_CPKAX]
+                ev[f + F_PK_RATE] = st[_CPKRATE]
+                ev[f + F_PK_MAP] = st[_CPKMAP]
+                ev[f + F_PK_MML] = st[_CPKMML]
+                ev[f + F_PK_M2] = st[_CPKM2]
+                ev[f + F_LOADED] = st[_LCNT]
+                ev[f + F_REC_LEN] = rl
+                ev[f + F_STEPS] = st[_SCNT]
+                act[A_FALLS] = act[A_FALLS] + 1
+                st[_FALARM] = n + cfg[CFG_FALL_ALARM]
+    elif fs == 1:
+        if ax > st[_CPKAX]:
+            st[_CPKAX] = ax
+        if rate > st[_CPKRATE]:
+            st[_CPKRATE] = rate
+        if ma > st[_CPKMAP]:
+            st[_CPKMAP] = ma
+        if mm > st[_CPKMML]:
+            st[_CPKMML] = mm
+        if m2 > st[_CPKM2]:
+            st[_CPKM2] = m2
+        if n - st[_TIMP] >= cfg[CFG_T_IMPWIN] - 1:
+            if st[_CPKRATE] >= cfg[CFG_R_IMPACT] and st[_CPKAX] >= cfg[CFG_F_IMPACT]:
+                st[_FS] = 2
+                st[_LCNT] = 0
+                st[_SCNT] = 0
+            else:
+                st[_FS] = 0
+    elif rising != 0 and st[_TFALL] >= 0:
+        dd = n - st[_TFALL]
+        if dd >= cfg[CFG_T_DESC_MIN] and dd <= cfg[CFG_T_DESC_MAX]:
+            st[_FS] = 1
+            st[_TIMP] = n
+            st[_CTLOAD] = st[_TLOADP]
+            st[_CTDESC] = st[_TFALL]
+            st[_CPKLOAD] = st[_PKLOADP]
+            st[_CDMIN] = st[_DMIN]
+            st[_CPKAX] = ax
+            st[_CPKRATE] = rate
+            st[_CPKMAP] = ma
+            st[_CPKMML] = mm
+            st[_CPKM2] = m2
+    return e
+
+
+class Detector:
+    """Detection state machines. `step(out)` (out = dsp.Pipeline's array) returns the OR of the
+    EV_* codes of events that started/completed on this sample; details in `ev`, daily activity
+    in `act` / `hist`. Allocation-free per sample.
+
+    limits: [comp (0.1 N), tens (0.1 N), mom (0.01 N*m), debounce (samples), phase] as from
+    phase_limits(); None = phase_limits(PHASE_FULL, BW_DEFAULT)."""
+
+    def __init__(self, limits=None, bw=BW_DEFAULT):
+        self.cfg = array("i", [0] * CFG_N)
+        self.st = array("i", [0] * _ST_N)
+        self.ev = array("i", [0] * 48)
+        self.act = array("i", [0] * ACT_N)
+        self.hist = memoryview(self.act)[ACT_HIST:ACT_HIST + HIST_N]
+        cfg = self.cfg
+        cfg[CFG_R_IMPACT] = 15000
+        cfg[CFG_T_DESC_MIN] = 50
+        cfg[CFG_T_DESC_MAX] = 2000
+        cfg[CFG_T_IMPWIN] = 100
+        cfg[CFG_T_DECIDE] = 2000
+        cfg[CFG_REC_PCT] = 40
+        cfg[CFG_FAULT_N] = 10
+        cfg[CFG_CLEAR_N] = 200
+        cfg[CFG_FALL_ALARM] = 60000
+        self.st[_TFALL] = -1
+        self.set_body_weight(bw)
+        self.set_limits(limits if limits is not None else phase_limits(PHASE_FULL, bw))
+
+    def set_limits(self, limits):
+        """limits: [comp, tens, mom(, debounce(, phase))], units 0.1 N / 0.01 N*m."""
+        comp, tens, mom = int(limits[0]), int(limits[1]), int(limits[2])
+        deb = int(limits[3]) if len(limits) > 3 else 20
+        phase = int(limits[4]) if len(limits) > 4 else -1
+        if not (0 < comp <= 131071 and 0 < tens <= 131071 and 0 < mom <= 32767
+                and 1 <= deb <= 1000):
+            raise ValueError("limits out of range")
+        c = self.cfg
+        c[CFG_COMP], c[CFG_TENS], c[CFG_MOM], c[CFG_DEB], c[CFG_PHASE] = comp, tens, mom, deb, phase
+        c[CFG_MOM2] = mom * mom
+        c[CFG_COMP_REL] = comp * 9 // 10
+        c[CFG_TENS_REL] = tens * 9 // 10
+        r = mom * 9 // 10
+        c[CFG_MOM2_REL] = r * r
+        c[CFG_COMP_WARN] = comp * 8 // 10
+        c[CFG_TENS_WARN] = tens * 8 // 10
+        r = mom * 8 // 10
+        c[CFG_MOM2_WARN] = r * r
+
+    def limits(self):
+        c = self.cfg
+        return [c[CFG_COMP], c[CFG_TENS], c[CFG_MOM], c[CFG_DEB], c[CFG_PHASE]]
+
+    def set_body_weight(self, bw):
+        """bw: body weight in 0.1 N (200 N .. 2000 N). Sets the %BW thresholds."""
+        bw = int(bw)
+        if not 2000 <= bw <= 20000:
+            raise ValueError("body weight 2000..20000 (0.1 N)")
+        c = self.cfg
+        c[CFG_BW] = bw
+        c[CFG_STEP_ON] = bw * 20 // 100
+        c[CFG_STEP_OFF] = bw * 10 // 100
+        c[CFG_F_IMPACT] = bw * 120 // 100
+        c[CFG_HIST_K] = (10 << 20) // bw
+
+    def step(self, out):
+        return _step(out, self.st, self.cfg, self.ev, self.act)
+
+    def alarm_level(self):
+        """0 none, 1 low (warning zone >= 80 % of a limit, or sensor fault), 2 high (overload
+        active, or a fall in the last CFG_FALL_ALARM samples until ack())."""
+        st = self.st
+        if st[_OA] or st[_N] - st[_FALARM] < 0:
+            return 2
+        if st[_WARN] or st[_FAULT]:
+            return 1
+        return 0
+
+    def ack(self):
+        """Silence the fall alarm."""
+        self.st[_FALARM] = self.st[_N]
+
+    @property
+    def valid(self):
+        return self.st[_FAULT] == 0
+
+    @property
+    def faulted(self):
+        return self.st[_FAULT] != 0
+
+    @property
+    def overload_active(self):
+        return self.st[_OA] != 0
+
+    @property
+    def samples(self):
+        return self.st[_N]
+
+    def reset_activity(self):
+        a = self.act
+        for i in range(ACT_N):
+            a[i] = 0
