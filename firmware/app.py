@@ -13,6 +13,7 @@ import dsp
 import detect
 import cmds
 import flashlog
+import retighten_dev
 
 FW_VERSION = "0.1.0"
 _OUT_N = const(8)
@@ -83,7 +84,11 @@ class Device:
         self.batch_max = self.cfg["stream_batch"]
         self.batch_first = 0
         self.events = []                     # events not yet sent (also logged)
-        self.log = flashlog.Log(hal.STORAGE)
+        self.snip = flashlog.Snippet(self.rate)     # fed per sample: self.snip.push(out)
+        self.log = flashlog.Log(hal.STORAGE, self.snip)
+        self.retighten_due = False           # the low-priority reminder (alarm wiring reads it)
+        self.reminder = retighten_dev.Reminder()
+        self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
 
     # --- sampling path ---------------------------------------------------------------------
@@ -125,22 +130,28 @@ class Device:
         e = self.det.event_dict(code, self.count)
         e["t"] = hal.unix_time()
         self.events.append(e)
-        self.log.append(flashlog.K_EVENT, json.dumps(e).encode())
+        self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
 
     def send(self, ftype, obj):
         if self.stream and self.batch_n:
             self._batch_send()               # keep samples in order with what follows
-        self.tx.write(self.enc.frame(ftype, json.dumps(obj).encode()))
+        body = json.dumps(obj).encode()
+        if len(body) > self.enc.max_payload:
+            return
+        self.tx.write(self.enc.frame(ftype, body))
 
     def respond(self, cmd, status, data):
         if self.stream and self.batch_n:
             self._batch_send()
         body = json.dumps(data).encode()
+        if len(body) > self.enc.max_payload - 2:
+            status = P.S_ERROR
+            body = b'{"error":"response too long"}'
         pl = self.enc.payload
         pl[0] = cmd
         pl[1] = status
         pl[2:2 + len(body)] = body
-        self.tx.write(self.enc.finish(P.T_RESP, 2 + len(body)))
+        self.enc.write(self.tx, P.T_RESP, 2 + len(body))
 
     def poll_link(self):
         n = 0
@@ -155,10 +166,17 @@ class Device:
                 break
             n += 1
             fr = self.dec.byte(self._rxb[0])
+            if self.dec.break_in:                 # mpremote's "\r\x03": give the board back
+                self.dec.break_in = False
+                self.running = False
+                self.released = True
             if fr is not None:
                 ftype, seq, payload = fr
                 if ftype == P.T_CMD and len(payload) >= 1:
                     cmds.handle(self, payload[0], payload[1:])
+            if not self.running:
+                self.log.sync()                   # nothing queued is lost on the way out
+                return
 
     def flush_events(self):
         while self.events:
@@ -171,6 +189,7 @@ class Device:
         if self.events:
             self.flush_events()
         self.log.service()
+        self.reminder.check(self)
 
     def run(self):
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt

@@ -1,7 +1,27 @@
-# Command handling on the device: decode a T_CMD payload, act, answer with a T_RESP.
+# Command handling on the device: decode a T_CMD payload, act, answer with one T_RESP.
+# handle() never lets an exception out: garbled input gets an error status (docs/protocol.md).
+# Patient-level commands (< P.AUTH_MIN) need no key; prosthetist commands carry the auth header
+# (auth.py) and every refusal is logged as a security event (rate-limited: the log must not be
+# flooded out by a hostile host). Checked values are range-checked here again, whatever the host.
 import json
+import binascii
 import hal
 import protocol as P
+import config
+import auth
+import flashlog
+
+# Range checks in device units; the host (oimon config) uses the same physical ranges.
+LIMIT_RANGES = {"comp": (2000, 30000), "tens": (500, 10000), "moment": (500, 14000)}
+BODY_WEIGHT = (30, 200)
+PATIENT_MAX = 32
+INTERVAL_MONTHS = (1, 12)
+TORQUE_NM = (0, 50)
+PLAN_MAX = 800                   # bytes of JSON
+LOG_MAX = 16384                  # bytes of records per C_LOG answer (default)
+SEC_PER_MIN = 10                 # security records per minute at most; the rest are counted
+
+_sec = {"t": 0, "n": 0, "suppressed": 0}
 
 
 def _info(dev):
@@ -20,42 +40,384 @@ def _info(dev):
         "samples": dev.count,
         "retighten_last": c["retighten_last"],
         "retighten_interval_months": c["retighten_interval_months"],
+        "retighten_due": bool(getattr(dev, "retighten_due", False)),
+        "auth_counter": c.get("auth_counter", 0),
+        "key": auth.load_key() is not None,
+        "log_seq": dev.log.seq,
     }
+
+
+def security(dev, what, cmd, **more):
+    """Log a security event (refused command etc.), at most SEC_PER_MIN a minute."""
+    now = hal.ticks_ms()
+    if hal.ticks_diff(now, _sec["t"]) >= 60000 or not _sec["n"]:
+        _sec["t"] = now
+        _sec["n"] = 0
+    if _sec["n"] >= SEC_PER_MIN:
+        _sec["suppressed"] += 1
+        return
+    _sec["n"] += 1
+    rec = {"refused": what, "cmd": cmd}
+    for k in more:
+        rec[k] = more[k]
+    if _sec["suppressed"]:
+        rec["suppressed"] = _sec["suppressed"]
+        _sec["suppressed"] = 0
+    dev.log.append(flashlog.K_SECURITY, json.dumps(rec).encode())
 
 
 def handle(dev, cmd, argbytes):
     try:
-        args = json.loads(argbytes) if argbytes else {}
-        if not isinstance(args, dict):
-            raise ValueError
-    except ValueError:
+        _handle(dev, cmd, argbytes)
+    except Exception as e:  # noqa: BLE001 - a command must never stop the monitor
+        try:
+            dev.respond(cmd & 0xFF, P.S_ERROR, {"error": "device error: %s" % type(e).__name__})
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool) and v == v
+
+
+def _handle(dev, cmd, argbytes):
+    if cmd >= P.AUTH_MIN:
+        if cmd not in _AUTH:
+            dev.respond(cmd, P.S_UNKNOWN, {"error": "unknown command %d" % cmd})
+            return
+        r, counter, argbytes = auth.verify(auth.load_key(), hal.DEVICE_ID,
+                                           dev.cfg.get("auth_counter", 0), cmd, argbytes)
+        if r != auth.OK:
+            security(dev, auth.REASONS[r], cmd, counter=counter)
+            dev.respond(cmd, P.S_REPLAY if r == auth.REPLAY else
+                        P.S_BAD_REQUEST if r == auth.MALFORMED else P.S_AUTH,
+                        {"error": auth.REASONS[r]})
+            return
+        # accepted: the counter is stored before acting, so a replay after a power cut fails too
+        dev.cfg.update({"auth_counter": counter})
+    try:
+        args = json.loads(argbytes) if len(argbytes) else {}
+    except Exception:  # noqa: BLE001 - ValueError, UnicodeError, RuntimeError (nesting)
+        args = None
+    if not isinstance(args, dict):
+        if cmd >= P.AUTH_MIN:
+            security(dev, "arguments are not a JSON object", cmd)
         dev.respond(cmd, P.S_BAD_REQUEST, {"error": "arguments are not a JSON object"})
         return
-    if cmd == P.C_INFO:
-        dev.respond(cmd, P.S_OK, _info(dev))
-    elif cmd == P.C_STATUS:
-        dev.respond(cmd, P.S_OK, {"samples": dev.count, "overruns": dev.src.overruns,
-                                  "stream": dev.stream, "clock": hal.unix_time()})
-    elif cmd == P.C_TIME:
-        t = args.get("t")
-        if not isinstance(t, int) or t < 1577836800:
-            dev.respond(cmd, P.S_RANGE, {"error": "t must be unix seconds after 2020"})
-            return
-        hal.set_unix_time(t)
-        dev.respond(cmd, P.S_OK, {"clock": hal.unix_time()})
-    elif cmd == P.C_STREAM:
-        mode = args.get("mode")
-        m = {"off": 0, "cal": 1, "raw": 2}.get(mode)
-        if m is None:
-            dev.respond(cmd, P.S_BAD_REQUEST, {"error": "mode must be off, cal or raw"})
-            return
-        if dev.stream and dev.batch_n:
-            dev._batch_send()
-        dev.batch_n = 0
-        dev.respond(cmd, P.S_OK, {"mode": mode, "rate": dev.rate, "first": dev.count})
-        dev.stream = m
-    elif cmd == P.C_CONFIG:
-        dev.respond(cmd, P.S_OK, dev.cfg.data_public() if hasattr(dev.cfg, "data_public") else
-                    {k: dev.cfg.data[k] for k in dev.cfg.data if k != "auth_counter"})
-    else:
+    f = _AUTH.get(cmd) if cmd >= P.AUTH_MIN else _PATIENT.get(cmd)
+    if f is None:
         dev.respond(cmd, P.S_UNKNOWN, {"error": "unknown command %d" % cmd})
+        return
+    st, data = f(dev, args)
+    if st is None:
+        return                   # it answered itself (stream, repl)
+    if st != P.S_OK and cmd >= P.AUTH_MIN:
+        security(dev, data.get("error", "refused"), cmd)
+    dev.respond(cmd, st, data)
+
+
+def _err(status, msg):
+    return status, {"error": msg}
+
+
+# --- patient level ------------------------------------------------------------------------
+def _c_info(dev, a):
+    return P.S_OK, _info(dev)
+
+
+def _c_status(dev, a):
+    return P.S_OK, {"samples": dev.count, "overruns": dev.src.overruns, "stream": dev.stream,
+                    "clock": hal.unix_time(), "log": dev.log.stats(),
+                    "retighten_due": bool(getattr(dev, "retighten_due", False))}
+
+
+def _c_time(dev, a):
+    t = a.get("t")
+    if not _is_int(t) or not 1577836800 <= t < 4102444800:
+        return _err(P.S_RANGE, "t must be unix seconds in 2020..2099")
+    hal.set_unix_time(t)
+    rem = getattr(dev, "reminder", None)
+    if rem is not None:
+        rem.check(dev, True)
+    return P.S_OK, {"clock": hal.unix_time()}
+
+
+def _c_stream(dev, a):
+    m = {"off": 0, "cal": 1, "raw": 2}.get(a.get("mode")) if isinstance(a.get("mode"), str) else None
+    if m is None:
+        return _err(P.S_BAD_REQUEST, "mode must be off, cal or raw")
+    if dev.stream and dev.batch_n:
+        dev._batch_send()
+    dev.batch_n = 0
+    dev.stream = 0           # the response goes out before the first batch of the new mode
+    dev.respond(P.C_STREAM, P.S_OK, {"mode": a["mode"], "rate": dev.rate, "first": dev.count})
+    dev.stream = m
+    return None, None
+
+
+def _c_log(dev, a):
+    since = a.get("since", 0)
+    mx = a.get("max", LOG_MAX)
+    if not _is_int(since) or since < 0 or not _is_int(mx) or not 1 <= mx <= 1 << 20:
+        return _err(P.S_BAD_REQUEST, "since must be a sequence number >= 0, max 1..1048576")
+    enc = dev.enc
+    chunk = enc.max_payload - P.LOG_HDR
+    sent = [0, 0]
+
+    def cb(buf, off, ln, seq):
+        o = 0
+        while o < ln:
+            k = min(chunk, ln - o)
+            pl = enc.payload
+            pl[0] = seq & 0xFF
+            pl[1] = (seq >> 8) & 0xFF
+            pl[2] = (seq >> 16) & 0xFF
+            pl[3] = (seq >> 24) & 0xFF
+            pl[4] = ln & 0xFF
+            pl[5] = ln >> 8
+            pl[6] = o & 0xFF
+            pl[7] = o >> 8
+            pl[P.LOG_HDR:P.LOG_HDR + k] = buf[off + o:off + o + k]
+            dev.tx.write(enc.finish(P.T_LOG, P.LOG_HDR + k))
+            o += k
+        sent[0] += 1
+        sent[1] += ln
+
+    if dev.stream and dev.batch_n:
+        dev._batch_send()
+    last = dev.log.read(since, cb, mx)
+    return P.S_OK, {"records": sent[0], "bytes": sent[1], "last": last, "seq": dev.log.seq,
+                    "more": sent[1] >= mx and last < dev.log.seq, "corrupt": dev.log.corrupt}
+
+
+def _c_ack(dev, a):
+    al = getattr(dev, "alarm", None)
+    was = False
+    if al is not None:
+        try:
+            was = bool(al.active())
+        except Exception:  # noqa: BLE001
+            was = False
+        al.ack()
+    dev.log.append(flashlog.K_ALARM, b'{"ack":%d}' % (1 if was else 0))
+    return P.S_OK, {"acknowledged": was}
+
+
+def _c_config(dev, a):
+    return P.S_OK, dev.cfg.data_public()
+
+
+def _c_repl(dev, a):
+    # the response first, then the main loop ends (app.run restores Ctrl-C) and the REPL runs
+    dev.respond(P.C_REPL, P.S_OK, {"released": True})
+    dev.running = False
+    dev.released = True
+    return None, None
+
+
+# --- prosthetist level (authenticated) ---------------------------------------------------
+def _check_limits(lim):
+    if not isinstance(lim, dict) or not lim:
+        return "limits must be an object {phase: {comp, tens, moment}}"
+    for ph in lim:
+        if ph not in config.PHASES:
+            return "unknown phase %r in limits" % (ph,)
+        v = lim[ph]
+        if not isinstance(v, dict) or not v:
+            return "limits of phase %s must be an object" % ph
+        for k in v:
+            if k not in LIMIT_RANGES:
+                return "unknown limit %r" % (k,)
+            lo, hi = LIMIT_RANGES[k]
+            if not _is_int(v[k]) or not lo <= v[k] <= hi:
+                return "limit %s %r is outside %d..%d" % (k, v[k], lo, hi)
+    return None
+
+
+def _check_patient(p):
+    if not isinstance(p, str) or len(p) > PATIENT_MAX:
+        return "patient must be a pseudonym of at most %d characters" % PATIENT_MAX
+    for ch in p:
+        if not (ch.isalpha() or ch.isdigit() or ch in "_.-") or ord(ch) > 127:
+            return "patient pseudonym may hold A-Z a-z 0-9 _ . - only"
+    return None
+
+
+def _c_set(dev, a):
+    if not a:
+        return _err(P.S_BAD_REQUEST, "nothing to set")
+    ch = {}
+    for k in a:
+        v = a[k]
+        if k == "phase":
+            if v not in config.PHASES:
+                return _err(P.S_RANGE, "phase must be one of " + ", ".join(config.PHASES))
+            ch[k] = v
+        elif k == "body_weight_kg":
+            if not _is_num(v) or not BODY_WEIGHT[0] <= v <= BODY_WEIGHT[1]:
+                return _err(P.S_RANGE, "body_weight_kg is outside %d..%d" % BODY_WEIGHT)
+            ch[k] = v
+        elif k == "patient":
+            e = _check_patient(v)
+            if e:
+                return _err(P.S_RANGE, e)
+            ch[k] = v
+        elif k == "limits":
+            e = _check_limits(v)
+            if e:
+                return _err(P.S_RANGE, e)
+            new = json.loads(json.dumps(dev.cfg["limits"]))
+            for ph in v:
+                for lk in v[ph]:
+                    new[ph][lk] = v[ph][lk]
+            for ph in new:                        # tension below compression, always
+                if new[ph]["tens"] >= new[ph]["comp"]:
+                    return _err(P.S_RANGE, "tension limit must be below the compression limit")
+            ch[k] = new
+        elif k == "retighten_interval_months":
+            if not _is_int(v) or not INTERVAL_MONTHS[0] <= v <= INTERVAL_MONTHS[1]:
+                return _err(P.S_RANGE, "retighten_interval_months is outside %d..%d" % INTERVAL_MONTHS)
+            ch[k] = v
+        elif k == "stream_batch":
+            if not _is_int(v) or not 1 <= v <= (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES:
+                return _err(P.S_RANGE, "stream_batch is outside 1..%d" % (
+                    (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES))
+            ch[k] = v
+        else:
+            return _err(P.S_BAD_REQUEST, "unknown setting %r" % (k,))
+    dev.cfg.update(ch)
+    dev.log.append(flashlog.K_CONFIG, json.dumps({"set": ch}).encode())
+    _apply(dev)
+    return P.S_OK, {"set": sorted(ch)}
+
+
+def _apply(dev):
+    """Hand the new settings to the detector / main loop (whatever this firmware offers)."""
+    f = getattr(dev, "apply_config", None)
+    if f is not None:
+        f()
+        return
+    det = getattr(dev, "det", None)
+    if det is not None:
+        if hasattr(det, "set_body_weight"):
+            det.set_body_weight(dev.cfg["body_weight_kg"])
+        if hasattr(det, "set_limits"):          # detect.Detector: [comp, tens, mom, debounce]
+            lim = dev.cfg.limits()
+            det.set_limits([lim["comp"], lim["tens"], lim["moment"],
+                            max(1, dev.cfg.get("debounce_ms", 20) * dev.rate // 1000)])
+    if "stream_batch" in dev.cfg.data and hasattr(dev, "batch_max"):
+        dev.batch_max = dev.cfg["stream_batch"]
+
+
+def store_calibration(dev, data):
+    """Check and store calibration file bytes through calib.py (its format); returns an error
+    string or None. The running pipeline gets the new calibration if it can take it."""
+    import calib
+    unpack = getattr(calib, "unpack", None)
+    cal = unpack(data) if unpack is not None else data
+    if cal is None:
+        return "calibration rejected: %s" % getattr(calib, "last_error", "invalid")
+    path = getattr(dev, "CALIB_PATH", None) or hal.STORAGE + "/calib.bin"
+    calib.save(path, cal)
+    dev.cal = cal
+    pipe = getattr(dev, "pipe", None)
+    for name in ("set_calibration", "set_cal"):
+        f = getattr(pipe, name, None)
+        if f is not None:
+            f(cal)
+            break
+    return None
+
+
+def _c_calib(dev, a):
+    h = a.get("file")
+    if not isinstance(h, str) or not h or len(h) > 2048 or len(h) % 2:
+        return _err(P.S_BAD_REQUEST, "file must be the calibration file's bytes in hex")
+    try:
+        data = binascii.unhexlify(h)
+    except Exception:  # noqa: BLE001
+        return _err(P.S_BAD_REQUEST, "file is not hex")
+    e = store_calibration(dev, data)
+    if e:
+        return _err(P.S_RANGE, e)
+    dev.log.append(flashlog.K_CALIB, json.dumps({
+        "crc": binascii.crc32(data) & 0xFFFFFFFF, "bytes": len(data),
+        "version": getattr(dev.cal, "version", None), "date": getattr(dev.cal, "date", None)}).encode())
+    return P.S_OK, {"stored": len(data)}
+
+
+def _c_retighten(dev, a):
+    import retighten_dev as R
+    d = R.parse_date(a.get("date"))
+    if d is None:
+        return _err(P.S_BAD_REQUEST, "date must be YYYY-MM-DD")
+    t = hal.unix_time()
+    if t >= R.CLOCK_VALID and R.days_from_civil(d[0], d[1], d[2]) > t // 86400 + 1:
+        return _err(P.S_RANGE, "date %s is in the future" % R.date_str(d))
+    ch = {"retighten_last": R.date_str(d)}
+    tq = a.get("torque")
+    if tq is not None:
+        if not _is_num(tq) or not TORQUE_NM[0] < tq <= TORQUE_NM[1]:
+            return _err(P.S_RANGE, "torque is outside 0..50 N*m")
+        ch["retighten_torque_nm"] = tq
+    iv = a.get("interval_months")
+    if iv is not None:
+        if not _is_int(iv) or not INTERVAL_MONTHS[0] <= iv <= INTERVAL_MONTHS[1]:
+            return _err(P.S_RANGE, "interval_months is outside %d..%d" % INTERVAL_MONTHS)
+        ch["retighten_interval_months"] = iv
+    dev.cfg.update(ch)
+    dev.log.append(flashlog.K_RETIGHTEN, json.dumps({"recorded": ch["retighten_last"],
+                                                      "torque": tq}).encode())
+    rem = getattr(dev, "reminder", None)
+    if rem is not None:
+        rem.recorded(dev)
+    else:
+        dev.retighten_due = False
+    due = R.due_date(dev.cfg)
+    return P.S_OK, {"last": ch["retighten_last"], "due": R.date_str(due) if due else None}
+
+
+def _c_plan(dev, a):
+    plan = a
+    if len(json.dumps(plan)) > PLAN_MAX:
+        return _err(P.S_RANGE, "plan longer than %d bytes" % PLAN_MAX)
+    try:
+        import exercise
+        v = getattr(exercise, "validate_plan", None)
+    except ImportError:
+        v = None
+    if v is not None:
+        e = v(plan, dev.cfg["body_weight_kg"])
+        if e:
+            return _err(P.S_RANGE, e)
+    dev.cfg.update({"exercise_plan": plan})
+    dev.log.append(flashlog.K_CONFIG, json.dumps({"plan": plan.get("preset", "") or True}).encode())
+    ex = getattr(dev, "exercise", None)
+    if ex is not None and hasattr(ex, "set_plan"):
+        ex.set_plan(plan)
+    return P.S_OK, {"stored": True}
+
+
+def _c_wipe(dev, a):
+    if a.get("confirm") != "wipe":
+        return _err(P.S_BAD_REQUEST, 'wipe needs {"confirm": "wipe"}')
+    upto = dev.log.wipe()
+    return P.S_OK, {"wiped": upto, "seq": dev.log.seq}
+
+
+def _c_tare(dev, a):
+    f = getattr(dev, "tare", None)
+    if f is None:
+        return _err(P.S_UNKNOWN, "tare is not supported by this firmware")
+    r = f()
+    return P.S_OK, r if isinstance(r, dict) else {"tared": True}
+
+
+_PATIENT = {P.C_INFO: _c_info, P.C_STATUS: _c_status, P.C_TIME: _c_time, P.C_STREAM: _c_stream,
+            P.C_LOG: _c_log, P.C_ACK: _c_ack, P.C_CONFIG: _c_config, P.C_REPL: _c_repl}
+_AUTH = {P.C_SET: _c_set, P.C_CALIB: _c_calib, P.C_RETIGHTEN: _c_retighten, P.C_PLAN: _c_plan,
+         P.C_WIPE: _c_wipe, P.C_TARE: _c_tare}

@@ -26,7 +26,9 @@ DEFAULTS = {
     "retighten_interval_months": 3,
     "stream_batch": 50,
     "auth_counter": 0,               # last accepted counter of an authenticated command
+    "exercise_plan": None,           # the prosthetist's exercise plan (C_PLAN; exercise.py)
 }
+PRIVATE = ("auth_counter",)          # not in C_CONFIG's answer (info reports the counter)
 
 PATH = hal.STORAGE + "/config.json"
 
@@ -45,6 +47,9 @@ class Config:
 
     def get(self, k, default=None):
         return self.data.get(k, default)
+
+    def data_public(self):
+        return {k: self.data[k] for k in self.data if k not in PRIVATE}
 
     def limits(self):
         return self.data["limits"][self.data["phase"]]

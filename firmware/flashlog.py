@@ -344,9 +344,10 @@ class Log:
         return self._seal(kind, n, t)
 
     def event(self, head):
-        """An event (head: JSON bytes). With a Snippet, capture starts now and the record is
-        queued once the 2 s after the trigger are in (returns 0); else it is queued at once."""
-        if self.snip is not None and self.snip.trigger(head):
+        """An event (head: JSON bytes). With a Snippet being fed, capture starts now and the
+        record is queued once the 2 s after the trigger are in (returns 0); else (no snippet, one
+        already capturing, nothing pushed yet) it is queued at once without one."""
+        if self.snip is not None and self.snip.filled and self.snip.trigger(head):
             return 0
         return self._event(head, False)
 
