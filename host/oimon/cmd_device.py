@@ -191,6 +191,16 @@ def _esptool(argv, quiet=False):
     return "".join(out)
 
 
+def _resync(port):
+    """After esptool's sync bytes: a frame delimiter, so a running monitor's decoder drops them."""
+    try:
+        import serial
+        with serial.serial_for_url(port, baudrate=115200, timeout=0.1) as s:
+            s.write(b"\x00")
+    except Exception:               # noqa: BLE001 - best effort on a port that may be gone
+        pass
+
+
 def cmd_flash(args):
     size = check_image(args.firmware)
     if not args.no_deploy:
@@ -201,7 +211,11 @@ def cmd_flash(args):
     base = ["--chip", "esp32s3", "--port", port, "--baud", str(args.baud),
             "--connect-attempts", str(args.connect_attempts)]
     print("erasing the flash of the ESP32-S3 on %s" % port, file=sys.stderr)
-    _esptool(base + ["erase-flash"], quiet=True)
+    try:
+        _esptool(base + ["erase-flash"], quiet=True)
+    except OimonError:
+        _resync(port)
+        raise
     print("writing %s (%d bytes) at 0x0" % (args.firmware, size), file=sys.stderr)
     _esptool(base + ["write-flash", "0x0", str(args.firmware)])
     print("MicroPython written to %s" % port)
