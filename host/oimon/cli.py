@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "oimon.cmd_sim",         # sim device|generate|replay|...
     "oimon.cmd_exercise",    # exercise plan|live|report
     "oimon.cmd_io",          # import, export csv
+    "oimon.cmd_decode",      # decode a raw capture of the serial stream
 ]
 
 

@@ -108,6 +108,67 @@ class Link:
                 self.pending.append((ftype, seq, pl))
         raise OimonError("device on %s is not answering" % self.port)
 
+    def command_auth(self, cmd, args=None, keystore=None, timeout=None, payload=None):
+        """A prosthetist command signed with the device's key (docs/protocol.md): asks the
+        device for its id and last accepted counter, takes the next counter from the keystore
+        (oimon.keystore; default path if None), sends counter | HMAC | JSON args."""
+        from oimon import auth as A
+        from oimon import keystore as K
+        ks = keystore if keystore is not None else K.open()
+        info = self.command(P.C_INFO)
+        dev_id = info.get("device_id")
+        if not isinstance(dev_id, str):
+            raise OimonError("the device did not report its id")
+        key = ks.key(dev_id)
+        counter = ks.next_counter(dev_id, info.get("auth_counter", 0))
+        body = payload if payload is not None else json.dumps(
+            args if args is not None else {}, separators=(",", ":")).encode()
+        return self.command(cmd, payload=A.sign(key, dev_id, counter, cmd, body), timeout=timeout)
+
+    def read_log(self, since=0, max_bytes=16384, timeout=None):
+        """The device log's records after `since` (C_LOG, repeated while the device has more):
+        (records, stats); each record a dict (seq, kind, kind_name, t, payload bytes) checked by
+        its CRC. Corrupt or incomplete ones are counted in stats["corrupt"], never returned."""
+        records = []
+        parts = {}
+        stats = {"corrupt": 0, "commands": 0}
+        while True:
+            r = self.command(P.C_LOG, {"since": since, "max": max_bytes},
+                             timeout=timeout or max(self.timeout, 10.0))
+            stats["commands"] += 1
+            keep = []
+            for ftype, seq, pl in self.pending:
+                if ftype != P.T_LOG:
+                    keep.append((ftype, seq, pl))
+                    continue
+                try:
+                    rs, total, off, chunk = P.unpack_log_chunk(pl)
+                except ValueError:
+                    stats["corrupt"] += 1
+                    continue
+                buf = parts.setdefault(rs, bytearray())
+                if off != len(buf):
+                    stats["corrupt"] += 1
+                    parts.pop(rs, None)
+                    continue
+                buf += chunk
+                if len(buf) == total:
+                    parts.pop(rs)
+                    try:
+                        records.append(P.parse_record(buf))
+                    except ValueError:
+                        stats["corrupt"] += 1
+            self.pending = keep
+            stats["corrupt"] += len(parts)
+            parts.clear()
+            last = r.get("last", since) if isinstance(r, dict) else since
+            if not isinstance(r, dict) or not r.get("more") or not isinstance(last, int) \
+                    or last <= since:
+                break
+            since = last
+        stats["device"] = r if isinstance(r, dict) else {}
+        return records, stats
+
 
 def _short(e):
     s = str(e).strip().splitlines()
