@@ -102,6 +102,7 @@ A_PK_M2 = const(8)       # max resultant^2
 A_OVERLOADS = const(9)
 A_FALLS = const(10)
 A_FAULTS = const(11)
+A_IMPACTS = const(12)     # impacts that opened a recovery window (fall or recovered)
 ACT_HIST = const(16)
 HIST_N = const(21)       # bins of 10 % BW: [0,10) (and tension), [10,20) ... [190,200), >= 200
 ACT_N = const(40)
@@ -414,6 +415,7 @@ def _step(o: ptr32, st: ptr32, cfg: ptr32, ev: ptr32, act: ptr32) -> int:
                 st[_FS] = 2
                 st[_LCNT] = 0
                 st[_SCNT] = 0
+                act[A_IMPACTS] = act[A_IMPACTS] + 1
             else:
                 st[_FS] = 0
     elif rising != 0 and st[_TFALL] >= 0:
