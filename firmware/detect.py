@@ -43,8 +43,7 @@ CFG_T_DESC_MAX = const(18)  # and max
 CFG_T_IMPWIN = const(19)   # impact window, samples from the contact
 CFG_T_DECIDE = const(20)   # decision, samples from the contact (<= 2000: within 2 s)
 CFG_REC_PCT = const(21)    # fall if loaded < REC_PCT % of the recovery window
-CFG_HIST_K = const(22)     # derived: (10 << 20) // BW, histogram bin = (ax * K) >> 20
-CFG_FAULT_N = const(23)    # saturation/rail run that raises a fault, samples
+CFG_FAULT_N = const(23)    # (22 is unused)    # saturation/rail run that raises a fault, samples
 CFG_CLEAR_N = const(24)    # clean run that clears a fault, samples
 CFG_FALL_ALARM = const(25)  # samples the fall alarm (level 2) lasts unless ack()
 CFG_N = const(26)
@@ -266,7 +265,7 @@ def _step(o: ptr32, st: ptr32, cfg: ptr32, ev: ptr32, act: ptr32) -> int:
         act[A_PK_MML] = mm
     if m2 > act[A_PK_M2]:
         act[A_PK_M2] = m2
-    b = (ax * cfg[CFG_HIST_K]) >> 20
+    b = (ax * 10) // cfg[CFG_BW]         # floor(ax / (10 % BW)), |ax * 10| < 2^21
     if b < 0:
         b = 0
     elif b > 20:
@@ -497,7 +496,6 @@ class Detector:
         c[CFG_STEP_ON] = bw * 20 // 100
         c[CFG_STEP_OFF] = bw * 10 // 100
         c[CFG_F_IMPACT] = bw * 120 // 100
-        c[CFG_HIST_K] = (10 << 20) // bw
 
     def step(self, out):
         return _step(out, self.st, self.cfg, self.ev, self.act)

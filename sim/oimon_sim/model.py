@@ -285,7 +285,7 @@ def make_config(limits=None, bw=BW_DEFAULT, **over):
                mom2_warn=(mom * 8 // 10) ** 2, bw=bw, step_on=bw * 20 // 100,
                step_off=bw * 10 // 100, f_impact=bw * 120 // 100, r_impact=15000,
                t_desc_min=50, t_desc_max=2000, t_impwin=100, t_decide=2000, rec_pct=40,
-               hist_k=(10 << 20) // bw, fault_n=10, clear_n=200)
+               fault_n=10, clear_n=200)
     cfg.update(over)
     return cfg
 
@@ -424,7 +424,7 @@ class _Detect:
             a["pk_map"] = max(a["pk_map"], int(ma[valid].max()))
             a["pk_mml"] = max(a["pk_mml"], int(mm[valid].max()))
             a["pk_m2"] = max(a["pk_m2"], int(m2[valid].max()))
-            b = np.clip((axv * c["hist_k"]) >> 20, 0, HIST_N - 1)
+            b = np.clip((axv * 10) // c["bw"], 0, HIST_N - 1)
             self.hist += np.bincount(b, minlength=HIST_N)
         # last invalid sample at or before i (global), for the validity of a carried t_fall
         last_inv = np.where(valid, -1, np.arange(m) + n0)
