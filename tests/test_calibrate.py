@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from oimon import calibration as C
-from oimon import db
+from oimon import db, keystore
 from oimon.cmd_sim import start_virtual_device
 from oimon_sim import sensor
 from test_host_support import assert_user_error, run_cli
@@ -70,8 +70,12 @@ def test_default_plan_uses_the_jig():
 
 
 @pytest.fixture
-def jig_device(tmp_path, capsys):
-    """The virtual device whose sensor plays the plan: the simulated jig (DEFAULT_S)."""
+def jig_device(tmp_path, capsys, monkeypatch):
+    """The virtual device whose sensor plays the plan: the simulated jig (DEFAULT_S), with a
+    provisioned key (host keystore + the device's key.bin)."""
+    monkeypatch.setenv("OIMON_KEYSTORE", str(tmp_path / "keys.json"))
+    (tmp_path / "storage").mkdir()
+    keystore.write_key_file(keystore.open().provision("JIG-0001"), tmp_path / "storage" / "key.bin")
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(PLAN))
     rec = tmp_path / "jig.oimrec"
@@ -117,3 +121,18 @@ def test_tight_bound_refuses_and_writes_nothing(jig_device, tmp_path, capsys):
     assert dbp.read_bytes() == before
     rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")
     assert json.loads(out)["calibrated"] is False
+
+
+def test_calibration_is_written_and_certified(jig_device, tmp_path, capsys):
+    vd, plan = jig_device
+    dbp = tmp_path / "db.sqlite"
+    rc, out, err = run_cli(capsys, "--port", vd.path, "--db", dbp, "calibrate", "--plan", plan)
+    assert rc == 0, err + vd.log_tail()
+    assert "calibration written to JIG-0001 (calibrated)" in out
+    rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")
+    assert json.loads(out)["calibrated"] is True
+    row = db.connect(dbp).execute("SELECT device_id, data, max_error_pct, bound_pct FROM calibration").fetchone()
+    cert = json.loads(row["data"])
+    assert row["device_id"] == "JIG-0001" and row["bound_pct"] == 0.5
+    assert cert["passed"] and row["max_error_pct"] < 0.5 and cert["revision"] == 1
+    assert len(cert["steps"]) == len(PLAN["steps"])

@@ -19,7 +19,7 @@ def test_deploy_to_the_virtual_device_is_idempotent(tmp_path, capsys):
     build = build_firmware(tmp_path / "build")
     vd = start_virtual_device("walk", speed=1, duration=10, storage=tmp_path / "storage")
     try:
-        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build)
+        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build, "--no-key")
         assert rc == 0, err + vd.log_tail()
         assert "copied app.mpy" in out and "copied main.py" in out and "copied board.mpy" in out
         assert "is running firmware" in out
@@ -31,12 +31,12 @@ def test_deploy_to_the_virtual_device_is_idempotent(tmp_path, capsys):
                 hashlib.sha256(m.read_bytes()).digest(), m.name
         assert (vd.storage / "main.py").read_bytes() == (ROOT / "firmware" / "main.py").read_bytes()
         # again: nothing to copy
-        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build)
+        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build, "--no-key")
         assert rc == 0, err
         assert "0 files copied" in out and "copied" not in out.replace("0 files copied", "")
         # one module changed on the board: only that one is copied
         (vd.storage / "dsp.mpy").write_bytes(b"stale")
-        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build)
+        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build, "--no-key")
         assert rc == 0 and "copied dsp.mpy" in out and "1 files copied" in out, out + err
         rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")
         assert rc == 0 and '"device_id": "SIM-0001"' in out

@@ -228,7 +228,8 @@ def cmd_flash(args):
 # --- deploy ----------------------------------------------------------------------------------
 def _deploy_files(build):
     """[(device name, local path)]: the .mpy modules of `make firmware`, main.py/boot.py as
-    source. Refuses a missing or stale build."""
+    source. Refuses a missing build, and a stale one in build/firmware (a --build folder
+    elsewhere is taken as it is)."""
     build = Path(build)
     mpys = sorted(build.glob("*.mpy")) if build.is_dir() else []
     if not mpys:
@@ -238,7 +239,8 @@ def _deploy_files(build):
         src = FIRMWARE / (m.stem + ".py")
         if (m.stem + ".py") in KEEP_AS_PY:
             continue
-        if src.exists() and src.stat().st_mtime > m.stat().st_mtime + 1:
+        if build.resolve() == BUILD.resolve() and src.exists() \
+                and src.stat().st_mtime > m.stat().st_mtime + 1:
             raise OimonError("%s is older than %s: run `make firmware`" % (m, src))
         files.append((m.name, m))
     if "board.mpy" not in [n for n, _p in files]:
@@ -250,23 +252,14 @@ def _deploy_files(build):
 
 
 def _device_key(device_id):
-    """The provisioned device key from the host keystore: (device file name, bytes) or None."""
+    """The provisioned device key from the host keystore: (device file name, bytes), or None
+    if this oimon has no keystore. A device without a key in the keystore is an error."""
     try:
         from oimon import keystore
     except ImportError:
         return None
-    get = getattr(keystore, "device_key_file", None)
-    if get is not None:
-        return get(device_id)
-    for name in ("open", "load", "Keystore"):
-        f = getattr(keystore, name, None)
-        if f is not None:
-            ks = f()
-            key = ks.get(device_id) if hasattr(ks, "get") else None
-            if key is None:
-                raise OimonError("no key for %s in the keystore: provision it first" % device_id)
-            return (getattr(keystore, "DEVICE_KEY_FILE", "key.bin"), bytes(key))
-    return None
+    ks = keystore.open()
+    return ("key.bin", bytes(ks.key(device_id)))
 
 
 def _release(port):

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 from oimon import db, link, recording
@@ -259,13 +260,16 @@ def cmd_record(args):
         stop["now"] = True
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, _sigint)
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        signal.signal(signal.SIGINT, _sigint)
     try:
         r.run(args.duration)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGINT, old)
+        if main_thread:
+            signal.signal(signal.SIGINT, old)
     if r.status:
         sys.stderr.write("\n")
     print("recorded %d samples (%.1f s) to %s: %d frames, %d bad, %d sequence gaps, %d events%s"
