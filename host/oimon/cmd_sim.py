@@ -84,6 +84,8 @@ def register(sub):
     r.add_argument("--json", action="store_true", help="events as JSON")
     r.add_argument("--config", help="JSON file: phase, limits, body_weight_kg, ... (as config.json)")
     r.add_argument("--progress", action="store_true")
+    r.add_argument("--salvage", action="store_true",
+                   help="replay the good part of a damaged recording (warning instead of error)")
     r.set_defaults(func=cmd_replay)
 
     m = s.add_parser("metrics", help="replay events against the ground truth")
@@ -93,6 +95,7 @@ def register(sub):
     m.add_argument("--tolerance", type=_positive(float, 0, 60), default=2.0,
                    help="seconds after a truth interval an event still counts for it (default 2)")
     m.add_argument("--progress", action="store_true")
+    m.add_argument("--salvage", action="store_true", help="use the good part of damaged recordings")
     m.set_defaults(func=cmd_metrics)
 
     w = s.add_parser("sweep", help="vary a threshold, tabulate sensitivity and false events")
@@ -106,6 +109,7 @@ def register(sub):
     w.add_argument("--csv", required=True, help="table to write")
     w.add_argument("--png", help="ROC-style plot to write")
     w.add_argument("--progress", action="store_true")
+    w.add_argument("--salvage", action="store_true", help="use the good part of damaged recordings")
     w.set_defaults(func=cmd_sweep)
 
 
@@ -285,7 +289,8 @@ def _warn(res):
 
 def cmd_replay(args):
     from oimon_sim import replay
-    res = replay.replay_file(args.recording, _load_config(args.config), progress=args.progress or None)
+    res = replay.replay_file(args.recording, _load_config(args.config),
+                             progress=args.progress or None, salvage=args.salvage)
     _warn(res)
     if args.json:
         print(json.dumps({"events": res["events"], "samples": res["samples"],
@@ -299,7 +304,7 @@ def cmd_metrics(args):
     from oimon_sim import metrics
     cfg = _load_config(args.config)
     res = metrics.evaluate_files(args.recordings, cfg, tolerance_s=args.tolerance,
-                                 progress=args.progress or None)
+                                 progress=args.progress or None, salvage=args.salvage)
     for e in res.get("errors", [])[:1]:
         print("oimon: warning: %s (the rest was used)" % e, file=sys.stderr)
     if args.json:
@@ -312,7 +317,8 @@ def cmd_sweep(args):
     from oimon_sim import sweep
     values = sweep.parse_values(args.values)
     rows = sweep.run(args.recordings, args.param, values, _load_config(args.config),
-                     tolerance_s=args.tolerance, progress=args.progress or None)
+                     tolerance_s=args.tolerance, progress=args.progress or None,
+                     salvage=args.salvage)
     sweep.write_csv(args.csv, rows)
     if args.png:
         sweep.plot(args.png, rows, args.param)

@@ -10,7 +10,8 @@ Rules (docs/sim.md, "Metrics"):
   fall's loading phase);
 - an event is false unless it lies in [start, end + tolerance) of a truth entry that expects or
   allows its kind (`allow` "*" = any kind);
-- false events per 24 h = false events / recorded hours x 24."""
+- false events per 24 h = false events / recorded hours x 24;
+- closing records (overload_end, fault_clear) are not events of their own."""
 import numpy as np
 
 from oimon_sim import replay
@@ -23,9 +24,13 @@ def matches(kind, patterns):
     return False
 
 
+CLOSING = ("_end", "_clear")     # closing records of an event already counted at its start
+
+
 def evaluate(events, truth, rate, samples, tolerance_s=2.0, first=0):
     tol = int(round(tolerance_s * rate))
-    ev = sorted(events, key=lambda e: e.get("sample", -1))
+    ev = sorted((e for e in events if not str(e.get("kind", "")).endswith(CLOSING)),
+                key=lambda e: e.get("sample", -1))
     samp = np.array([e.get("sample", -1) for e in ev], dtype=np.int64)
     kinds = [str(e.get("kind", "?")) for e in ev]
     by_label = {}
@@ -84,10 +89,10 @@ def combine(parts):
             "false_list": false[:50]}
 
 
-def evaluate_files(paths, cfg=None, tolerance_s=2.0, progress=None):
+def evaluate_files(paths, cfg=None, tolerance_s=2.0, progress=None, salvage=False):
     parts, errors, files = [], [], []
     for p in paths:
-        res = replay.replay_file(p, cfg, progress=progress)
+        res = replay.replay_file(p, cfg, progress=progress, salvage=salvage)
         ev = evaluate(res["events"], res["truth"], res["rate"], res["samples"], tolerance_s,
                       res["first"])
         parts.append(ev)

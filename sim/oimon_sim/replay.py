@@ -6,12 +6,13 @@ model's streaming form (model.Replayer), so a 24 h recording replays in bounded 
 
 Input: raw recordings go to the model as they are, with the calibration in their header
 (`calibration` offset + gain, or the inverse of their `sensor` model). Calibrated recordings
-(`oimon record`, `oimon import`, `oimon sim generate` without --raw) are turned into raw counts
-through the default simulated sensor (sensor.SensorModel) and replayed with that sensor's
-perfect calibration, exactly as the virtual device is provisioned; the round trip changes a
-calibrated value by at most 1 unit (0.1 N / 0.01 N*m)."""
+(`oimon import`, `oimon sim generate` without --raw) enter the model after its calibration stage
+(load rate, filter, detection): their values are what calibration produces. round_trip=True
+instead turns them into raw counts through the default simulated sensor and replays those with
+its perfect calibration, as the virtual device is provisioned (at most 1 unit different, and
+~2x slower). Recordings made by `oimon record` hold the device's *filtered* output (axial at
+0.2 N on the wire): replaying them filters a second time, a close but not exact reconstruction."""
 import bisect
-import inspect
 import sys
 import types
 
@@ -99,83 +100,87 @@ def _to_raw(block, model):
 
 
 # --- the model -------------------------------------------------------------------------------
+PHASE_INDEX = {"I": 0, "II": 1, "III": 2, "full": 3}
+
+
 def _model():
     try:
         from oimon_sim import model
     except ImportError as e:
         raise OimonError("the firmware's numpy model (sim/oimon_sim/model.py) is not available: %s" % e)
-    if not hasattr(model, "Replayer") and not hasattr(model, "replay"):
-        raise OimonError("sim/oimon_sim/model.py has neither Replayer nor replay() yet")
     return model
 
 
-def _kwargs_for(fn, cfg, cal, rate):
-    """Keyword arguments fn accepts, from what a replay knows."""
-    have = {"cal": cal, "calibration": cal, "limits": cfg["active_limits"], "config": cfg,
-            "cfg": cfg, "body_weight_kg": cfg.get("body_weight_kg"), "rate": rate,
-            "debounce_ms": cfg.get("debounce_ms"), "phase": cfg.get("phase"),
-            "fc": cfg.get("fc", cfg.get("filter_hz"))}
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return {"cal": cal, "limits": cfg["active_limits"]}
-    out = {}
-    for name, p in params.items():
-        if name in have and have[name] is not None:
-            out[name] = have[name]
-        elif p.kind is p.VAR_KEYWORD:
-            pass
-    return out
+def detector_limits(cfg, rate=1000):
+    """[comp, tens, mom, debounce (samples), phase] as the device gives detect.Detector."""
+    lim = cfg["active_limits"]
+    deb = max(1, int(round(float(cfg.get("debounce_ms", 20)) * rate / 1000.0)))
+    return [int(lim["comp"]), int(lim["tens"]), int(lim["moment"]), deb,
+            PHASE_INDEX.get(cfg.get("phase"), -1)]
+
+
+def body_weight_units(cfg):
+    """Body weight in 0.1 N (the detector's unit)."""
+    return int(round(float(cfg.get("body_weight_kg") or 75) * 98.0665))
+
+
+def _event(e):
+    """A model event in the recording's event form: kind, sample, the rest as it is."""
+    d = {("kind" if k == "event" else "sample" if k == "n" else k):
+         (v.item() if isinstance(v, np.generic) else v) for k, v in e.items()}
+    return d
 
 
 class _Stream:
-    """One interface over the model: feed(raw block) -> events with block-relative samples."""
+    """model.Replayer behind one call: feed(raw block) -> events, samples counted from 0."""
 
     def __init__(self, cfg, cal, rate, keep_filtered=False):
         m = _model()
         self.keep = keep_filtered
         self.filtered = []
-        if hasattr(m, "Replayer"):
-            self.r = m.Replayer(**_kwargs_for(m.Replayer, cfg, cal, rate))
-            self.whole = False
-        else:
-            self.whole = True
-            self.fn = m.replay
-            self.kw = _kwargs_for(m.replay, cfg, cal, rate)
-            self.buf = []
+        self.r = m.Replayer(cal, detector_limits(cfg, rate), body_weight_units(cfg),
+                            int(cfg.get("fc", 20)))
         self.pos = 0
 
-    @staticmethod
-    def _split(res):
-        if isinstance(res, tuple) and len(res) == 2:
-            return res
-        return None, res
-
     def feed(self, raw):
-        if self.whole:
-            self.buf.append(raw)
-            return []
-        filt, evs = self._split(self.r.feed(raw))
-        if self.keep and filt is not None:
-            self.filtered.append(np.asarray(filt))
-        self.pos += len(raw)
-        return list(evs or [])
+        y, evs = self.r.feed(raw)
+        return self._out(y, evs, len(raw))
 
-    def finish(self):
-        if self.whole:
-            raw = np.concatenate(self.buf) if self.buf else np.zeros((0, 4), np.int32)
-            filt, evs = self._split(self.fn(raw, **self.kw))
-            if self.keep and filt is not None:
-                self.filtered.append(np.asarray(filt))
-            return list(evs or [])
-        if hasattr(self.r, "finish"):
-            res = self.r.finish()
-            if res is not None:
-                return list(self._split(res)[1] or [])
-        return []
+    def feed_calibrated(self, x):
+        """Calibrated device units (n, 3) straight into the stages after calibration (load
+        rate, filter, detection): what Replayer.signal does after model.calibrate(). Uses the
+        model's public feed_calibrated() when it has one."""
+        r, m = self.r, _model()
+        if hasattr(r, "feed_calibrated"):
+            y, evs = r.feed_calibrated(x)
+            return self._out(y, evs, len(x))
+        x = np.ascontiguousarray(x[:, :3], dtype=np.int32)
+        big = (x > m.XMAX) | (x < -m.XMAX)
+        fl = np.where(big.any(1), m.FL_CLAMP, 0).astype(np.int32)
+        if big.any():
+            x = np.clip(x, -m.XMAX, m.XMAX)
+        if r.cal is None:
+            fl |= m.FL_UNCAL
+            y = np.zeros_like(x)
+            rate = np.zeros(len(x), np.int32)
+        else:
+            if r.ring is None:
+                r.ring = [int(x[0, 0])] * m.RATE_LAG
+            rate = m.load_rate(x[:, 0], r.ring)
+            y = r.flt.run(x)
+        evs = r.det.process(y, rate, fl)
+        r.events.extend(evs)
+        return self._out(y, evs, len(x))
+
+    def _out(self, y, evs, n):
+        if self.keep:
+            self.filtered.append(np.asarray(y))
+        self.pos += n
+        return [_event(e) for e in evs]
 
 
-def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=True):
+def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=False,
+                round_trip=False):
     """Replay a recording. Returns {"events": [...], "truth": [...], "samples", "rate", "header",
     "config", "errors", "gaps"}; event "sample" fields are the recording's sample indices."""
     from oimon_sim import progress as prog
@@ -197,15 +202,17 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=True
             for first, block in r.blocks(getattr(_model(), "SEGMENT", BLOCK_ROWS)):
                 if last is not None and first != last:
                     gaps += 1
-                starts.append(st.pos if not st.whole else n)
+                starts.append(st.pos)
                 firsts.append(first)
-                raw = block if r.kind == "raw" else _to_raw(block, smodel)
-                for e in st.feed(raw):
-                    events.append(e)
+                if r.kind == "raw":
+                    events += st.feed(block)
+                elif round_trip:
+                    events += st.feed(_to_raw(block, smodel))
+                else:
+                    events += st.feed_calibrated(block)
                 n += len(block)
                 last = first + len(block)
                 bar.update(n / rate)
-            events += st.finish()
         truth = [e for e in r.events_seen if recording.is_truth(e)]
         device_events = [e for e in r.events_seen if not recording.is_truth(e)]
         errors = [str(e) for e in r.errors]
@@ -219,7 +226,7 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=True
             e["t_s"] = round((e["sample"] - (firsts[0] if firsts else 0)) / rate, 3)
         out.append({k: (v.item() if isinstance(v, np.generic) else v) for k, v in e.items()})
     if errors and not salvage:
-        raise OimonError(errors[0])
+        raise OimonError("%s (--salvage replays the good part)" % errors[0])
     res = {"path": str(path), "events": out, "truth": truth, "device_events": device_events,
            "samples": n, "rate": rate, "header": r.header, "config": conf, "errors": errors,
            "gaps": gaps, "first": firsts[0] if firsts else 0}
@@ -234,6 +241,22 @@ def _hms(t):
     return "%02d:%02d:%06.3f" % (h, m, s)
 
 
+def _summary(e):
+    """The few fields an engineer reads first (all of them: --json)."""
+    out = []
+    if "pk_ax" in e:
+        out.append("peak axial %.1f N" % (e["pk_ax"] / 10.0))
+    if "pk_m2" in e:
+        out.append("peak moment %.1f N*m" % (e["pk_m2"] ** 0.5 / 100.0))
+    if e.get("dur"):
+        out.append("%d ms" % e["dur"])
+    if "flags" in e:
+        out.append("flags 0x%03x" % e["flags"])
+    if "pk_rate" in e:
+        out.append("peak rate %.1f kN/s" % (e["pk_rate"] / 1000.0))
+    return ", ".join(out)
+
+
 def format_events(res):
     lim = res["config"]["active_limits"]
     lines = ["%s: %.1f s, %d samples at %g Hz; phase %s (comp %.0f N, tens %.0f N, moment %.0f N*m);"
@@ -241,9 +264,8 @@ def format_events(res):
                              res["config"]["phase"], lim.get("comp", 0) / 10, lim.get("tens", 0) / 10,
                              lim.get("moment", 0) / 100, len(res["events"]))]
     for e in res["events"]:
-        rest = " ".join("%s=%s" % (k, e[k]) for k in sorted(e) if k not in ("kind", "sample", "t_s", "t"))
-        lines.append("  %s  sample %-10s %-16s %s" % (_hms(e.get("t_s", 0)), e.get("sample", "?"),
-                                                     e.get("kind", "?"), rest))
+        lines.append("  %s  sample %-10s %-15s %s" % (_hms(e.get("t_s", 0)), e.get("sample", "?"),
+                                                     e.get("kind", "?"), _summary(e)))
     if not res["events"]:
         lines.append("  no events")
     return "\n".join(lines)

@@ -42,10 +42,11 @@ def config_with(base, param, value):
     return cfg
 
 
-def run(paths, param, values, base=None, tolerance_s=2.0, progress=None):
+def run(paths, param, values, base=None, tolerance_s=2.0, progress=None, salvage=False):
     rows = []
     for v in values:
-        m = metrics.evaluate_files(paths, config_with(base, param, v), tolerance_s, progress)
+        m = metrics.evaluate_files(paths, config_with(base, param, v), tolerance_s, progress,
+                                   salvage)
         row = {"param": param, "value": v, "sensitivity": m["sensitivity"],
                "false_events": m["false_events"], "false_per_24h": m["false_per_24h"],
                "hours": m["hours"]}
