@@ -304,7 +304,7 @@ def check_scipy_reference():
     n = int(os.getenv("OIMON_N"))
     tol = int(os.getenv("OIMON_TOL"))
     skip = int(os.getenv("OIMON_SKIP"))
-    cal = _cal([1 << 12, 0, 0, 0, 1 << 12, 0, 0, 0, 1 << 12], (24, 24, 24))
+    cal = _cal([1 << 17, 0, 0, 0, 1 << 17, 0, 0, 0, 1 << 17], (24, 24, 24))   # 128 counts/LSB
     p = dsp.Pipeline(cal)
     raw = array("i", [0, 0, 0, 0])
     ref = array("i", [0, 0, 0])

@@ -1,0 +1,287 @@
+"""The signal path (docs/algorithm.md): filter design vs scipy, the numpy model vs scipy, the
+model vs the firmware running on the i386 MicroPython (identical filtered samples, identical
+events, identical daily activity), synthetic profiles from the published figures, and the real
+gaitpdb walks (75 kg patient, default limits: no overload, no fall)."""
+import ast
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+
+from oimon_sim import filter_design, model
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "firmware"))
+import calib  # noqa: E402  (firmware module; CPython-compatible)
+
+from conftest import run_mp_test  # noqa: E402
+
+FS_UNITS = 50000            # 0.1 % of full scale is taken against +-5 kN: 50 units (5 N)
+
+
+def _consts(path):
+    """NAME = const(value) / NAME = value of a firmware module, without importing it."""
+    out = {}
+    for node in ast.parse(Path(path).read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            v = node.value
+            if isinstance(v, ast.Call) and getattr(v.func, "id", "") == "const":
+                v = v.args[0]
+            try:
+                out[node.targets[0].id] = ast.literal_eval(v)
+            except ValueError:
+                pass
+    return out
+
+
+DSP = _consts(ROOT / "firmware" / "dsp.py")
+DET = _consts(ROOT / "firmware" / "detect.py")
+
+
+# ---- design, constants, overflow proof --------------------------------------------------------
+def test_firmware_filter_table_is_the_design():
+    assert DSP["FILTERS"] == filter_design.firmware_table()
+    assert DSP["FC_DEFAULT"] == filter_design.FC_DEFAULT == 20
+
+
+def test_model_constants_match_firmware():
+    for k in ("SAT_HI", "SAT_LO", "RAIL", "STUCK_N", "XMAX", "DMAX", "RATE_LAG", "FL_SAT",
+              "FL_RAIL", "FL_STUCK", "FL_FAULT", "FL_UNCAL", "FL_TARE", "FL_CLAMP"):
+        assert DSP[k] == getattr(model, k), k
+    for k in ("EV_OVERLOAD_START", "EV_OVERLOAD_END", "EV_FALL", "EV_FAULT", "EV_FAULT_CLEAR",
+              "BW_DEFAULT", "HIST_N"):
+        assert DET[k] == getattr(model, k), k
+    names = [n for n in DET if n.startswith("O_")]
+    assert sorted(names, key=DET.get) == ["O_" + f.upper() for f in model.OVL_FIELDS]
+    names = [n for n in DET if n.startswith("F_") and n != "F_"]
+    assert sorted(names, key=DET.get) == ["F_" + f.upper() for f in model.FALL_FIELDS]
+    names = [n for n in DET if n.startswith("X_")]
+    assert sorted(names, key=DET.get) == ["X_" + f.upper() for f in model.FAULT_FIELDS]
+    names = [n for n in DET if n.startswith("A_")]
+    assert sorted(names, key=DET.get) == ["A_" + f.upper() for f in model.ACT_FIELDS]
+    cfg = model.make_config()
+    for k in ("r_impact", "t_desc_min", "t_desc_max", "t_impwin", "t_decide", "rec_pct",
+              "fault_n", "clear_n"):
+        assert ("CFG_" + k.upper()) in DET, k
+    assert cfg["t_decide"] <= 2000                      # fall decided within 2 s
+
+
+def test_overflow_bounds_hold_for_every_cutoff():
+    for fc in filter_design.FC_TABLE:
+        d = filter_design.design(fc)
+        b = filter_design.bounds(d)
+        assert b["s_max"] < 2 ** 27 and b["word_max"] < 2 ** 31, (fc, b)
+        # normal-form matrix with ||A|| < 1: the basis of the no-limit-cycle argument
+        assert d["SA"] ** 2 + d["WA"] ** 2 < 2 ** 32
+
+
+def test_realised_response_is_the_butterworth():
+    for fc in filter_design.FC_TABLE:
+        d = filter_design.design(fc)
+        f = [0.0, fc / 4, fc, 2 * fc, 200.0]
+        _, h_q = ss.freqz(*filter_design.realised_tf(d), worN=f, fs=1000)
+        _, h_f = ss.freqz(*filter_design.butter(fc), worN=f, fs=1000)
+        assert np.max(np.abs(np.abs(h_q) - np.abs(h_f))) < 2e-4, fc
+        assert abs(abs(h_q[0]) - 1) < 1e-12                          # DC exact
+
+
+# ---- model vs scipy -----------------------------------------------------------------------------
+def _test_signals(n=20000, seed=2):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    steps = np.where((t // 2000) % 2, 50000, -50000)
+    sines = 40000 * np.sin(2 * np.pi * 3.0 * t / 1000) + 20000 * np.sin(2 * np.pi * 11 * t / 1e3)
+    walk = model.to_units(model.walk(int(n / 1100) + 1, rng=rng))[:n, 0] * 2.5
+    return np.stack([steps, sines, walk], 1).round().astype(np.int64)
+
+
+def test_model_filter_vs_scipy_lfilter():
+    x = _test_signals()
+    co = model.coefficients(20)
+    y = model._Filter(co).run(x.astype(np.int32))
+    for c in range(3):
+        ref = filter_design.reference(x[:, c])
+        err = np.abs(y[:, c] - ref)
+        assert err.max() <= 0.001 * FS_UNITS, (c, err.max())
+        # steady state of the steps: exact after settling (DC exact, no dead band)
+    for k in range(1, 10):
+        assert (y[k * 2000 - 10: k * 2000, 0] == x[k * 2000 - 1, 0]).all()
+    assert model._Filter(co).run(np.zeros((500, 3), np.int32)).any() == False  # noqa: E712
+
+
+def test_firmware_filter_vs_scipy_on_micropython(tmp_path, monkeypatch):
+    """The viper kernel on the i386 port against scipy.signal.lfilter (float Butterworth)."""
+    x = _test_signals(12000)
+    ref = np.stack([filter_design.reference(x[:, c]) for c in range(3)], 1)
+    raw = np.zeros((len(x), 4), np.int32)
+    raw[:, :3] = x << 7             # the test calibration is 1 unit per 128 counts
+    assert (np.abs(x << 7) < model.SAT_HI).all()
+    p = tmp_path / "ref.bin"
+    with open(p, "wb") as f:
+        f.write(raw.astype("<i4").tobytes())
+        f.write(np.round(ref * 1000).astype("<i4").tobytes())
+    for k, v in dict(OIMON_REF=p, OIMON_N=len(x), OIMON_TOL=int(0.001 * FS_UNITS),
+                     OIMON_SKIP=0).items():
+        monkeypatch.setenv(k, str(v))
+    ok, out = run_mp_test(ROOT / "tests" / "firmware" / "mp_dsp.py", "check_scipy_reference")
+    assert ok, out
+
+
+# ---- model == firmware ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cal():
+    return model.default_calibration()
+
+
+def _compare(raw, cal, limits=None, bw=model.BW_DEFAULT, segment=4096):
+    y, ev = model.replay(raw, cal, limits, bw, segment=segment)
+    out, fev, fact = model.firmware_replay(raw, cal, limits, bw)
+    assert out.shape[0] == raw.shape[0]
+    bad = np.argwhere(out[:, :3] != y)
+    assert len(bad) == 0, ("filtered samples differ", bad[:5])
+    assert ev == fev, ("events differ", ev[:5], fev[:5])
+    rp = model.Replayer(cal, limits, bw)
+    rp.feed(raw)
+    act = rp.activity()
+    assert act == fact, (act, fact)
+    return y, ev, act
+
+
+EXPECT = {   # scenario: (overloads, falls)
+    "walking": (0, 0), "overload": (1, 0), "moment_overload": (1, 0), "fall": (None, 1),
+    "stumble": (0, 0), "stumble_stand": (0, 0), "sitting": (0, 0), "plop": (0, 0),
+    "stairs": (0, 0)}
+
+
+@pytest.mark.parametrize("name", model.SCENARIOS)
+def test_scenarios_firmware_equals_model(name, cal):
+    f, marks = model.scenario(name)
+    raw = model.forces_to_raw(f, cal)
+    y, ev, act = _compare(raw, cal)
+    starts = [e for e in ev if e["event"] == "overload_start"]
+    falls = [e for e in ev if e["event"] == "fall"]
+    n_ovl, n_fall = EXPECT[name]
+    if n_ovl is not None:
+        assert len(starts) == n_ovl, (name, ev)
+    assert len(falls) == n_fall, (name, ev)
+    assert not [e for e in ev if e["event"].startswith("fault")]
+    if name in ("stumble", "stumble_stand", "stairs"):
+        assert act["impacts"] >= 1              # a real impact candidate that recovered
+    if name == "fall":
+        e = falls[0]
+        # four phases in order, impact near the profile's impact, decision within 2 s
+        assert e["t_load"] < e["t_desc"] < e["t_imp"] < e["t_dec"]
+        assert marks["loading"] - 100 <= e["t_load"] <= marks["loading"] + 200
+        assert marks["descent"] - 100 <= e["t_desc"] <= marks["descent"] + 50
+        assert marks["impact"] <= e["t_imp"] <= marks["impact"] + 40
+        assert e["t_dec"] - e["t_imp"] < 2000
+        assert e["pk_rate"] >= 15000 and e["pk_ax"] >= 1.2 * 7355
+    if name == "overload":
+        e = starts[0]
+        assert e["which"] & 1 and e["pk_ax"] > 18000
+        end = [x for x in ev if x["event"] == "overload_end"][0]
+        assert end["trunc"] == 0 and 250 < end["dur"] < 450
+    if name == "moment_overload":
+        assert starts[0]["which"] == 4
+
+
+def test_alarm_onset_within_debounce_plus_10ms(cal):
+    """The overload start is reported on the sample the debounce completes: first filtered
+    sample over the limit + debounce - 1 (docs/algorithm.md "Alarm timing")."""
+    f, marks = model.scenario("overload")
+    raw = model.forces_to_raw(f, cal)
+    rp = model.Replayer(cal)
+    y, ev = rp.feed(raw)
+    first = int(np.argmax(y[:, 0] > 18000))
+    e = [x for x in ev if x["event"] == "overload_start"][0]
+    assert e["start"] == first and e["n"] == first + 20 - 1
+
+
+def test_faults_firmware_equals_model(cal):
+    f, _ = model.scenario("walking")
+    raw = model.forces_to_raw(f[:30000], cal)
+    raw[5000:5300, 0] = model.SAT_HI                     # saturation
+    raw[9000:9400, 1] = 0x7F2000                         # open bridge: raw at the rail
+    raw[13000:13500, 2] = raw[13000, 2]                  # stuck output
+    raw[17000:17005, 0] = model.SAT_LO                   # too short to raise a fault
+    y, ev, act = _compare(raw, cal)
+    faults = [e for e in ev if e["event"] == "fault"]
+    assert [e["raised"] for e in faults] == [5009, 9009, 13063], faults
+    assert all(e["raised"] - s < 100 for e, s in zip(faults, (5000, 9000, 13000)))
+    assert len([e for e in ev if e["event"] == "fault_clear"]) == 3
+    assert act["faults"] == 3 and act["invalid"] >= 300 + 400 + 500 - 200
+
+
+def test_uncalibrated_firmware_equals_model(tmp_path, cal):
+    f, _ = model.scenario("overload")
+    raw = model.forces_to_raw(f, cal)
+    y, ev = model.replay(raw, None)
+    out, fev, fact = model.firmware_replay(raw, None)
+    assert (out[:, :4] == 0).all() and (out[:, 4] & model.FL_UNCAL).all()
+    assert (y == 0).all() and ev == fev == []
+    assert fact["valid"] == 0 and fact["invalid"] == len(raw)
+
+
+def test_other_limits_and_body_weight_firmware_equals_model(cal):
+    f, _ = model.scenario("stairs", bw_n=900.0)
+    raw = model.forces_to_raw(f, cal, seed=5)
+    lim = model.phase_limits(model.PHASE_II, 9000)
+    y, ev, act = _compare(raw, cal, lim, 9000)
+    assert len([e for e in ev if e["event"] == "overload_start"]) >= 10   # phase II: 100 % BW
+
+
+def test_model_is_independent_of_block_size(cal):
+    f, _ = model.scenario("fall")
+    raw = model.forces_to_raw(f, cal)
+    raw[3000:3100, 0] = model.SAT_HI
+    ref_y, ref_ev = model.replay(raw, cal, segment=len(raw))
+    for seg in (1, 7, 333, 1000, 4097):
+        if seg == 1:
+            rp = model.Replayer(cal)
+            ys = [rp.feed(raw[i:i + 1])[0] for i in range(0, 2500)]
+            assert (np.vstack(ys) == ref_y[:2500]).all()
+            continue
+        y, ev = model.replay(raw, cal, segment=seg)
+        assert (y == ref_y).all() and ev == ref_ev, seg
+
+
+# ---- calibration file on CPython (the host reads the same file) ----------------------------------
+def test_calibration_file_cpython(tmp_path):
+    c = model.default_calibration()
+    p = str(tmp_path / "cal.bin")
+    calib.save(p, c)
+    assert calib.load(p) == c
+    assert len(open(p, "rb").read()) == calib.FILE_LEN == 76
+    g = np.array(c.gains())
+    assert abs(g[0, 0] - 0.00596) <= 2.0 ** -(c.shifts[0] + 1)      # half an LSB of Q(shift)
+    data = bytearray(open(p, "rb").read())
+    data[30] ^= 1
+    open(p, "wb").write(bytes(data))
+    assert calib.load(p) is None and calib.last_error == "crc"
+    os.remove(p)
+    assert calib.load(p) is None and calib.last_error == "missing"
+
+
+# ---- real walks ---------------------------------------------------------------------------------
+def test_gaitpdb_walks_no_overload_no_fall(gaitpdb, cal):
+    """Each of the five gaitpdb control walks, left and right foot as the prosthetic side:
+    axial = total foot force resampled 100 Hz -> 1 kHz (resample_poly 10/1), moments
+    proportional (levers 0.028 m AP, 0.021 m ML), 75 kg patient, default (full) limits:
+    no overload, no fall; firmware == model."""
+    files = sorted(gaitpdb.glob("GaCo*_01.txt"))
+    assert len(files) == 5
+    total = 0
+    for i, path in enumerate(files):
+        for col in (17, 18):
+            f = model.gait_forces(path, col)
+            raw = model.forces_to_raw(f, cal, seed=i * 2 + col)
+            y, ev, act = _compare(raw, cal, segment=50000)
+            bad = [e for e in ev if e["event"] in ("overload_start", "fall")]
+            assert bad == [], (path.name, col, bad[:3])
+            assert [e for e in ev if e["event"] == "fault"] == [], (path.name, col)
+            assert act["steps"] > 50 and act["pk_ax"] > 9000      # real walking, > 900 N
+            total += len(raw)
+    assert total > 10 * 100000
