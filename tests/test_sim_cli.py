@@ -132,3 +132,23 @@ def test_user_errors(tmp_path, capsys, argv, msg):
     assert main([a.format(**subs) for a in argv]) == 2
     assert msg in _err(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_device_input_from_raw_and_calibrated_recordings(tmp_path):
+    """What `oimon sim device --recording` plays: raw counts as recorded, calibrated through the
+    default sensor model; the device is provisioned with the recording's sensor."""
+    from oimon.cmd_sim import raw_file_from_recording
+    from oimon_sim import sensor
+    raw_rec, cal_rec = tmp_path / "r.oimrec", tmp_path / "c.oimrec"
+    assert main(["sim", "generate", "--scenario", "fault_stuck", "--duration", "30",
+                 "--out", str(raw_rec)]) == 0
+    assert main(["sim", "generate", "--scenario", "walk", "--duration", "5",
+                 "--out", str(cal_rec)]) == 0
+    out = tmp_path / "sensor.raw"
+    model, rate = raw_file_from_recording(raw_rec, out)
+    assert rate == 1000 and np.allclose(model.S, sensor.DEFAULT_S)
+    got = np.fromfile(out, "<i4").reshape(-1, 4)
+    assert np.array_equal(got, recording.load(raw_rec)[2])
+    model, rate = raw_file_from_recording(cal_rec, out)
+    got = np.fromfile(out, "<i4").reshape(-1, 4)
+    assert np.array_equal(got, sensor.SensorModel().raw(recording.load(cal_rec)[2]))
