@@ -283,8 +283,9 @@ def _c_set(dev, a):
                 return _err(P.S_RANGE, "retighten_interval_months is outside %d..%d" % INTERVAL_MONTHS)
             ch[k] = v
         elif k == "stream_batch":
-            if not _is_int(v) or not 1 <= v <= (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES:
-                return _err(P.S_RANGE, "stream_batch is outside 1..%d" % (
+            # >= 10: at most 8 wire bytes per sample with all framing (docs/protocol.md)
+            if not _is_int(v) or not 10 <= v <= (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES:
+                return _err(P.S_RANGE, "stream_batch is outside 10..%d" % (
                     (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES))
             ch[k] = v
         else:

@@ -1,0 +1,316 @@
+"""Benchmarks of the device log, the link protocol and the parsers (each returns a dict):
+
+  power_cuts(n)             power-cut soak of firmware/flashlog.py on the i386 MicroPython
+  wire_bytes_per_sample()   stream bytes per calibrated sample, measured from real frames
+  event_record_bytes()      flash bytes of event records with their 3 s snippet (sim loads)
+  flash_budget()            days of events and summaries the 1 MB log budget holds
+  fuzz_firmware(n)          mutated/random frames into the firmware parser (MicroPython)
+  fuzz_commands(n)          garbled command payloads into cmds.handle (MicroPython)
+  fuzz_host(n)              mutated/random frames into the host decoder (CPython)
+
+`python -m oimon_sim.bench_log powercut|fuzz|wire|budget|all [options]` prints JSON and exits 1
+when a check fails (`make powercut-soak`, `make fuzz`)."""
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from oimon_sim import mp
+
+ROOT = mp.ROOT
+FW_TESTS = ROOT / "tests" / "firmware"
+SHIMS = FW_TESTS / "shims"
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def _mp_call(expr, timeout=3600, **env):
+    """Run `expr` (a MicroPython expression giving a dict) with the firmware tests on the path."""
+    code = "import json\nr = %s\nprint('RESULT', json.dumps(r))\n" % expr
+    p = mp.run(["-c", code], extra_path=[SHIMS, FW_TESTS], timeout=timeout, **env)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise BenchError("MicroPython run failed:\n%s%s" % (p.stdout[-2000:], p.stderr[-2000:]))
+
+
+# --- device log ------------------------------------------------------------------------------
+def power_cuts(n=300, seed=12345):
+    t = time.monotonic()
+    r = _mp_call("__import__('mp_flashlog').powercut_soak(%d, %d)" % (int(n), int(seed)))
+    r["seconds"] = round(time.monotonic() - t, 1)
+    r["ok"] = r["records_lost"] == 0 and r["corrupt_records_returned"] == 0 and r["power_cuts"] >= n
+    return r
+
+
+def _sim_loads(kind, seconds=3.0, seed=1):
+    from oimon_sim import scenarios as S
+    fn = {"walk": S.walk, "overload": S.overload, "fall": S.fall}[kind]
+    load = fn(max(seconds, 20.0), seed=seed)[0]
+    rng = np.random.default_rng(seed)
+    load = load + rng.normal(0, 1, load.shape) * np.array(S.NOISE)
+    return np.round(load).astype(np.int32)
+
+
+_SNIP_CODE = """
+import flashlog, protocol as P
+from array import array
+from powercut_fs import CutFs, Rng
+def run(path, trig):
+    f = open(path, 'rb'); data = f.read(); f.close()
+    n = len(data) // 12
+    s = flashlog.Snippet(1000); out = array('i', [0] * 8)
+    lg = flashlog.Log('/d', snippet=s, fs=CutFs(Rng(1)), clock=lambda: 1700000000)
+    import struct
+    head = b'{"kind":"overload","sample":123456,"peak":12345,"phase":"full","t":1700000000}'
+    for i in range(n):
+        a, b, c = struct.unpack_from('<iii', data, 12 * i)
+        out[0] = a; out[1] = b; out[2] = c
+        s.push(out)
+        if i == trig:
+            lg.event(head)
+    lg.sync()
+    r = lg.since(0)[0]
+    hd, sn = P.unpack_event(r[3])
+    return {'record_bytes': len(r[3]) + 16, 'samples': sn['n'], 'raw_bytes': 6 * sn['n'] + 7 + len(head) + 2 + 16}
+"""
+
+
+def event_record_bytes(kinds=("walk", "overload", "fall")):
+    out = {}
+    code_path = Path(tempfile.mkdtemp(prefix="oimon-bench-")) / "bench_snip.py"
+    code_path.write_text(_SNIP_CODE)
+    for k in kinds:
+        load = _sim_loads(k)
+        peak = max(1500, min(int(np.argmax(np.abs(load[:, 0]))), len(load) - 2600))
+        f = code_path.parent / ("%s.i32" % k)
+        f.write_bytes(load[peak - 1500:peak + 2500].astype("<i4").tobytes())   # trigger at the peak
+        p = mp.run(["-c", "import sys; sys.path.insert(0, %r)\nimport bench_snip, json\n"
+                    "print('RESULT', json.dumps(bench_snip.run(%r, 1500)))" % (
+                        str(code_path.parent), str(f))], extra_path=[SHIMS, FW_TESTS])
+        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            raise BenchError("snippet bench failed: %s" % (p.stdout + p.stderr)[-2000:])
+        out[k] = json.loads(line[0][7:])
+    return out
+
+
+# Realistic daily record counts (docs/device-log.md): a Phase III/full-weight-bearing user.
+DAY_TYPICAL = {"events": 10, "alarms": 2, "summaries": 1, "config": 0.1, "security": 0.1,
+               "retightening": 0.02}
+DAY_HEAVY = {"events": 50, "alarms": 10, "summaries": 1, "config": 0.5, "security": 1,
+             "retightening": 0.02}
+SMALL_RECORD = {"alarms": 16 + 60, "summaries": 16 + 600, "config": 16 + 200, "security": 16 + 80,
+                "retightening": 16 + 80}
+
+
+def flash_budget(budget=1 << 20, seg=1 << 16, event_bytes=None):
+    if event_bytes is None:
+        eb = event_record_bytes(("walk", "overload", "fall"))
+        event_bytes = max(v["record_bytes"] for v in eb.values())
+    usable = budget - seg            # one segment of slack: rotation deletes whole segments
+    out = {"budget_bytes": budget, "usable_bytes": usable, "event_record_bytes": event_bytes}
+    for name, day in (("typical", DAY_TYPICAL), ("heavy", DAY_HEAVY)):
+        per_day = day["events"] * event_bytes + sum(day[k] * SMALL_RECORD[k] for k in SMALL_RECORD)
+        out[name] = {"per_day": day, "bytes_per_day": int(per_day),
+                     "days": round(usable / per_day, 1)}
+    out["summaries_only_days"] = int(usable // SMALL_RECORD["summaries"])
+    return out
+
+
+# --- protocol --------------------------------------------------------------------------------
+_WIRE_CODE = """
+import protocol as P
+def run(path, batch):
+    f = open(path, 'rb'); data = f.read(); f.close()
+    n = len(data) // 6
+    e = P.Encoder()
+    total = 0; frames = 0; i = 0
+    while i + batch <= n:
+        P.pack_samples(e.payload, i, 1000, batch)
+        e.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + 6 * batch] = data[6 * i:6 * (i + batch)]
+        total += e.finish_n(P.T_SAMPLES, P.SAMPLE_HDR + 6 * batch)
+        frames += 1; i += batch
+    return {'samples': i, 'frames': frames, 'bytes': total}
+"""
+
+
+def wire_bytes_per_sample(batch=50, seconds=10.0):
+    """Frames built by the firmware's Encoder on MicroPython from simulated walking loads (the
+    same bytes the device streams), checked by decoding them on CPython."""
+    from oimon_fw import protocol as P
+    load = _sim_loads("walk", seconds)
+    wire = np.stack([np.clip(load[:, 0] >> 1, -32768, 32767), np.clip(load[:, 1], -32768, 32767),
+                     np.clip(load[:, 2], -32768, 32767)], axis=1).astype("<i2")
+    d = Path(tempfile.mkdtemp(prefix="oimon-bench-"))
+    (d / "bench_wire.py").write_text(_WIRE_CODE)
+    (d / "walk.i16").write_bytes(wire.tobytes())
+    p = mp.run(["-c", "import sys; sys.path.insert(0, %r)\nimport bench_wire, json\n"
+                "print('RESULT', json.dumps(bench_wire.run(%r, %d)))" % (str(d), str(d / "walk.i16"),
+                                                                         batch)])
+    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        raise BenchError("wire bench failed: %s" % (p.stdout + p.stderr)[-2000:])
+    r = json.loads(line[0][7:])
+    # the same frames from CPython's Encoder, decoded: equal length and content
+    e = P.Encoder()
+    total = 0
+    dec = P.Decoder()
+    n = 0
+    for i in range(0, r["samples"], batch):
+        P.pack_samples(e.payload, i, 1000, batch)
+        e.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + 6 * batch] = wire[i:i + batch].tobytes()
+        fr = bytes(e.finish(P.T_SAMPLES, P.SAMPLE_HDR + 6 * batch))
+        total += len(fr)
+        for _t, _s, pl in dec.feed(fr):
+            n += len(P.unpack_samples(pl)[2])
+    if total != r["bytes"] or n != r["samples"]:
+        raise BenchError("MicroPython and CPython frames differ")
+    r["batch"] = batch
+    r["wire_bytes_per_sample"] = round(r["bytes"] / r["samples"], 3)
+    return r
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+def fuzz_firmware(n=100000, seed=7):
+    t = time.monotonic()
+    r = _mp_call("__import__('mp_protocol').fuzz_decoder(%d, %d)" % (int(n), int(seed)))
+    r["seconds"] = round(time.monotonic() - t, 1)
+    r["ok"] = r["frames"] >= n
+    return r
+
+
+def fuzz_commands(n=20000, seed=99):
+    t = time.monotonic()
+    r = _mp_call("__import__('mp_cmds').garbled_commands(%d, %d)" % (int(n), int(seed)))
+    r["seconds"] = round(time.monotonic() - t, 1)
+    r["ok"] = r["commands"] >= n
+    return r
+
+
+def _mutate(rng, b):
+    b = bytearray(b)
+    for _ in range(1 + rng.randrange(3)):
+        if not b:
+            break
+        j = rng.randrange(len(b))
+        op = rng.randrange(6)
+        if op == 0:
+            b[j] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            b[j] = rng.randrange(256)
+        elif op == 2:
+            del b[j]
+        elif op == 3:
+            b.insert(j, rng.randrange(256))
+        elif op == 4:
+            b.insert(j, 0)
+        else:
+            b[j:j] = rng.randbytes(rng.randrange(40))
+    return bytes(b)
+
+
+def fuzz_host(n=1000000, seed=1, chunk=1000, deadline_s=None):
+    """n frames (valid, mutated, junk-prefixed, merged) into oimon_fw.protocol.Decoder in random
+    read sizes. Fails (BenchError) on a crash, a corrupt frame delivered, a missed intact frame
+    (no resync) or a chunk counted neither good nor bad."""
+    from oimon_fw import protocol as P
+    rng = random.Random(seed)
+    enc = P.Encoder()
+    dec = P.Decoder()
+    types = (P.T_SAMPLES, P.T_RAW, P.T_EVENT, P.T_RESP, P.T_LOG, P.T_STATUS, 0x77)
+    sent = mutated = junk = 0
+    t0 = time.monotonic()
+    while sent < n:
+        dec.reset_seq()
+        g0, b0 = dec.good, dec.bad
+        stream = bytearray()
+        want = {}
+        intact = 0
+        last_intact = False
+        for _ in range(chunk):
+            ftype = types[rng.randrange(len(types))]
+            pl = rng.randbytes(rng.randrange(64))
+            fr = bytes(enc.frame(ftype, pl))
+            seq = (enc.seq - 1) & 0xFFFF
+            want[seq] = (ftype, pl)
+            r = rng.randrange(10)
+            ok = True
+            if r == 0:
+                fr = _mutate(rng, fr[:-1]) + b"\x00"
+                mutated += 1
+                ok = False
+            elif r == 1:
+                fr = rng.randbytes(rng.randrange(80)) + b"\x00" + fr
+                junk += 1
+            elif r == 2 and last_intact:
+                del stream[-1]                  # delimiter lost: merged with the previous frame
+                intact -= 1
+                mutated += 1
+                ok = False
+            intact += ok
+            last_intact = ok
+            stream += fr
+            sent += 1
+        chunks = sum(1 for c in bytes(stream).split(b"\x00") if c)
+        i = 0
+        got = []
+        while i < len(stream):
+            k = 1 + rng.randrange(512)
+            got += dec.feed(stream[i:i + k])
+            i += k
+        for ftype, seq, pl in got:
+            if want.get(seq) != (ftype, pl):
+                raise BenchError("a corrupt frame got through (seq %d)" % seq)
+        if dec.good - g0 < intact:
+            raise BenchError("missed %d intact frames: no resync" % (intact - (dec.good - g0)))
+        if (dec.good - g0) + (dec.bad - b0) != chunks:
+            raise BenchError("a chunk was counted neither good nor bad")
+        if deadline_s and time.monotonic() - t0 > deadline_s:
+            raise BenchError("hang: %d frames took more than %d s" % (sent, deadline_s))
+    return {"frames": sent, "mutated": mutated, "junk_runs": junk, "good": dec.good,
+            "bad": dec.bad, "gaps": dec.gaps, "crashes": 0, "hangs": 0,
+            "seconds": round(time.monotonic() - t0, 1), "ok": True}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m oimon_sim.bench_log")
+    ap.add_argument("what", choices=["powercut", "fuzz", "wire", "budget", "all"])
+    ap.add_argument("--cuts", type=int, default=10000)
+    ap.add_argument("--host", type=int, default=1000000)
+    ap.add_argument("--firmware", type=int, default=100000)
+    ap.add_argument("--commands", type=int, default=20000)
+    a = ap.parse_args(argv)
+    out = {}
+    try:
+        if a.what in ("powercut", "all"):
+            out["power_cut_soak"] = power_cuts(a.cuts)
+        if a.what in ("fuzz", "all"):
+            out["fuzz_firmware"] = fuzz_firmware(a.firmware)
+            out["fuzz_commands"] = fuzz_commands(a.commands)
+            out["fuzz_host"] = fuzz_host(a.host)
+        if a.what in ("wire", "all"):
+            out["wire"] = wire_bytes_per_sample()
+        if a.what in ("budget", "all"):
+            out["flash_budget"] = flash_budget()
+    except BenchError as e:
+        print(json.dumps(out, indent=1))
+        print("FAILED: %s" % e, file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=1))
+    bad = [k for k, v in out.items() if isinstance(v, dict) and v.get("ok") is False]
+    if bad:
+        print("FAILED: %s" % ", ".join(bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
