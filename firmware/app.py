@@ -11,6 +11,7 @@ import config
 import calib
 import dsp
 import detect
+import events
 import cmds
 import flashlog
 import retighten_dev
@@ -70,8 +71,7 @@ class Device:
         self.src = hal.sensor()
         self.rate = self.src.RATE
         self.pipe = dsp.Pipeline(self.cal)
-        self.det = detect.Detector(self.cfg.limits())
-        self.det.set_body_weight(self.cfg["body_weight_kg"])
+        self.det = detect.Detector(self.cfg.detector_limits(self.rate), self.cfg.body_weight_0p1N())
         self.raw = array("i", (0, 0, 0, 0))
         self.out = array("i", [0] * _OUT_N)
         self.count = 0                       # samples since boot (wraps at 2**32 on the wire)
@@ -90,6 +90,12 @@ class Device:
         self.reminder = retighten_dev.Reminder()
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
+
+    def apply_config(self):
+        """Hand changed settings (limits, phase, body weight, batch size) to the running loop."""
+        self.det.set_body_weight(self.cfg.body_weight_0p1N())
+        self.det.set_limits(self.cfg.detector_limits(self.rate))
+        self.batch_max = self.cfg["stream_batch"]
 
     # --- sampling path ---------------------------------------------------------------------
     def sample(self):
@@ -127,10 +133,13 @@ class Device:
 
     # --- events and link ---------------------------------------------------------------------
     def on_event(self, code):
-        e = self.det.event_dict(code, self.count)
-        e["t"] = hal.unix_time()
-        self.events.append(e)
-        self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
+        t = hal.unix_time()
+        for e in events.from_array(self.det.samples - 1, code, self.det.ev):
+            e["t"] = t
+            e["kind"] = e["event"]
+            e["sample"] = self.count
+            self.events.append(e)
+            self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
 
     def send(self, ftype, obj):
         if self.stream and self.batch_n:

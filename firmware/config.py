@@ -54,6 +54,16 @@ class Config:
     def limits(self):
         return self.data["limits"][self.data["phase"]]
 
+    def detector_limits(self, rate):
+        """[comp, tens, mom, debounce samples, phase index] for detect.Detector.set_limits."""
+        lim = self.limits()
+        return [lim["comp"], lim["tens"], lim["moment"],
+                max(1, self.data["debounce_ms"] * rate // 1000), PHASES.index(self.data["phase"])]
+
+    def body_weight_0p1N(self):
+        """Body weight as a force in 0.1 N (g = 9.80665 m/s^2), for detect.Detector."""
+        return int(self.data["body_weight_kg"] * 98.0665 + 0.5)
+
     def update(self, changes):
         for k in changes:
             self.data[k] = changes[k]

@@ -51,7 +51,7 @@ def main(argv=None):
         vd.stop()
     oimon("events", env=env)
     oimon("plot", str(rec), "--out", str(png), env=env)
-    last = (dt.date.today() - dt.timedelta(days=80)).isoformat()
+    last = (dt.date.today() - dt.timedelta(days=60)).isoformat()
     oimon("retighten", "record", "SIM-DEMO", "--date", last, "--torque", "12", env=env)
     status = oimon("retighten", "status", env=env).strip()
     print()

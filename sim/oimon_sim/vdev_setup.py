@@ -1,5 +1,7 @@
 """Provisioning of the virtual device's storage: the calibration a perfect jig would give for
 the simulated sensor (so the device reports the scenario's loads), and raw input from recordings."""
+from pathlib import Path
+
 import numpy as np
 
 from oimon import recording
@@ -8,14 +10,9 @@ from oimon.errors import OimonError
 
 def provision(storage, model):
     """Write calib.bin for the sensor model into the device's storage folder."""
-    try:
-        from oimon_fw import calib
-    except ImportError:
-        return None
-    if not hasattr(calib, "from_float"):
-        return None
-    cal = calib.from_float(model.offset[:3].tolist(), model.gain_matrix().tolist())
-    calib.save(str(storage / "calib.bin"), cal)
+    from oimon_fw import calib
+    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), [int(v) for v in model.offset])
+    calib.save(str(Path(storage) / "calib.bin"), cal)
     return cal
 
 

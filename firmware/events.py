@@ -1,0 +1,36 @@
+# Event records of the detector, shared by the firmware (app.py turns detect.Detector's `ev`
+# array into these dicts) and the numpy model (sim/oimon_sim/model.py builds the same dicts),
+# so the host sees the same events from the device as from replay. Runs on MicroPython and
+# CPython. Layouts of `ev`: docs/algorithm.md ("Event records").
+EV_NAMES = {1: "overload_start", 2: "overload_end", 4: "fall", 8: "fault", 16: "fault_clear"}
+EV_CODES = (1, 2, 4, 8, 16)
+OVL_FIELDS = ("state", "start", "onset", "end", "dur", "which", "pk_ax", "min_ax", "pk_map",
+              "pk_mml", "pk_m2", "imp_hi", "imp_lo", "trunc", "report")
+FALL_FIELDS = ("t_load", "t_desc", "t_imp", "t_dec", "pk_load", "min_desc", "pk_ax", "pk_rate",
+               "pk_map", "pk_mml", "pk_m2", "loaded", "rec_len", "steps")
+FAULT_FIELDS = ("state", "onset", "raised", "clear", "dur", "flags", "acc")
+SLOT = {1: (0, OVL_FIELDS), 2: (0, OVL_FIELDS), 4: (16, FALL_FIELDS), 8: (32, FAULT_FIELDS),
+        16: (32, FAULT_FIELDS)}
+ACT_FIELDS = ("steps", "loaded", "valid", "invalid", "pk_ax", "min_ax", "pk_map", "pk_mml",
+              "pk_m2", "overloads", "falls", "faults", "impacts")
+PHASES = ("I", "II", "III", "full")
+
+
+def event(n, code, values):
+    """One event record: n = detector sample index, code = one EV_* bit, values = the slot's
+    words (ev[base:base + len(fields)])."""
+    base, names = SLOT[code]
+    d = {"n": int(n), "event": EV_NAMES[code]}
+    for i in range(len(names)):
+        d[names[i]] = int(values[i])
+    return d
+
+
+def from_array(n, codes, ev):
+    """All records of one detector step: codes = the OR of EV_* bits, ev = Detector.ev."""
+    out = []
+    for code in EV_CODES:
+        if codes & code:
+            base, names = SLOT[code]
+            out.append(event(n, code, ev[base:base + len(names)]))
+    return out
