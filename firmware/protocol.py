@@ -310,6 +310,18 @@ def pack_samples(payload, first, rate, n):
     return SAMPLE_HDR
 
 
+def pack_samples_bytes(first, rate, rows):
+    """Host/tests: a T_SAMPLES payload from rows of (axial 0.1 N, M_AP, M_ML 0.01 N*m)."""
+    b = bytearray(SAMPLE_HDR + SAMPLE_BYTES * len(rows))
+    pack_samples(b, first, rate, len(rows))
+    o = SAMPLE_HDR
+    for a, m1, m2 in rows:
+        struct.pack_into("<hhh", b, o, max(-32768, min(32767, a >> AXIAL_WIRE_SHIFT)),
+                         max(-32768, min(32767, m1)), max(-32768, min(32767, m2)))
+        o += SAMPLE_BYTES
+    return bytes(b)
+
+
 def unpack_samples(payload):
     """Host side: (first, rate, list of (axial_0p1N, m_ap_0p01Nm, m_ml_0p01Nm)) of a T_SAMPLES
     payload; raises ValueError if its length does not match n."""
