@@ -52,6 +52,13 @@ demo: venv micropython firmware
 bench: venv micropython firmware
 	$(PY) -m oimon_sim.bench --out build/bench.json
 
+# --- device log and parsers: long runs (docs/device-log.md, docs/protocol.md) -----------------
+powercut-soak: venv micropython
+	$(PY) -m oimon_sim.bench_log powercut --cuts 10000
+
+fuzz: venv micropython
+	$(PY) -m oimon_sim.bench_log fuzz --host 1000000 --firmware 100000 --commands 20000
+
 clean:
 	rm -rf build .pytest_cache
 distclean: clean
