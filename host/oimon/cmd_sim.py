@@ -119,28 +119,44 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
     """Generate the sensor input, write the calibration the device would have, start it."""
     from oimon_sim import scenarios, sensor, vdev_setup
     from oimon_sim.device import VirtualDevice
+    if not recording and scenario not in scenarios.SCENARIOS:
+        raise OimonError("unknown scenario %r (choose from %s)" % (
+            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
+    if recording:
+        recording_path = Path(recording)
+        if not recording_path.is_file():
+            raise OimonError("%s: cannot open (no such file)" % recording)
     work = Path(tempfile.mkdtemp(prefix="oimon-sim-"))
     model = sensor.SensorModel()
     raw_path = work / "sensor.raw"
     rate = 1000
-    if recording:
-        model, rate = raw_file_from_recording(recording, raw_path)
-    else:
-        if scenario not in scenarios.SCENARIOS:
-            raise OimonError("unknown scenario %r (choose from %s)" % (
-                scenario, ", ".join(sorted(scenarios.SCENARIOS))))
-        try:
-            with open(raw_path, "wb") as f:
-                for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
-                                                           seed, raw=True, model=model):
-                    f.write(raw.astype("<i4").tobytes())
-        except scenarios.ScenarioError as e:
-            raise OimonError("scenario %s: %s" % (scenario, e))
+    try:
+        if recording:
+            model, rate = raw_file_from_recording(recording, raw_path)
+        else:
+            _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model)
+    except BaseException:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
                        device_id=device_id)
+    vd.work = work                           # sensor.raw (and storage unless given): remove after
     vdev_setup.provision(vd.storage, model)
     vd.start()
     return vd
+
+
+def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
+    """The virtual device's input: the scenario as raw counts (sensor faults included)."""
+    from oimon_sim import scenarios
+    try:
+        with open(raw_path, "wb") as f:
+            for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
+                                                       seed, raw=True, model=model):
+                f.write(raw.astype("<i4").tobytes())
+    except scenarios.ScenarioError as e:
+        raise OimonError("scenario %s: %s" % (scenario, e))
 
 
 def sensor_model_for(header):
@@ -198,6 +214,12 @@ def cmd_device(args):
         pass
     finally:
         vd.stop()
+        import shutil
+        if args.storage:                     # keep the storage asked for, drop the input file
+            (vd.work / "sensor.raw").unlink(missing_ok=True)
+            shutil.rmtree(vd.work, ignore_errors=True) if not any(vd.work.iterdir()) else None
+        else:
+            shutil.rmtree(vd.work, ignore_errors=True)
 
 
 # --- scenarios -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def calibration_for(header):
     calibration; calibrated ones go through the default sensor and its perfect calibration."""
     from oimon_fw import calib
     from oimon.cmd_sim import sensor_model_for
-    model = _sensor.SensorModel()
+    model = _sensor.SensorModel(noise_counts=0)      # the round trip adds no noise of its own
     if header.get("kind") == "raw":
         c = header.get("calibration")
         if isinstance(c, dict) and "gain" in c and "offset" in c:
