@@ -83,22 +83,33 @@ def plot(path, rows, param):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5))
     x = [r["false_per_24h"] or 0 for r in rows]
+    v = [r["value"] for r in rows]
     labs = [k[5:] for k in _columns(rows) if k.startswith("sens_")]
     ax.plot(x, [r["sensitivity"] or 0 for r in rows], "o-", color="k", lw=2, label="all labelled")
     for r, xx in zip(rows, x):
         ax.annotate(str(r["value"]), (xx, r["sensitivity"] or 0), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
     for k, lab in enumerate(labs):
-        ax.plot(x, [r.get("sens_" + lab) if r.get("sens_" + lab) is not None else np.nan
-                    for r in rows], ".--", color="C%d" % k, label=lab)
+        ys = [r.get("sens_" + lab) if r.get("sens_" + lab) is not None else np.nan for r in rows]
+        ax.plot(x, ys, ".--", color="C%d" % k, label=lab)
+        bx.plot(v, ys, ".--", color="C%d" % k, label=lab)
+    bx.plot(v, [r["sensitivity"] or 0 for r in rows], "o-", color="k", lw=2, label="all labelled")
     ax.set_xlabel("false events per 24 h")
     ax.set_ylabel("sensitivity")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title("threshold sweep: %s (device units; labels = values)" % param)
-    ax.grid(True, alpha=0.3)
+    ax.set_title("ROC-style (point labels = %s)" % param)
+    bx.set_xlabel("%s (device units)" % param)
+    bx.set_ylabel("sensitivity")
+    bx.set_title("against the threshold; red: false events per 24 h")
+    fx = bx.twinx()
+    fx.plot(v, x, "s-", color="r", lw=1.5)
+    fx.set_ylabel("false events per 24 h", color="r")
+    for a_ in (ax, bx):
+        a_.set_ylim(-0.03, 1.03)
+        a_.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
     tmp = str(path) + ".part.png"
     try:
         fig.savefig(tmp, dpi=110)
