@@ -39,7 +39,7 @@ FL_UNCAL, FL_TARE, FL_CLAMP = 0x200, 0x400, 0x800
 
 CHUNK = 512
 WARMUP = 320
-SEGMENT = 1 << 20
+SEGMENT = 1 << 18
 
 
 def coefficients(fc=20):
@@ -58,6 +58,22 @@ def _runlen(mask, carry=0):
     return idx - last_false
 
 
+def _any_run(same, k):
+    """True if `same` has k consecutive True values anywhere (bit-parallel doubling)."""
+    w, have = same, 1
+    while have * 2 <= k:
+        if len(w) <= have:
+            return False
+        w = w[have:] & w[:-have]
+        have *= 2
+    rest = k - have
+    if rest:
+        if len(w) <= rest:
+            return False
+        w = w[rest:] & w[:-rest]
+    return bool(w.any())
+
+
 def raw_flags(raw3, prev, run):
     """Flags of channels 0..2 for raw (n, 3); prev/run: carried previous raw and run length per
     channel (updated in place). Returns int32 flags (n,)."""
@@ -65,41 +81,63 @@ def raw_flags(raw3, prev, run):
     fl = np.zeros(n, np.int32)
     for c in range(3):
         r = raw3[:, c]
-        sat = (r == SAT_HI) | (r == SAT_LO)
-        rail = ~sat & ((r >= RAIL) | (r <= -RAIL))
+        hi = r >= RAIL
+        lo = r <= -RAIL
+        if hi.any() or lo.any():
+            sat = (r == SAT_HI) | (r == SAT_LO)
+            rail = ~sat & (hi | lo)
+            fl |= (sat.astype(np.int32) << c) | (rail.astype(np.int32) << (3 + c))
         same = np.empty(n, bool)
         same[0] = r[0] == prev[c]
-        same[1:] = r[1:] == r[:-1]
-        # run of identical raw: 1 on a new value, +1 while equal; the kernel saturates at STUCK_N
-        rl = _runlen(same, run[c] - 1 if run[c] > 0 else 0) + 1
-        rl = np.where(same, rl, 1)
-        stuck = rl >= STUCK_N
-        fl |= (sat.astype(np.int32) << c) | (rail.astype(np.int32) << (3 + c)) \
-            | (stuck.astype(np.int32) << (6 + c))
+        np.equal(r[1:], r[:-1], out=same[1:])
+        # a run of identical raw: 1 on a new value, +1 while equal; flagged from STUCK_N on
+        nf = np.flatnonzero(~same)
+        head = int(nf[0]) if len(nf) else n          # samples continuing the carried run
+        carried = run[c] + head if same[0] else 0
+        if carried >= STUCK_N or _any_run(same, STUCK_N - 1):
+            rl = _runlen(same, run[c] - 1 if run[c] > 0 else 0) + 1
+            rl = np.where(same, rl, 1)
+            fl |= (rl >= STUCK_N).astype(np.int32) << (6 + c)
+            run[c] = int(min(rl[-1], STUCK_N))
+        elif len(nf):
+            run[c] = int(min(n - nf[-1], STUCK_N))
+        else:
+            run[c] = int(min(run[c] + n, STUCK_N))
         prev[c] = int(r[-1])
-        run[c] = int(min(rl[-1], STUCK_N))
     return fl
 
 
 # ---- calibration ------------------------------------------------------------------------------
 def calibrate(raw, cal):
-    """Calibrated unfiltered values (n, 3) int32 and clamp flags (n,) int32, as dsp._step."""
+    """Calibrated unfiltered values (n, 3) int32 and clamp flags (n,) int32, as dsp._step.
+    Evaluated in float64, exact: |d * m| < 2^41, every floor of d*m/2^12 and every sum is an
+    integer below 2^31, so floor() gives the same words as the kernel's split products."""
     raw = np.asarray(raw)
-    d = raw[:, :3].astype(np.int64) - np.asarray(cal.offsets[:3], np.int64)
+    n = raw.shape[0]
+    d = np.empty((3, n))
+    for j in range(3):
+        np.subtract(raw[:, j], float(cal.offsets[j]), out=d[j])
     np.clip(d, -DMAX, DMAX, out=d)
-    h = d >> 12
-    lo = d & 4095
-    x = np.empty((raw.shape[0], 3), np.int64)
+    x = np.empty((n, 3), np.int32)
+    acc = np.empty(n)
+    tmp = np.empty(n)
+    clamp = np.zeros(n, bool)
     for c in range(3):
-        acc = np.zeros(raw.shape[0], np.int64)
+        acc[:] = 0.0
         for j in range(3):
             m = int(cal.matrix[3 * c + j])
-            acc += h[:, j] * m + ((lo[:, j] * m) >> 12)
+            if m:
+                np.multiply(d[j], m / 4096.0, out=tmp)
+                np.floor(tmp, out=tmp)
+                acc += tmp
         sh = int(cal.shifts[c])
-        x[:, c] = (acc + (1 << (sh - 13))) >> (sh - 12)
-    clamp = ((x > XMAX) | (x < -XMAX)).any(1)
-    np.clip(x, -XMAX, XMAX, out=x)
-    return x.astype(np.int32), np.where(clamp, FL_CLAMP, 0).astype(np.int32)
+        acc += float(1 << (sh - 13))
+        acc *= 1.0 / (1 << (sh - 12))
+        np.floor(acc, out=acc)
+        clamp |= np.abs(acc) > XMAX
+        np.clip(acc, -XMAX, XMAX, out=acc)
+        x[:, c] = acc
+    return x, np.where(clamp, FL_CLAMP, 0).astype(np.int32)
 
 
 # ---- filter -----------------------------------------------------------------------------------
@@ -149,19 +187,17 @@ class _Filter:
         self.repairs = 0                     # statistics: chunks re-run, steps re-run
         self.repair_steps = 0
 
-    def _run(self, U, z0, hist):
-        """Advance states z0 (B,) over U (T, B) (u * 2^F); hist (T, B) receives the state before
-        each step. Returns the final state."""
+    def _run(self, U, hist):
+        """hist (T+1, B) complex: hist[0] holds the start states; fills hist[t+1] = state after
+        step t over U (T, B) (u * 2^F). Three numpy calls per step, no copies."""
         a = self.a
-        z = z0.copy()
-        zf = z.view(np.float64)
-        zr = zf[0::2]
         for t in range(U.shape[0]):
-            hist[t] = z
-            z *= a
-            zr += U[t]
-            np.trunc(zf, out=zf)
-        return z
+            nxt = hist[t + 1]
+            np.multiply(hist[t], a, out=nxt)
+            nxt.real += U[t]
+            f = nxt.view(np.float64)
+            np.trunc(f, out=f)
+        return hist[U.shape[0]]
 
     def _step1(self, z, U):
         z = z * self.a
@@ -187,22 +223,20 @@ class _Filter:
             uf = np.concatenate([uf, np.zeros((pad, 3))])
         B = K * 3
         Ut = np.ascontiguousarray(uf.reshape(K, L, 3).transpose(1, 0, 2)).reshape(L, B)
-        z0 = np.zeros((K, 3), np.complex128)
+        hist = np.empty((L + 1, B), np.complex128)
+        z0 = hist[0].reshape(K, 3)
         z0[0] = self.s
-        W = min(self.warmup, L * (K - 1)) if K > 1 else 0
+        W = min(self.warmup, L) if K > 1 else 0
         if W:
-            # run-in: the W samples before each chunk k >= 1, from s = 0 (only a guess)
-            Uw = np.empty((W, K - 1, 3))
-            for t in range(W):
-                src = np.arange(1, K) * L - W + t
-                ok = src >= 0
-                Uw[t] = 0.0
-                Uw[t, ok] = uf[src[ok]]
-            Uw = Uw.reshape(W, -1)
-            hw = np.empty((W, Uw.shape[1]), np.complex128)
-            z0[1:] = self._run(Uw, np.zeros(Uw.shape[1], np.complex128), hw).reshape(K - 1, 3)
-        hist = np.empty((L, B), np.complex128)
-        zend = self._run(Ut, z0.reshape(B), hist).reshape(K, 3)
+            # run-in: the W samples before chunk k >= 1 are the tail of chunk k-1, from s = 0;
+            # the state reached is only a guess (verified below)
+            hw = np.zeros((W + 1, B - 3), np.complex128)
+            z0[1:] = self._run(Ut[L - W:, :B - 3], hw).reshape(K - 1, 3)
+        else:
+            z0[1:] = 0
+        z0 = z0.copy()
+        zend = self._run(Ut, hist).reshape(K, 3).copy()
+        hist = hist[:L]
         hist3 = hist.reshape(L, K, 3)
         Ut3 = Ut.reshape(L, K, 3)
         # verify and repair: chunk k's start must equal chunk k-1's exact end
@@ -226,10 +260,16 @@ class _Filter:
                 self.repair_steps += 1
             else:
                 zend[bad[live]] = z[live]
-        R = np.floor((hist * self.cc).real)
+        R = hist.real * (C1 / 65536.0)
+        R += hist.imag * (C2 / 65536.0)
+        np.floor(R, out=R)
         R = R.reshape(L, K, 3).transpose(1, 0, 2).reshape(K * L, 3)[:n]
         P = np.floor(u * (B0 / float(1 << KB)))
-        y = x1 + np.floor((P - R + (1 << (F - 1))) * (1.0 / (1 << F)))
+        P -= R
+        P += 1 << (F - 1)
+        P *= 1.0 / (1 << F)
+        np.floor(P, out=P)
+        y = x1 + P
         self.x1 = xf[-1].copy()
         if pad == 0:
             self.s = zend[K - 1].copy()
@@ -344,20 +384,27 @@ class _Detect:
         c = self.c
         m = len(fl)
         n0 = self.n
-        ax = y[:, 0].astype(np.int64)
-        ma = np.abs(y[:, 1].astype(np.int64))
-        mm = np.abs(y[:, 2].astype(np.int64))
-        rate = rate.astype(np.int64)
-        fl = fl.astype(np.int64)
+        ax = np.ascontiguousarray(y[:, 0])
+        ma = np.abs(y[:, 1])
+        mm = np.abs(y[:, 2])
+        fl = np.asarray(fl)
+        # int32 is enough: min(|m|, 32767)^2 * 2 < 2^31, |ax * 10| < 2^21
         m2 = np.minimum(ma, 32767) ** 2 + np.minimum(mm, 32767) ** 2
         events = []
         # ---- faults ---------------------------------------------------------------------------
         fb = (fl & 0x3F) != 0
-        frun = _runlen(fb, self.frun)
-        clean = (fl & 0x1FF) == 0
-        crun = _runlen(clean, self.crun)
+        anyf = (fl & 0x1FF) != 0
+        if fb.any():
+            frun = _runlen(fb, self.frun)
+        else:
+            frun = np.zeros(m, np.int64)
+        if anyf.any() or self.fault:
+            crun = _runlen(~anyf, self.crun)
+        else:
+            crun = None
         raise_idx = np.flatnonzero((frun >= c["fault_n"]) | ((fl & 0x1C0) != 0))
-        clear_idx = np.flatnonzero(crun >= c["clear_n"])
+        clear_idx = np.flatnonzero(crun >= c["clear_n"]) if crun is not None else \
+            np.zeros(0, np.int64)
         pos = 0
         f = self.fault
         fs_ = list(self.fslot)
@@ -395,7 +442,8 @@ class _Detect:
             fault_after[sa:sb] = True
         self.fault, self.fslot = f, fs_
         self.frun = int(frun[-1])
-        self.crun = int(min(crun[-1], c["clear_n"]))
+        self.crun = int(min(crun[-1], c["clear_n"])) if crun is not None else \
+            int(min(self.crun + m, c["clear_n"]))
         valid = ~fault_after & ((fl & 0x7FF) == 0)
         inval_idx = np.flatnonzero(~valid)
         nv = int(valid.sum())
@@ -424,7 +472,7 @@ class _Detect:
             a["pk_map"] = max(a["pk_map"], int(ma[valid].max()))
             a["pk_mml"] = max(a["pk_mml"], int(mm[valid].max()))
             a["pk_m2"] = max(a["pk_m2"], int(m2[valid].max()))
-            b = np.clip((axv * 10) // c["bw"], 0, HIST_N - 1)
+            b = np.clip((axv * 10) // c["bw"], 0, HIST_N - 1)   # int32: |ax * 10| < 2^21
             self.hist += np.bincount(b, minlength=HIST_N)
         # last invalid sample at or before i (global), for the validity of a carried t_fall
         last_inv = np.where(valid, -1, np.arange(m) + n0)
@@ -484,11 +532,19 @@ class _Detect:
             | ((m2 > c["mom2"]).astype(np.int64) << 2)
         overv = (w != 0) & valid
         rel = valid & (ax <= c["comp_rel"]) & (ax >= -c["tens_rel"]) & (m2 <= c["mom2_rel"])
-        conrun = _runlen(overv, self.con if not self.oa else 0)
-        coffrun = _runlen(rel, self.coff if self.oa else 0)
         deb = c["deb"]
-        onset_idx = np.flatnonzero(conrun >= deb)
-        rel_idx = np.flatnonzero(coffrun >= deb)
+        if overv.any():
+            conrun = _runlen(overv, self.con if not self.oa else 0)
+            onset_idx = np.flatnonzero(conrun >= deb)
+        else:
+            conrun = np.zeros(m, np.int64)
+            onset_idx = conrun[:0]
+        if self.oa or len(onset_idx):
+            coffrun = _runlen(rel, self.coff if self.oa else 0)
+            rel_idx = np.flatnonzero(coffrun >= deb)
+        else:
+            coffrun = None
+            rel_idx = onset_idx
 
         def stats(lo, hi, base=None):
             """(which, pk, min, map, mml, m2, imp) over block samples [lo, hi), merged."""
@@ -496,7 +552,7 @@ class _Detect:
                 return base
             s = (int(np.bitwise_or.reduce(w[lo:hi])), int(ax[lo:hi].max()), int(ax[lo:hi].min()),
                  int(ma[lo:hi].max()), int(mm[lo:hi].max()), int(m2[lo:hi].max()),
-                 int(ax[lo:hi].sum()))
+                 int(ax[lo:hi].sum(dtype=np.int64)))
             if base is None:
                 return s
             return (base[0] | s[0], max(base[1], s[1]), min(base[2], s[2]), max(base[3], s[3]),
@@ -549,7 +605,7 @@ class _Detect:
         self.oa = oa
         if oa:
             self.scr = ost
-            self.coff = int(coffrun[-1])
+            self.coff = int(coffrun[-1]) if coffrun is not None else 0
         else:
             run = int(conrun[-1])
             self.con = run
@@ -561,8 +617,14 @@ class _Detect:
         # ---- fall ------------------------------------------------------------------------------
         W, TD = c["t_impwin"], c["t_decide"]
         busy = n0 - 1               # block sample index (global) until which fs != 0
-        cum_latch = np.concatenate([[0], np.cumsum(latch)])
-        cum_rise = np.concatenate([[0], np.cumsum(rising)])
+        cums = []
+
+        def cum(lo, hi):
+            """(latch samples, rising edges) in block samples [lo, hi]."""
+            if not cums:
+                cums.append(np.concatenate([[0], np.cumsum(latch, dtype=np.int64)]))
+                cums.append(np.concatenate([[0], np.cumsum(rising, dtype=np.int64)]))
+            return (int(cums[0][hi + 1] - cums[0][lo]), int(cums[1][hi + 1] - cums[1][lo]))
 
         def first_invalid(lo, hi):
             return _first(inval_idx, lo, hi)
@@ -603,8 +665,9 @@ class _Detect:
                         self.fs = 0
                         return iv
                     if hi >= lo:
-                        self.lcnt += int(cum_latch[hi + 1] - cum_latch[lo])
-                        self.scnt += int(cum_rise[hi + 1] - cum_rise[lo])
+                        lc, sc = cum(lo, hi)
+                        self.lcnt += lc
+                        self.scnt += sc
                     if td > m - 1:
                         return None
                     self.fs = 0
