@@ -285,3 +285,17 @@ def test_gaitpdb_walks_no_overload_no_fall(gaitpdb, cal):
             assert act["steps"] > 50 and act["pk_ax"] > 9000      # real walking, > 900 N
             total += len(raw)
     assert total > 10 * 100000
+
+
+# ---- benchmark functions (figures only; no timing is asserted) ---------------------------------
+def test_bench_functions_return_figures():
+    from oimon_sim import bench_hotpath as b
+    h = b.hot_path_us_per_sample(n=3000, reps=1)
+    assert h["hot_path_us_per_sample"] > 0 and h["samples"] == 3000
+    assert b.alloc_bytes_per_sample(n=10000)["alloc_bytes_total"] == 0
+    s = b.hot_path_speedup_vs_float(n=2000, reps=1)
+    assert s["hot_path_speedup_vs_float"] > 0
+    e = b.esp32_cpu_load_estimate(h)
+    assert 0 < e["esp32_cpu_load_pct_low"] <= e["esp32_cpu_load_pct_high"]
+    r = b.model_replay_throughput(minutes=0.2)
+    assert r["samples"] == 12000 and r["replay_cpu_s_per_24h"] > 0
