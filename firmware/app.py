@@ -12,6 +12,9 @@ import calib
 import dsp
 import detect
 import events
+import alarm
+import board
+import exercise
 import cmds
 import flashlog
 import retighten_dev
@@ -22,6 +25,8 @@ _STREAM_OFF = const(0)
 _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
 CALIB_PATH = hal.STORAGE + "/calib.bin"
+OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
+BUTTON_LONG_MS = 1500
 
 
 @micropython.viper
@@ -88,6 +93,15 @@ class Device:
         self.log = flashlog.Log(hal.STORAGE, self.snip)
         self.retighten_due = False           # the low-priority reminder (alarm wiring reads it)
         self.reminder = retighten_dev.Reminder()
+        self.alarm = alarm.Alarm(hal.PWM(hal.Pin(board.BUZZER), freq=1000, duty_u16=0),
+                                 hal.Pin(board.LED, hal.Pin.OUT), hal.Pin(board.VIB, hal.Pin.OUT))
+        self._ovl_clear_at = -1              # ticks_ms when the overload alarm may stop
+        self._fault_alarm = False
+        self._retighten_alarm = False
+        self.button = hal.Pin(board.BUTTON, hal.Pin.IN, hal.Pin.PULL_UP)
+        self._btn_down = -1                  # ticks_ms the button went down, -1 = up
+        self._btn_next = 0
+        self.exercise = exercise.Exercise(self.cfg.get("exercise_plan"), self.cfg["body_weight_kg"])
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
 
@@ -106,6 +120,10 @@ class Device:
         ev = self.det.step(out)
         if ev:
             self.on_event(ev)
+        if self.exercise.active:
+            z = self.exercise.step(out[0], hal.ticks_ms())
+            if z:
+                self.alarm.cue(min(z, exercise.ZONE_OVER) - 1)   # CUE_UNDER/IN/OVER = 0/1/2
         if self.stream:
             self._batch_add()
         self.count += 1
@@ -140,6 +158,75 @@ class Device:
             e["sample"] = self.count
             self.events.append(e)
             self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
+        self._alarm_for(code)
+
+    # --- alarms, button, exercise sessions ------------------------------------------------------
+    def _alarm_for(self, code):
+        # high priority sounds at once (tick now: the output starts within this sample)
+        now = hal.ticks_ms()
+        if code & detect.EV_OVERLOAD_START:
+            self.alarm.raise_(alarm.HIGH, alarm.OVERLOAD)
+            self._ovl_clear_at = -1
+        if code & detect.EV_OVERLOAD_END:
+            # a short overload still gets one full burst, so the patient notices it
+            self._ovl_clear_at = hal.ticks_add(now, OVERLOAD_ALARM_MIN_MS)
+        if code & detect.EV_FALL:
+            self.alarm.raise_(alarm.HIGH, alarm.FALL)        # until acknowledged
+        if code & detect.EV_FAULT:
+            self.alarm.raise_(alarm.LOW, alarm.SENSOR_FAULT)
+        if code & detect.EV_FAULT_CLEAR:
+            self.alarm.clear(alarm.SENSOR_FAULT)
+        self.alarm.tick(now)
+
+    def ack_alarm(self):
+        """Button or host (C_ACK): silence the sounding alarm; the fall alarm ends."""
+        was = self.alarm.active() >= 0
+        self.alarm.ack()
+        self.det.ack()
+        self.alarm.clear(alarm.FALL)
+        return was
+
+    def exercise_start(self):
+        t = hal.unix_time()
+        return self.exercise.start(hal.ticks_ms(), self.exercise.day_of(t), t)
+
+    def exercise_stop(self):
+        s = self.exercise.stop(hal.ticks_ms())
+        if s:
+            s["kind"] = "exercise"
+            self.log.append(flashlog.K_SUMMARY, json.dumps(s).encode())
+            if self.stream:
+                self.send(P.T_SUMMARY, s)
+        return s
+
+    def _service_outputs(self, now):
+        if self._ovl_clear_at >= 0 and hal.ticks_diff(now, self._ovl_clear_at) >= 0:
+            self.alarm.clear(alarm.OVERLOAD)
+            self._ovl_clear_at = -1
+        if self.retighten_due != self._retighten_alarm:
+            self._retighten_alarm = self.retighten_due
+            if self.retighten_due:
+                self.alarm.raise_(alarm.LOW, alarm.RETIGHTEN)
+            else:
+                self.alarm.clear(alarm.RETIGHTEN)
+        if self.exercise.active and self.exercise.due(now):
+            self.exercise_stop()
+        if hal.ticks_diff(now, self._btn_next) >= 0:      # the button, polled every 10 ms
+            self._btn_next = hal.ticks_add(now, 10)
+            down = self.button.value() == 0
+            if down and self._btn_down < 0:
+                self._btn_down = now
+            elif not down and self._btn_down >= 0:
+                held = hal.ticks_diff(now, self._btn_down)
+                self._btn_down = -1
+                if held >= BUTTON_LONG_MS:                # long press: exercise session on/off
+                    if self.exercise.active:
+                        self.exercise_stop()
+                    else:
+                        self.exercise_start()
+                elif held >= 30:                          # short press: acknowledge
+                    self.ack_alarm()
+        self.alarm.tick(now)
 
     def send(self, ftype, obj):
         if self.stream and self.batch_n:
@@ -199,6 +286,7 @@ class Device:
             self.flush_events()
         self.log.service()
         self.reminder.check(self)
+        self._service_outputs(hal.ticks_ms())
 
     def run(self):
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt

@@ -82,7 +82,7 @@ def jig_device(tmp_path, capsys, monkeypatch):
     rc, out, err = run_cli(capsys, "calibrate", "--plan", plan, "--write-jig", rec)
     assert rc == 0, err
     vd = start_virtual_device(recording=str(rec), speed=4, storage=tmp_path / "storage",
-                              device_id="JIG-0001")
+                              device_id="JIG-0001", calibrated=False)
     yield vd, plan
     vd.stop()
 

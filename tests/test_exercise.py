@@ -3,9 +3,7 @@ checked on MicroPython), `oimon exercise plan|live|report`, sessions in SQLite, 
 chart, the live view against the virtual device, and the +-2 % load accuracy bound."""
 import datetime as dt
 import json
-import sys
 import time
-import types
 from binascii import crc32
 
 import numpy as np
@@ -21,9 +19,7 @@ from oimon_sim import mp
 
 @pytest.fixture
 def run(monkeypatch, capsys):
-    """oimon.cli.main with only this command registered (other commands' modules may be half
-    written in the shared tree); returns (status, stdout, stderr)."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["oimon.cmd_exercise"])
+    """oimon.cli.main; returns (status, stdout, stderr)."""
 
     def _run(*argv):
         rc = cli.main(list(argv))
@@ -104,57 +100,40 @@ def test_plan_refusals_are_one_line_exit_2(run, argv, words, monkeypatch):
         assert words in err, err
 
 
-class FakeLink:
-    sent = []
-
-    def __init__(self, port, auth=True, bw=80):
-        self.port = port
-        self._bw = bw
-        if auth:
-            self.command_auth = self._command_auth
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *e):
-        pass
-
-    def command(self, cmd, args=None, **kw):
-        assert cmd == P.C_INFO
-        return {"device_id": "SIM-X", "body_weight_kg": self._bw}
-
-    def _command_auth(self, cmd, payload, ks):
-        FakeLink.sent.append((cmd, payload, ks))
-        err = FX.validate_plan(payload, self._bw)     # what cmds.py does with C_PLAN
-        if err:
-            raise OimonError("device refused: value out of range: " + err)
-        return {}
-
-
-def test_plan_is_sent_authenticated_with_the_device_body_weight(run, monkeypatch):
-    FakeLink.sent = []
-    ks = types.ModuleType("oimon.keystore")
-    ks.open = lambda path=None: ("keystore", path)
-    monkeypatch.setitem(sys.modules, "oimon.keystore", ks)
-    monkeypatch.setattr("oimon.link.Link", FakeLink)
-    rc, out, err = run("--port", "/dev/null", "exercise", "plan", "--start-date", "2026-01-05",
-                       "--keystore", "k.json")
-    assert rc == 0, err
-    (cmd, plan, kstore), = FakeLink.sent
-    assert cmd == P.C_PLAN and kstore == ("keystore", "k.json")
-    assert plan["body_weight_kg"] == 80 and plan["cap_kg"] == 40
-    assert FX.validate_plan(plan) is None
-    assert "plan stored on SIM-X" in out
-    # a cap above the device's patient's limit is refused before anything is sent
-    FakeLink.sent = []
-    rc, out, err = run("--port", "/dev/null", "exercise", "plan", "--cap-kg", "45")
-    assert rc == 2 and "above the cap" in err and FakeLink.sent == []
-    rc, out, err = run("--port", "/dev/null", "exercise", "plan", "--body-weight-kg", "90")
-    assert rc == 2 and "differs from the device's 80 kg" in err and FakeLink.sent == []
-    # without a keystore / command_auth in this oimon: one clear line, nothing sent
-    monkeypatch.setattr("oimon.link.Link", lambda port: FakeLink(port, auth=False))
-    rc, out, err = run("--port", "/dev/null", "exercise", "plan")
-    assert rc == 2 and "cannot sign" in err and err.count("\n") == 1
+def test_plan_is_sent_authenticated_with_the_device_body_weight(run, tmp_path):
+    """Against the virtual device with a provisioned key: the plan is signed, checked and
+    stored; a plan the host refuses never leaves; a wrong key is refused by the device."""
+    from oimon import keystore
+    from oimon.cmd_sim import start_virtual_device
+    ks_path = tmp_path / "keys.json"
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    keystore.write_key_file(keystore.open(ks_path).provision("SIM-X"), storage / "key.bin")
+    vd = start_virtual_device("walk", speed=1, duration=10, storage=storage, device_id="SIM-X")
+    try:
+        base = ("--port", vd.path, "--keystore", str(ks_path))
+        rc, out, err = run(*base, "exercise", "plan", "--start-date", "2026-01-05")
+        assert rc == 0, err + vd.log_tail()
+        assert "plan stored on SIM-X" in out
+        rc, out, err = run(*base, "config", "show", "--json")
+        plan = json.loads(out)["config"]["exercise_plan"]
+        assert plan["body_weight_kg"] == 75 and plan["cap_kg"] == 37.5    # min(50 % BW, 50 kg)
+        assert FX.validate_plan(plan) is None
+        # refused by the host before anything is sent: the stored plan stays as it was
+        rc, out, err = run(*base, "exercise", "plan", "--cap-kg", "45")
+        assert rc == 2 and "above the cap" in err
+        rc, out, err = run(*base, "exercise", "plan", "--body-weight-kg", "90")
+        assert rc == 2 and "differs from the device's 75 kg" in err
+        # a keystore with another key for this device: the device refuses, nothing changes
+        other = tmp_path / "other.json"
+        keystore.open(other).provision("SIM-X")
+        rc, out, err = run("--port", vd.path, "--keystore", str(other), "exercise", "plan",
+                           "--start-date", "2026-02-02")
+        assert rc == 2 and "authentication refused" in err and err.count("\n") == 1
+        rc, out, err = run(*base, "config", "show", "--json")
+        assert json.loads(out)["config"]["exercise_plan"] == plan
+    finally:
+        vd.stop()
 
 
 def test_host_and_device_agree_on_plans(tmp_path):

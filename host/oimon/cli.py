@@ -35,6 +35,8 @@ def build_parser():
     p.add_argument("--version", action="version", version="oimon " + __version__)
     p.add_argument("--port", "-p", help="serial port, pty path or pyserial URL "
                    "(default: $OIMON_PORT, else the one ESP32 board found)")
+    p.add_argument("--keystore", help="prosthetist key store (default: $OIMON_KEYSTORE, else "
+                   "beside the database); mode 0600")
     p.add_argument("--db", help="SQLite database (default: $OIMON_DB, else ~/.local/share/oimon/oimon.sqlite)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

@@ -93,25 +93,8 @@ def device_changes(values, current_phase):
 
 def auth_command(ln, args, cmd, payload):
     """An authenticated (prosthetist) command: HMAC over device id, counter and command with the
-    device's key from the host keystore (oimon.keystore, Link.command_auth)."""
-    try:
-        from oimon import keystore
-    except ImportError:
-        keystore = None
-    if keystore is None or not hasattr(ln, "command_auth"):
-        raise OimonError("this oimon cannot sign prosthetist commands yet (needs oimon.keystore "
-                         "and Link.command_auth)")
-    ks = _open_keystore(keystore, args)
-    return ln.command_auth(cmd, payload, ks)
-
-
-def _open_keystore(keystore, args):
-    path = getattr(args, "keystore", None)
-    for name in ("open", "load", "Keystore"):
-        f = getattr(keystore, name, None)
-        if f is not None:
-            return f(path) if path else f()
-    raise OimonError("oimon.keystore has no open()/load()/Keystore")
+    device's key from the host keystore (global --keystore, $OIMON_KEYSTORE or the default)."""
+    return ln.command_auth(cmd, payload, args.keystore)
 
 
 def _limits_phys(lim):

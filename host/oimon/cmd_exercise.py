@@ -60,7 +60,6 @@ def register(sub):
     pl.add_argument("--body-weight-kg", type=_num(0, 1000),
                     help="body weight (default: the device's; must agree with it)")
     pl.add_argument("--start-date", type=_date, help="day the plan starts, YYYY-MM-DD (default today)")
-    pl.add_argument("--keystore", help="keystore file (default: oimon.keystore's)")
     pl.add_argument("--dry-run", action="store_true", help="validate and print the progression only")
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
     pl.set_defaults(func=cmd_plan)
@@ -93,22 +92,7 @@ def build_plan(args, body_weight_kg):
                        band_pct=args.band_pct, margin_pct=args.margin_pct)
 
 
-def auth_command(ln, args, cmd, payload):
-    """An authenticated (prosthetist) command through Link.command_auth and oimon.keystore."""
-    try:
-        from oimon import keystore
-    except ImportError:
-        keystore = None
-    if keystore is None or not hasattr(ln, "command_auth"):
-        raise OimonError("this oimon cannot sign prosthetist commands yet (needs oimon.keystore "
-                         "and Link.command_auth)")
-    path = getattr(args, "keystore", None)
-    for name in ("open", "load", "Keystore"):
-        f = getattr(keystore, name, None)
-        if f is not None:
-            ks = f(path) if path else f()
-            return ln.command_auth(cmd, payload, ks)
-    raise OimonError("oimon.keystore has no open()/load()/Keystore")
+from oimon.cmd_config import auth_command  # noqa: E402 - one signing path for every command
 
 
 def cmd_plan(args):

@@ -115,8 +115,10 @@ def register(sub):
 
 # --- device ----------------------------------------------------------------------------------
 def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, storage=None,
-                         device_id="SIM-0001", body_weight_kg=75, seed=0):
-    """Generate the sensor input, write the calibration the device would have, start it."""
+                         device_id="SIM-0001", body_weight_kg=75, seed=0, calibrated=True):
+    """Generate the sensor input, write the calibration the device would have (unless
+    calibrated=False: a fresh, uncalibrated device; a storage folder that already holds a
+    calibration keeps it), start it."""
     from oimon_sim import scenarios, sensor, vdev_setup
     from oimon_sim.device import VirtualDevice
     if not recording and scenario not in scenarios.SCENARIOS:
@@ -142,7 +144,8 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
     vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
                        device_id=device_id)
     vd.work = work                           # sensor.raw (and storage unless given): remove after
-    vdev_setup.provision(vd.storage, model)
+    if calibrated:
+        vdev_setup.provision(vd.storage, model)
     vd.start()
     return vd
 

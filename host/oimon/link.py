@@ -111,10 +111,11 @@ class Link:
     def command_auth(self, cmd, args=None, keystore=None, timeout=None, payload=None):
         """A prosthetist command signed with the device's key (docs/protocol.md): asks the
         device for its id and last accepted counter, takes the next counter from the keystore
-        (oimon.keystore; default path if None), sends counter | HMAC | JSON args."""
+        (oimon.keystore: a Keystore, its path, or None for the default), sends
+        counter | HMAC | JSON args."""
         from oimon import auth as A
         from oimon import keystore as K
-        ks = keystore if keystore is not None else K.open()
+        ks = keystore if isinstance(keystore, K.Keystore) else K.open(keystore)
         info = self.command(P.C_INFO)
         dev_id = info.get("device_id")
         if not isinstance(dev_id, str):

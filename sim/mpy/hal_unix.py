@@ -49,7 +49,8 @@ class Pin:
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self.id = id
         self.mode = mode
-        self._v = 0 if value is None else value
+        # an input with a pull-up idles high (a button not pressed)
+        self._v = value if value is not None else (1 if pull == Pin.PULL_UP else 0)
         self.handler = None
 
     def value(self, v=None):

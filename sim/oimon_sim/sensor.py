@@ -7,18 +7,23 @@ import numpy as np
 ADC_MAX = 0x7FFFFF
 ADC_MIN = -0x800000
 
-# counts per device unit: axial 80 counts / 0.1 N (5 kN = 4.0 M counts, half of full scale),
-# moments 133 counts / 0.01 N*m (300 N*m = 4.0 M counts); a few % cross-talk as real bridges have.
+# counts per device unit, from the hardware design (hardware/README.md, "Bridges and ADC"):
+# axial 56 counts/N = 5.6 counts / 0.1 N (5 kN = 280 k counts, 3.4 % of the ADC range),
+# bending 10 100 counts/(N*m) = 101 counts / 0.01 N*m; ~1.5 % cross-talk as real bridges have.
 DEFAULT_S = np.array([
-    [80.0, 1.2, -0.8],
-    [0.9, 133.0, 2.1],
-    [-0.6, 1.7, 133.0],
+    [5.6, 0.08, -0.05],
+    [0.3, 101.0, 1.6],
+    [-0.2, 1.3, 101.0],
 ])
+# ADS131M04 input noise at gain 128, OSR 4096 (~0.15 uV rms): ~140 counts rms, ~2.5 N axial
+# before the 20 Hz low-pass. A live bridge is never noise-free: the firmware flags 64 identical
+# raw samples as a stuck output.
+DEFAULT_NOISE = 140.0
 DEFAULT_OFFSET = np.array([12000, -8000, 5000, 0], dtype=np.int64)
 
 
 class SensorModel:
-    def __init__(self, S=DEFAULT_S, offset=DEFAULT_OFFSET, noise_counts=0.0, seed=0):
+    def __init__(self, S=DEFAULT_S, offset=DEFAULT_OFFSET, noise_counts=DEFAULT_NOISE, seed=0):
         self.S = np.asarray(S, dtype=float)
         self.offset = np.asarray(offset, dtype=np.int64)
         self.noise = noise_counts
