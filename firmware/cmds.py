@@ -270,13 +270,19 @@ def _c_set(dev, a):
             e = _check_limits(v)
             if e:
                 return _err(P.S_RANGE, e)
-            new = json.loads(json.dumps(dev.cfg["limits"]))
+            new = json.loads(json.dumps(dev.cfg["limits"]))     # the prosthetist's overrides
             for ph in v:
                 for lk in v[ph]:
-                    new[ph][lk] = v[ph][lk]
-            for ph in new:                        # tension below compression, always
-                if new[ph]["tens"] >= new[ph]["comp"]:
-                    return _err(P.S_RANGE, "tension limit must be below the compression limit")
+                    new.setdefault(ph, {})[lk] = v[ph][lk]
+            old = dev.cfg.data["limits"]
+            dev.cfg.data["limits"] = new
+            try:
+                for ph in new:                    # tension below compression, always
+                    eff = dev.cfg.limits(ph)
+                    if eff["tens"] >= eff["comp"]:
+                        return _err(P.S_RANGE, "tension limit must be below the compression limit")
+            finally:
+                dev.cfg.data["limits"] = old
             ch[k] = new
         elif k == "retighten_interval_months":
             if not _is_int(v) or not INTERVAL_MONTHS[0] <= v <= INTERVAL_MONTHS[1]:
@@ -304,12 +310,8 @@ def _apply(dev):
         return
     det = getattr(dev, "det", None)
     if det is not None:
-        if hasattr(det, "set_body_weight"):
-            det.set_body_weight(dev.cfg["body_weight_kg"])
-        if hasattr(det, "set_limits"):          # detect.Detector: [comp, tens, mom, debounce]
-            lim = dev.cfg.limits()
-            det.set_limits([lim["comp"], lim["tens"], lim["moment"],
-                            max(1, dev.cfg.get("debounce_ms", 20) * dev.rate // 1000)])
+        det.set_body_weight(dev.cfg.body_weight_0p1N())
+        det.set_limits(dev.cfg.detector_limits(dev.rate))
     if "stream_batch" in dev.cfg.data and hasattr(dev, "batch_max"):
         dev.batch_max = dev.cfg["stream_batch"]
 

@@ -5,21 +5,16 @@
 import json
 from binascii import crc32
 import hal
-
-PHASES = ("I", "II", "III", "full")
+from limits import PHASES, phase_limits, body_weight_0p1N
 
 # Limits per rehab phase: axial compression / tension in 0.1 N, resultant bending moment in
-# 0.01 N*m. Defaults and their sources: docs/algorithm.md ("Default limits").
+# 0.01 N*m. The defaults are limits.phase_limits() (docs/algorithm.md 5.3); "limits" holds only
+# what the prosthetist set: {phase: {"comp"|"tens"|"moment": value}}.
 DEFAULTS = {
     "phase": "full",
     "body_weight_kg": 75,
     "patient": "",
-    "limits": {
-        "I": {"comp": 5000, "tens": 1000, "moment": 1500},
-        "II": {"comp": 9000, "tens": 1500, "moment": 3000},
-        "III": {"comp": 12000, "tens": 2000, "moment": 5000},
-        "full": {"comp": 16000, "tens": 3000, "moment": 7000},
-    },
+    "limits": {},
     "debounce_ms": 20,
     "retighten_last": "",            # YYYY-MM-DD of the last retightening, "" = never recorded
     "retighten_torque_nm": 0,
@@ -49,10 +44,19 @@ class Config:
         return self.data.get(k, default)
 
     def data_public(self):
-        return {k: self.data[k] for k in self.data if k not in PRIVATE}
+        d = {k: self.data[k] for k in self.data if k not in PRIVATE}
+        d["limits"] = {ph: self.limits(ph) for ph in PHASES}      # in effect, per phase
+        d["limits_set"] = self.data["limits"]                      # what the prosthetist set
+        return d
 
-    def limits(self):
-        return self.data["limits"][self.data["phase"]]
+    def limits(self, phase=None):
+        """{"comp", "tens", "moment"} in effect for a phase (default: the current one): the
+        prosthetist's values over the phase's defaults for this body weight."""
+        phase = phase or self.data["phase"]
+        d = phase_limits(PHASES.index(phase), self.body_weight_0p1N())
+        lim = {"comp": d[0], "tens": d[1], "moment": d[2]}
+        lim.update(self.data["limits"].get(phase, {}))
+        return lim
 
     def detector_limits(self, rate):
         """[comp, tens, mom, debounce samples, phase index] for detect.Detector.set_limits."""
@@ -61,8 +65,8 @@ class Config:
                 max(1, self.data["debounce_ms"] * rate // 1000), PHASES.index(self.data["phase"])]
 
     def body_weight_0p1N(self):
-        """Body weight as a force in 0.1 N (g = 9.80665 m/s^2), for detect.Detector."""
-        return int(self.data["body_weight_kg"] * 98.0665 + 0.5)
+        """Body weight as a force in 0.1 N, for detect.Detector."""
+        return body_weight_0p1N(self.data["body_weight_kg"])
 
     def update(self, changes):
         for k in changes:

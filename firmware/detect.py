@@ -141,20 +141,7 @@ _SX = const(30)        # overload scratch while the onset debounce runs: which, 
 _ST_N = const(44)      # mml, m2, imp hi, imp lo (8 words)
 
 
-def phase_limits(phase=PHASE_FULL, bw=BW_DEFAULT, debounce=20):
-    """[comp, tens, mom, debounce, phase] for a rehab phase (docs/algorithm.md table).
-    bw in 0.1 N. Phase I: min(50 % BW, 490 N); II: 100 % BW."""
-    if phase == PHASE_I:
-        comp, tens, mom = min(bw // 2, 4903), 1000, 1500
-    elif phase == PHASE_II:
-        comp, tens, mom = bw, 2000, 3000
-    elif phase == PHASE_III:
-        comp, tens, mom = 14000, 3000, 6000
-    elif phase == PHASE_FULL:
-        comp, tens, mom = 18000, 4000, 9000
-    else:
-        raise ValueError("phase 0..3")
-    return [comp, tens, mom, debounce, phase]
+from limits import phase_limits  # noqa: E402,F401 - the table lives in limits.py
 
 
 @micropython.viper

@@ -305,12 +305,7 @@ ACT_FIELDS = ("steps", "loaded", "valid", "invalid", "pk_ax", "min_ax", "pk_map"
               "pk_m2", "overloads", "falls", "faults", "impacts")
 
 
-def phase_limits(phase=PHASE_FULL, bw=BW_DEFAULT, debounce=20):
-    """Same as firmware detect.phase_limits."""
-    table = {PHASE_I: (min(bw // 2, 4903), 1000, 1500), PHASE_II: (bw, 2000, 3000),
-             PHASE_III: (14000, 3000, 6000), PHASE_FULL: (18000, 4000, 9000)}
-    comp, tens, mom = table[phase]
-    return [comp, tens, mom, debounce, phase]
+from oimon_fw.limits import phase_limits  # noqa: E402,F401 - the device's own table
 
 
 def make_config(limits=None, bw=BW_DEFAULT, **over):

@@ -46,8 +46,8 @@ def test_phase_limit_table():
     assert detect.phase_limits(detect.PHASE_FULL, BW) == [18000, 4000, 9000, 20, 3]
     assert detect.phase_limits(detect.PHASE_III, BW) == [14000, 3000, 6000, 20, 2]
     assert detect.phase_limits(detect.PHASE_II, BW)[:3] == [BW, 2000, 3000]
-    assert detect.phase_limits(detect.PHASE_I, BW)[0] == BW // 2         # 50 % BW < 490 N
-    assert detect.phase_limits(detect.PHASE_I, 12000)[0] == 4903         # 50 kg cap
+    assert detect.phase_limits(detect.PHASE_I, BW)[0] == BW // 2 * 125 // 100   # 50 % BW < 490 N
+    assert detect.phase_limits(detect.PHASE_I, 12000)[0] == 4903 * 125 // 100  # 50 kg cap
 
 
 def test_overload_onset_on_debounce_sample_and_alarm():
