@@ -27,48 +27,61 @@ BLOCK_ROWS = 1 << 20
 
 # --- configuration -------------------------------------------------------------------------
 def firmware_defaults():
-    """firmware/config.py's DEFAULTS (imported with a stand-in `hal`: CPython has none)."""
-    had = sys.modules.get("hal")
-    if had is None:
-        sys.modules["hal"] = types.SimpleNamespace(STORAGE="/nonexistent")
+    """firmware/config.py's DEFAULTS, imported with a stand-in `hal` (CPython has none) and its
+    flat `from limits import ...` (the device's module layout) served by oimon_fw.limits."""
+    from oimon_fw import limits
+    stand_in = {"hal": types.SimpleNamespace(STORAGE="/nonexistent"), "limits": limits}
+    added = [k for k in stand_in if k not in sys.modules]
+    for k in added:
+        sys.modules[k] = stand_in[k]
     try:
         from oimon_fw import config
         return config._copy(config.DEFAULTS) if hasattr(config, "_copy") else dict(config.DEFAULTS)
     finally:
-        if had is None:
-            sys.modules.pop("hal", None)
+        for k in added:
+            sys.modules.pop(k, None)
 
 
 def resolve_config(cfg=None, header=None):
     """The settings a replay runs with: firmware defaults, overridden by what the recording's
     header says the device had (phase, limits, body weight), overridden by cfg (--config: same
     keys as the device's config.json; "limits" may be the per-phase table or one phase's
-    {"comp", "tens", "moment"})."""
+    {"comp", "tens", "moment"}). As on the device (firmware/config.py), the limits in effect are
+    limits.phase_limits(phase, body weight) with the prosthetist's values over them; "limits" in
+    the result is that table for every phase, "active_limits" the current phase's."""
+    from oimon_fw import limits as L
     out = firmware_defaults()
     header = header or {}
     for k in ("phase", "body_weight_kg"):
         if header.get(k) is not None:
             out[k] = header[k]
+    over = {ph: dict(v) for ph, v in (out.get("limits") or {}).items()}
     hl = header.get("limits")
     if isinstance(hl, dict) and "comp" in hl:
-        out["limits"][out["phase"]] = dict(out["limits"][out["phase"]], **hl)
+        over[out["phase"]] = dict(over.get(out["phase"], {}), **hl)
     for k, v in (cfg or {}).items():
         if k == "limits" and isinstance(v, dict):
             if any(isinstance(x, dict) for x in v.values()):
                 for ph, lim in v.items():
-                    out["limits"][ph] = dict(out["limits"].get(ph, {}), **lim)
+                    over[ph] = dict(over.get(ph, {}), **lim)
             else:
                 ph = (cfg or {}).get("phase", out["phase"])
-                out["limits"][ph] = dict(out["limits"].get(ph, {}), **v)
+                over[ph] = dict(over.get(ph, {}), **v)
         else:
             out[k] = v
-    if out["phase"] not in out["limits"]:
+    if out["phase"] not in L.PHASES:
         raise OimonError("config: phase %r has no limits (phases: %s)" % (
-            out["phase"], ", ".join(out["limits"])))
-    for k, v in out["limits"][out["phase"]].items():
+            out["phase"], ", ".join(L.PHASES)))
+    bw = body_weight_units(out)
+    table = {}
+    for i, ph in enumerate(L.PHASES):
+        d = L.phase_limits(i, bw)
+        table[ph] = dict({"comp": d[0], "tens": d[1], "moment": d[2]}, **over.get(ph, {}))
+    out["limits"] = table
+    for k, v in table[out["phase"]].items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
             raise OimonError("config: limit %s=%r must be a positive number (device units)" % (k, v))
-    out["active_limits"] = dict(out["limits"][out["phase"]])
+    out["active_limits"] = dict(table[out["phase"]])
     return out
 
 
@@ -120,8 +133,9 @@ def detector_limits(cfg, rate=1000):
 
 
 def body_weight_units(cfg):
-    """Body weight in 0.1 N (the detector's unit)."""
-    return int(round(float(cfg.get("body_weight_kg") or 75) * 98.0665))
+    """Body weight in 0.1 N (the detector's unit), as the device computes it."""
+    from oimon_fw import limits as L
+    return L.body_weight_0p1N(float(cfg.get("body_weight_kg") or 75))
 
 
 def _event(e):

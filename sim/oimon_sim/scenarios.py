@@ -400,9 +400,9 @@ def fall(duration_s, rate=1000, body_weight_kg=75, seed=0, direction="forward",
     return load, tr
 
 
-def overload(duration_s, rate=1000, body_weight_kg=75, seed=0, peak_bw=2.8, at_s=None):
+def overload(duration_s, rate=1000, body_weight_kg=75, seed=0, peak_bw=3.0, at_s=None):
     """Jump landing on the prosthesis: walking, stand, push-off (~1.3 BW), flight 0.35 s
-    (slight tension), landing rising in 50 ms to `peak_bw` x BW (2.8 BW = 2060 N at 75 kg: above
+    (slight tension), landing rising in 50 ms to `peak_bw` x BW (3.0 BW = 2206 N at 75 kg: above
     the daily-activity maximum 1322 N and the full-phase limit, below the femur failure envelope
     2768 N) with AP ~60 N*m, settling to standing in 0.5 s."""
     at = _event_time(duration_s, at_s, 0.4, 3.0)
@@ -696,7 +696,7 @@ SUMMARY = {
     "stumble": "walking, a stumble that recovers; --set at_s=S",
     "fall": "walking, a fall in four phases; --set direction=forward|backward|left|right "
             "severity=low|medium|high at_s=S",
-    "overload": "walking, a jump landing at 2.8 BW; --set peak_bw=2.8 at_s=S",
+    "overload": "walking, a jump landing at 3.0 BW; --set peak_bw=3.0 at_s=S",
     "sensor_fault": "walking, a sensor fault; --set fault=open|saturation|stuck|drift channel=0",
     "fault_open": "walking, open bridge (rail) for 5 s (raw)",
     "fault_saturation": "walking, input clipping at the rail for 5 s (raw)",
