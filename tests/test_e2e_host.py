@@ -15,7 +15,6 @@ from test_host_support import PtyRelay, build_firmware, run_cli
 def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
     dbp = tmp_path / "db.sqlite"
     monkeypatch.setenv("OIMON_KEYSTORE", str(tmp_path / "keys.json"))
-    keystore.open().provision("SIM-0001")
     storage = tmp_path / "storage"
     build = build_firmware(tmp_path / "build")
     vd = start_virtual_device("demo", speed=1, duration=8, storage=storage)
@@ -23,7 +22,9 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
     try:
         rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build)
         assert rc == 0, err + vd.log_tail()
+        assert "provisioned a new key for SIM-0001" in out      # first deploy: a new key
         assert "copied key.bin" in out
+        assert oct((tmp_path / "keys.json").stat().st_mode & 0o777) == "0o600"
         assert (storage / "key.bin").read_bytes() == keystore.open().key("SIM-0001")
         rc, out, err = run_cli(capsys, "--port", vd.path, "--db", dbp, "info")
         assert rc == 0 and "SIM-0001" in out and "calibration" in out

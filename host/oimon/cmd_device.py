@@ -222,7 +222,8 @@ def cmd_flash(args):
     if args.no_deploy:
         return 0
     time.sleep(2.0)                          # the board boots MicroPython (USB re-enumerates)
-    return deploy(port, Path(BUILD), device_id=None, key=True, reset=True, wait=15)
+    return deploy(port, Path(BUILD), device_id=None, key=True, reset=True, wait=15,
+                  keystore=args.keystore)
 
 
 # --- deploy ----------------------------------------------------------------------------------
@@ -251,14 +252,14 @@ def _deploy_files(build):
     return files
 
 
-def _device_key(device_id):
-    """The provisioned device key from the host keystore: (device file name, bytes), or None
-    if this oimon has no keystore. A device without a key in the keystore is an error."""
-    try:
-        from oimon import keystore
-    except ImportError:
-        return None
-    ks = keystore.open()
+def _device_key(device_id, keystore_path=None, out=print):
+    """The device's key from the host keystore as (device file name, bytes); a device deployed
+    for the first time gets a new random key (provisioned here, kept for every later deploy)."""
+    from oimon import keystore
+    ks = keystore.open(keystore_path)
+    if not ks.has(device_id):
+        ks.provision(device_id)
+        out("provisioned a new key for %s in %s" % (device_id, ks.path))
     return ("key.bin", bytes(ks.key(device_id)))
 
 
@@ -303,6 +304,16 @@ class _Board:
             raise OimonError("the board on %s does not give a MicroPython REPL (%s)" % (
                 port, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__))
 
+    def device_id(self):
+        """The id the firmware will report, asked at the REPL (a freshly flashed board has no
+        monitor running yet): hal.DEVICE_ID, or on a bare ESP32 the same from its unique id."""
+        code = ("try:\n import hal\n print(hal.DEVICE_ID)\nexcept ImportError:\n import machine\n"
+                " print('OIM-' + ''.join('%02X' % b for b in machine.unique_id()))\n")
+        try:
+            return self.t.exec(code).decode().strip() or None
+        except Exception:                                    # noqa: BLE001 - mpremote errors vary
+            return None
+
     def sha256(self, name):
         try:
             return self.t.fs_hashfile(name, "sha256")
@@ -336,22 +347,18 @@ class _Board:
             pass
 
 
-def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print):
+def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print, keystore=None):
     files = [(n, Path(p).read_bytes()) for n, p in _deploy_files(build)]
     info = _release(port)
     device_id = device_id or (info or {}).get("device_id")
-    keyfile = None
-    if key:
-        if not device_id:
-            raise OimonError("the device did not say its id: give --device-id (or --no-key)")
-        keyfile = _device_key(device_id)
-        if keyfile is None:
-            out("warning: no host keystore (oimon.keystore) in this oimon: device key not deployed")
-        else:
-            files.append(keyfile)
     board = _Board(port)
     copied = same = 0
     try:
+        if key:
+            device_id = device_id or board.device_id()
+            if not device_id:
+                raise OimonError("the board did not say its id: give --device-id (or --no-key)")
+            files.append(_device_key(device_id, keystore, out))
         present = set(board.listdir())
         for name, data in files:
             want = hashlib.sha256(data).digest()
@@ -375,7 +382,7 @@ def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print
     finally:
         board.close()
     out("deployed to %s: %d files copied, %d already up to date%s" % (
-        device_id or port, copied, same, "" if keyfile else " (no device key)"))
+        device_id or port, copied, same, "" if key else " (no device key)"))
     if reset:
         info = _wait_monitor(port, wait)
         out("%s is running firmware %s (%s)" % (info.get("device_id"), info.get("fw"),
@@ -399,4 +406,4 @@ def _wait_monitor(port, seconds):
 def cmd_deploy(args):
     port = link.resolve_port(args.port)
     return deploy(port, Path(args.build), device_id=args.device_id, key=not args.no_key,
-                  reset=not args.no_reset)
+                  reset=not args.no_reset, keystore=args.keystore)
