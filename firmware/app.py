@@ -25,6 +25,7 @@ _STREAM_OFF = const(0)
 _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
 CALIB_PATH = hal.STORAGE + "/calib.bin"
+CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
 OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
 BUTTON_LONG_MS = 1500
 
@@ -79,6 +80,10 @@ class Device:
         self.det = detect.Detector(self.cfg.detector_limits(self.rate), self.cfg.body_weight_0p1N())
         self.raw = array("i", (0, 0, 0, 0))
         self.out = array("i", [0] * _OUT_N)
+        self.pipe.bind(self.raw, self.out)   # per sample: dsp.kernel, detect.kernel on bound tables
+        self.det.bind(self.out)
+        self._pk, self._pt = dsp.kernel, self.pipe.tab
+        self._dk, self._dt = detect.kernel, self.det.tab
         self.count = 0                       # samples since boot (wraps at 2**32 on the wire)
         self.rx, self.tx = hal.serial()
         self.enc = P.Encoder()
@@ -102,6 +107,9 @@ class Device:
         self._btn_down = -1                  # ticks_ms the button went down, -1 = up
         self._btn_next = 0
         self.exercise = exercise.Exercise(self.cfg.get("exercise_plan"), self.cfg["body_weight_kg"])
+        self._day = -1                       # UTC day the activity counters belong to
+        self._day_partial = True             # counting began after that day's midnight
+        self._day_next = 0                   # ticks_ms of the next look at the clock
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
 
@@ -116,8 +124,9 @@ class Device:
         if not self.src.read(self.raw):
             return 0
         out = self.out
-        self.pipe.step(self.raw, out)
-        ev = self.det.step(out)
+        self._pk(self._pt)                   # = self.pipe.step(self.raw, out)
+        self.snip.push(out)                  # the event log's 1 s pre-trigger ring
+        ev = self._dk(self._dt)              # = self.det.step(out)
         if ev:
             self.on_event(ev)
         if self.exercise.active:
@@ -177,6 +186,8 @@ class Device:
         if code & detect.EV_FAULT_CLEAR:
             self.alarm.clear(alarm.SENSOR_FAULT)
         self.alarm.tick(now)
+        if code & (detect.EV_OVERLOAD_START | detect.EV_FALL | detect.EV_FAULT):
+            self.log.append(flashlog.K_ALARM, b'{"raised":%d}' % code)
 
     def ack_alarm(self):
         """Button or host (C_ACK): silence the sounding alarm; the fall alarm ends."""
@@ -199,6 +210,43 @@ class Device:
                 self.send(P.T_SUMMARY, s)
         return s
 
+    def _daily(self, now):
+        # Once a minute: at the first UTC midnight after the counters began, log the day's
+        # activity (detect.Detector.act: steps, time loaded, peaks, events, %BW histogram) as a
+        # K_SUMMARY record, and start the new day's counters. A clock never set: nothing.
+        if hal.ticks_diff(now, self._day_next) < 0:
+            return
+        self._day_next = hal.ticks_add(now, 60000)
+        t = hal.unix_time()
+        if t < CLOCK_VALID:
+            return
+        day = t // 86400
+        if self._day < 0:
+            self._day = day
+        elif day != self._day:
+            s = self.daily_summary()
+            self.log.append(flashlog.K_SUMMARY, json.dumps(s).encode())
+            if self.stream:
+                self.send(P.T_SUMMARY, s)
+            self.det.reset_activity()
+            self._day_partial = day != self._day + 1      # a clock jump: not from midnight
+            self._day = day
+
+    def clock_set(self):
+        """The clock was set (C_TIME): look at the retightening due date and the day now."""
+        self.reminder.check(self, True)
+        self._day_next = hal.ticks_ms()
+        self._daily(self._day_next)
+
+    def daily_summary(self):
+        """The current day's activity in device units (the host converts: docs/protocol.md)."""
+        a = self.det.act
+        s = {"kind": "daily", "day": self._day, "partial": self._day_partial,
+             "bw": self.cfg.body_weight_0p1N(), "rate": self.rate, "hist": list(self.det.hist)}
+        for i in range(len(events.ACT_FIELDS)):
+            s[events.ACT_FIELDS[i]] = a[i]
+        return s
+
     def _service_outputs(self, now):
         if self._ovl_clear_at >= 0 and hal.ticks_diff(now, self._ovl_clear_at) >= 0:
             self.alarm.clear(alarm.OVERLOAD)
@@ -207,8 +255,10 @@ class Device:
             self._retighten_alarm = self.retighten_due
             if self.retighten_due:
                 self.alarm.raise_(alarm.LOW, alarm.RETIGHTEN)
+                self.log.append(flashlog.K_ALARM, b'{"raised":"retighten"}')
             else:
                 self.alarm.clear(alarm.RETIGHTEN)
+        self._daily(now)
         if self.exercise.active and self.exercise.due(now):
             self.exercise_stop()
         if hal.ticks_diff(now, self._btn_next) >= 0:      # the button, polled every 10 ms

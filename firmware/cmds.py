@@ -140,9 +140,7 @@ def _c_time(dev, a):
     if not _is_int(t) or not 1577836800 <= t < 4102444800:
         return _err(P.S_RANGE, "t must be unix seconds in 2020..2099")
     hal.set_unix_time(t)
-    rem = getattr(dev, "reminder", None)
-    if rem is not None:
-        rem.check(dev, True)
+    dev.clock_set()
     return P.S_OK, {"clock": hal.unix_time()}
 
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "oimon.cmd_exercise",    # exercise plan|live|report
     "oimon.cmd_io",          # import, export csv
     "oimon.cmd_decode",      # decode a raw capture of the serial stream
+    "oimon.cmd_sync",        # pull the device log into the database
 ]
 
 

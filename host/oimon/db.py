@@ -84,6 +84,23 @@ MIGRATIONS = [
     );
     CREATE INDEX exercise_session_device ON exercise_session(device_id, day);
     """,
+    # 4: the device log is pulled with `oimon sync`: how far per device; an event seen both in a
+    # live stream and in the log is stored once (same device, kind, sample and time)
+    """
+    ALTER TABLE device ADD COLUMN log_seq INTEGER NOT NULL DEFAULT 0;
+    DELETE FROM event WHERE id NOT IN (
+        SELECT min(id) FROM event GROUP BY device_id, kind, sample, t);
+    CREATE UNIQUE INDEX event_once ON event(device_id, kind, sample, t);
+    CREATE TABLE device_record (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        t INTEGER,
+        data TEXT NOT NULL,
+        UNIQUE(device_id, seq)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -154,6 +171,8 @@ def devices(con):
 
 
 def add_event(con, device_id, ev, recording_id=None):
-    con.execute("INSERT INTO event(device_id, recording_id, kind, t, sample, data) VALUES (?,?,?,?,?,?)",
+    """Store an event once (a repeat from the log of one seen live is ignored)."""
+    con.execute("INSERT OR IGNORE INTO event(device_id, recording_id, kind, t, sample, data) "
+                "VALUES (?,?,?,?,?,?)",
                 (device_id, recording_id, ev.get("kind", "?"), ev.get("t"), ev.get("sample"),
                  json.dumps(ev, sort_keys=True)))

@@ -90,6 +90,9 @@ class Dev:
     def _batch_send(self):
         self.batch_n = 0
 
+    def clock_set(self):
+        self.reminder.check(self, True)
+
     def call(self, cmd, args=None, raw=None):
         n = len(self.resp)
         cmds.handle(self, cmd, raw if raw is not None else json.dumps(args or {}).encode())
