@@ -155,7 +155,7 @@ class Device:
         per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
         P.pack_samples(self.enc.payload, self.batch_first, self.rate, n)
         t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
-        self.tx.write(self.enc.finish(t, P.SAMPLE_HDR + per * n))
+        self.enc.write(self.tx, t, P.SAMPLE_HDR + per * n)     # no allocation
         self.batch_n = 0
 
     # --- events and link ---------------------------------------------------------------------
