@@ -248,6 +248,52 @@ def test_model_is_independent_of_block_size(cal):
         assert (y == ref_y).all() and ev == ref_ev, seg
 
 
+def test_model_kernel_word_layout_is_the_firmwares():
+    """The model's kernel uses the firmware's state/config words by index (dsp k[]/st[],
+    detect cfg[]/st[]): the indices must be the firmware's."""
+    for k in ("_K_OFF", "_K_M", "_K_SH", "_K_F", "_K_SA", "_K_WA", "_K_C1", "_K_C2", "_K_B0",
+              "_K_KB", "_K_CAL", "_K_N", "_S_X1", "_S_S1", "_S_S2", "_S_PRIMED", "_S_RING",
+              "_S_RIDX", "_S_PREV", "_S_RUN", "_S_N"):
+        assert DSP[k] == getattr(model, k), k
+    for name, i in model.CFG.items():
+        assert DET["CFG_" + name.upper()] == i, name
+    assert DET["CFG_N"] == model.CFG_N
+    for k in ("_N", "_FAULT", "_FRUN", "_CRUN", "_OA", "_CON", "_COFF", "_WARN", "_WCNT",
+              "_LATCH", "_TRISE", "_PKON", "_TFALL", "_TLOADP", "_PKLOADP", "_DMIN", "_FS",
+              "_TIMP", "_CTLOAD", "_CTDESC", "_CPKLOAD", "_CDMIN", "_CPKAX", "_CPKRATE",
+              "_CPKMAP", "_CPKMML", "_CPKM2", "_LCNT", "_SCNT", "_FALARM", "_SX", "_ST_N"):
+        assert DET[k] == getattr(model, k), k
+    assert (DET["EV_FALL_BASE"], DET["EV_FAULT_BASE"]) == (model._FB, model._XB)
+    assert (DET["ACT_N"], DET["ACT_HIST"]) == (model.ACT_N, model.ACT_HIST)
+    for fc, co in filter_design.firmware_table().items():     # model reads dsp.FILTERS
+        assert model.coefficients(fc) == co, fc
+
+
+def test_model_stream_equals_sequential_feed(cal):
+    """Replayer.stream (dsp and detection stages in two threads) == feed() block by block:
+    same filtered samples, events and activity, raw and calibrated input."""
+    f, _ = model.scenario("fall")
+    raw = model.forces_to_raw(f, cal)
+    raw[3000:3100, 0] = model.SAT_HI
+    raw[9000:9200, 2] = raw[9000, 2]
+    seq = model.Replayer(cal)
+    blocks = [raw[a:a + 1500] for a in range(0, len(raw), 1500)]
+    ref = [seq.feed(b) for b in blocks]
+    par = model.Replayer(cal)
+    got = list(par.stream(iter(blocks), ahead=1))
+    assert len(got) == len(ref)
+    for (y0, e0), (y1, e1) in zip(ref, got):
+        assert np.array_equal(y0, y1) and e0 == e1
+    assert par.events == seq.events and len(seq.events) >= 4
+    assert par.activity() == seq.activity()
+    y = np.vstack([r[0] for r in ref])
+    a, b = model.Replayer(cal), model.Replayer(cal)
+    ya = np.vstack([a.feed_calibrated(y[i:i + 999])[0] for i in range(0, len(y), 999)])
+    yb = np.vstack([v for v, _ in b.stream((y[i:i + 2000] for i in range(0, len(y), 2000)),
+                                           calibrated=True)])
+    assert np.array_equal(ya, yb) and a.events == b.events and a.activity() == b.activity()
+
+
 # ---- calibration file on CPython (the host reads the same file) ----------------------------------
 def test_calibration_file_cpython(tmp_path):
     c = model.default_calibration()

@@ -1,30 +1,22 @@
-"""Bit-exact numpy model of the oimon signal path (firmware/calib.py, dsp.py, detect.py),
-following docs/algorithm.md.
+"""Bit-exact model of the oimon signal path (firmware/calib.py, dsp.py, detect.py), following
+docs/algorithm.md, for replaying recordings on the host.
 
     filtered, events = replay(raw, cal, limits)          # raw (n, 4) int32 raw counts
 
 `Replayer` is the streaming form: feed blocks of any size, state is carried exactly, so a 24 h
-recording can be replayed with bounded memory (`Replayer.feed(block)`).
+recording can be replayed with bounded memory (`Replayer.feed(block)`,
+`Replayer.feed_calibrated(block)` for recordings of calibrated values).
 
-How the integer IIR is vectorised exactly: the filter's recursion is nonlinear (truncation), so
-it is not a linear filter numpy/scipy could run. The block is cut into chunks of CHUNK samples;
-all chunks x 3 channels advance together, one numpy step per sample position (so a step works
-on ~10^4 values). Chunk 0 starts from the exact carried state; chunk k > 0 starts from the state
-a WARMUP-sample run-in on its own preceding input reached from s = 0. Afterwards every chunk's
-assumed start state is checked against the exact end state of the chunk before; a mismatch is
-re-run from the exact state until its trajectory meets the stored one (after which the stored
-rest is exact: same state, same input). Exactness does not depend on the run-in: it only saves
-repairs. The magnitude-truncated normal-form filter forgets its state within a few hundred
-samples (a constant input drives any state to exactly s = 0), so repairs are rare and short.
-The recursion runs in float64 on integers (the state of a channel as one complex128): every
-product is < 2^44 and every sum a multiple of 2^-16 below 2^31, so float64 holds them exactly and np.trunc / np.floor give the same words as
-the viper kernel's split 32-bit multiplies (which are exact floors; docs/algorithm.md).
+One implementation: a scalar integer kernel that does per sample what dsp._step
+(`_dsp_block`) and detect._step (`_det_block`) do, with the firmware's state words, compiled by
+numba (~15 + ~13 ns per sample; `Replayer.stream` runs the two stages on the two cores). The
+reference it is tested against is the firmware itself, run on the i386 MicroPython port
+(`firmware_replay`, tests/test_algorithm.py): identical filtered samples, events and activity.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import filter_design
 
 # ---- constants shared with firmware/dsp.py (tests check they agree) ---------------------------
 SAT_HI = 0x7FFFFF
@@ -37,255 +29,32 @@ RATE_LAG = 10
 FL_SAT, FL_RAIL, FL_STUCK, FL_FAULT = 0x007, 0x038, 0x1C0, 0x1FF
 FL_UNCAL, FL_TARE, FL_CLAMP = 0x200, 0x400, 0x800
 
-CHUNK = 512
-WARMUP = 320
-SEGMENT = 1 << 18
+SEGMENT = 1 << 20                 # replay(): samples per Replayer.feed call
 
 
 def coefficients(fc=20):
-    """(F, SA, WA, C1, C2, B0, KB): the firmware table entry, from filter_design."""
-    return filter_design.firmware_table((fc,))[int(fc)]
+    """(F, SA, WA, C1, C2, B0, KB): the device's table entry, firmware/dsp.py FILTERS (read from
+    the source: the module needs MicroPython). tests/test_algorithm.py checks that the table is
+    filter_design.firmware_table(); reading it saves importing scipy.signal (~1 s) per replay."""
+    try:
+        return _firmware_filters()[int(fc)]
+    except KeyError:
+        raise ValueError("fc must be one of %r Hz" % (sorted(_firmware_filters()),))
 
 
-# ---- raw flags --------------------------------------------------------------------------------
-def _runlen(mask, carry=0):
-    """Length of the run of True ending at each sample; `carry` = run length before sample 0."""
-    n = len(mask)
-    idx = np.arange(n, dtype=np.int64)
-    last_false = np.where(mask, np.int64(-1 - carry), idx)
-    last_false[0] = last_false[0] if not mask[0] else -1 - carry
-    np.maximum.accumulate(last_false, out=last_false)
-    return idx - last_false
+_FILTERS = {}
 
 
-def _any_run(same, k):
-    """True if `same` has k consecutive True values anywhere (bit-parallel doubling)."""
-    w, have = same, 1
-    while have * 2 <= k:
-        if len(w) <= have:
-            return False
-        w = w[have:] & w[:-have]
-        have *= 2
-    rest = k - have
-    if rest:
-        if len(w) <= rest:
-            return False
-        w = w[rest:] & w[:-rest]
-    return bool(w.any())
-
-
-def raw_flags(raw3, prev, run):
-    """Flags of channels 0..2 for raw (n, 3); prev/run: carried previous raw and run length per
-    channel (updated in place). Returns int32 flags (n,)."""
-    n = raw3.shape[0]
-    fl = np.zeros(n, np.int32)
-    for c in range(3):
-        r = raw3[:, c]
-        hi = r >= RAIL
-        lo = r <= -RAIL
-        if hi.any() or lo.any():
-            sat = (r == SAT_HI) | (r == SAT_LO)
-            rail = ~sat & (hi | lo)
-            fl |= (sat.astype(np.int32) << c) | (rail.astype(np.int32) << (3 + c))
-        same = np.empty(n, bool)
-        same[0] = r[0] == prev[c]
-        np.equal(r[1:], r[:-1], out=same[1:])
-        # a run of identical raw: 1 on a new value, +1 while equal; flagged from STUCK_N on
-        nf = np.flatnonzero(~same)
-        head = int(nf[0]) if len(nf) else n          # samples continuing the carried run
-        carried = run[c] + head if same[0] else 0
-        if carried >= STUCK_N or _any_run(same, STUCK_N - 1):
-            rl = _runlen(same, run[c] - 1 if run[c] > 0 else 0) + 1
-            rl = np.where(same, rl, 1)
-            fl |= (rl >= STUCK_N).astype(np.int32) << (6 + c)
-            run[c] = int(min(rl[-1], STUCK_N))
-        elif len(nf):
-            run[c] = int(min(n - nf[-1], STUCK_N))
-        else:
-            run[c] = int(min(run[c] + n, STUCK_N))
-        prev[c] = int(r[-1])
-    return fl
-
-
-# ---- calibration ------------------------------------------------------------------------------
-def calibrate(raw, cal):
-    """Calibrated unfiltered values (n, 3) int32 and clamp flags (n,) int32, as dsp._step.
-    Evaluated in float64, exact: |d * m| < 2^41, every floor of d*m/2^12 and every sum is an
-    integer below 2^31, so floor() gives the same words as the kernel's split products."""
-    raw = np.asarray(raw)
-    n = raw.shape[0]
-    d = np.empty((3, n))
-    for j in range(3):
-        np.subtract(raw[:, j], float(cal.offsets[j]), out=d[j])
-    np.clip(d, -DMAX, DMAX, out=d)
-    x = np.empty((n, 3), np.int32)
-    acc = np.empty(n)
-    tmp = np.empty(n)
-    clamp = np.zeros(n, bool)
-    for c in range(3):
-        acc[:] = 0.0
-        for j in range(3):
-            m = int(cal.matrix[3 * c + j])
-            if m:
-                np.multiply(d[j], m / 4096.0, out=tmp)
-                np.floor(tmp, out=tmp)
-                acc += tmp
-        sh = int(cal.shifts[c])
-        acc += float(1 << (sh - 13))
-        acc *= 1.0 / (1 << (sh - 12))
-        np.floor(acc, out=acc)
-        clamp |= np.abs(acc) > XMAX
-        np.clip(acc, -XMAX, XMAX, out=acc)
-        x[:, c] = acc
-    return x, np.where(clamp, FL_CLAMP, 0).astype(np.int32)
-
-
-# ---- filter -----------------------------------------------------------------------------------
-def filter_reference(x, co, state=None):
-    """Scalar pure-Python kernel (slow; for tests): x (n, 3) ints -> y (n, 3) int64.
-    state: dict x1, s1, s2 lists, updated in place; None = primed on x[0]."""
-    F, SA, WA, C1, C2, B0, KB = co
-    x = np.asarray(x, np.int64)
-    if state is None:
-        state = dict(x1=[int(v) for v in x[0]], s1=[0, 0, 0], s2=[0, 0, 0])
-    y = np.empty_like(x)
-    half = 1 << (F - 1)
-
-    def trunc16(v):
-        return v >> 16 if v >= 0 else -((-v) >> 16)
-
-    for c in range(x.shape[1]):
-        x1, s1, s2 = state["x1"][c], state["s1"][c], state["s2"][c]
-        for i in range(x.shape[0]):
-            xv = int(x[i, c])
-            u = xv - x1
-            R = (C1 * s1 + C2 * s2) >> 16
-            P = (u * B0) >> KB
-            y[i, c] = x1 + ((P - R + half) >> F)
-            s1, s2 = trunc16(SA * s1 - WA * s2 + (u << (F + 16))), trunc16(WA * s1 + SA * s2)
-            x1 = xv
-        state["x1"][c], state["s1"][c], state["s2"][c] = x1, s1, s2
-    return y
-
-
-class _Filter:
-    """Exact block-parallel form of the kernel; carries x1 and the state per channel.
-
-    The state (s1, s2) of a channel is held as the complex number s1 + i s2: the normal-form
-    matrix [[SA, -WA], [WA, SA]] / 2^16 is multiplication by (SA + i WA) / 2^16 (exact: integer
-    products < 2^44), then u 2^F is added to the real part and both parts are truncated."""
-
-    def __init__(self, co, chunk=CHUNK, warmup=WARMUP):
-        self.co = co
-        self.chunk = chunk
-        self.warmup = warmup
-        F, SA, WA, C1, C2, B0, KB = co
-        self.a = complex(SA / 65536.0, WA / 65536.0)
-        self.cc = complex(C1 / 65536.0, -C2 / 65536.0)     # Re(cc * s) = (C1 s1 + C2 s2) / 2^16
-        self.x1 = None                       # (3,) float64 integers when primed
-        self.s = np.zeros(3, np.complex128)
-        self.repairs = 0                     # statistics: chunks re-run, steps re-run
-        self.repair_steps = 0
-
-    def _run(self, U, hist):
-        """hist (T+1, B) complex: hist[0] holds the start states; fills hist[t+1] = state after
-        step t over U (T, B) (u * 2^F). Three numpy calls per step, no copies."""
-        a = self.a
-        for t in range(U.shape[0]):
-            nxt = hist[t + 1]
-            np.multiply(hist[t], a, out=nxt)
-            nxt.real += U[t]
-            f = nxt.view(np.float64)
-            np.trunc(f, out=f)
-        return hist[U.shape[0]]
-
-    def _step1(self, z, U):
-        z = z * self.a
-        return np.trunc(z.real + U) + 1j * np.trunc(z.imag)
-
-    def run(self, x):
-        """x (n, 3) int32 calibrated -> y (n, 3) int32."""
-        F, SA, WA, C1, C2, B0, KB = self.co
-        n = x.shape[0]
-        xf = x.astype(np.float64)
-        if self.x1 is None:
-            self.x1 = xf[0].copy()
-            self.s[:] = 0
-        x1 = np.empty_like(xf)
-        x1[0] = self.x1
-        x1[1:] = xf[:-1]
-        u = xf - x1
-        L = self.chunk
-        K = max(1, -(-n // L))
-        pad = K * L - n
-        uf = u * float(1 << F)
-        if pad:
-            uf = np.concatenate([uf, np.zeros((pad, 3))])
-        B = K * 3
-        Ut = np.ascontiguousarray(uf.reshape(K, L, 3).transpose(1, 0, 2)).reshape(L, B)
-        hist = np.empty((L + 1, B), np.complex128)
-        z0 = hist[0].reshape(K, 3)
-        z0[0] = self.s
-        W = min(self.warmup, L) if K > 1 else 0
-        if W:
-            # run-in: the W samples before chunk k >= 1 are the tail of chunk k-1, from s = 0;
-            # the state reached is only a guess (verified below)
-            hw = np.zeros((W + 1, B - 3), np.complex128)
-            z0[1:] = self._run(Ut[L - W:, :B - 3], hw).reshape(K - 1, 3)
-        else:
-            z0[1:] = 0
-        z0 = z0.copy()
-        zend = self._run(Ut, hist).reshape(K, 3).copy()
-        hist = hist[:L]
-        hist3 = hist.reshape(L, K, 3)
-        Ut3 = Ut.reshape(L, K, 3)
-        # verify and repair: chunk k's start must equal chunk k-1's exact end
-        while K > 1:
-            bad = np.nonzero((z0[1:] != zend[:-1]).any(axis=1))[0] + 1
-            if len(bad) == 0:
-                break
-            self.repairs += len(bad)
-            z = zend[bad - 1].copy()
-            z0[bad] = z
-            live = np.ones(len(bad), bool)
-            for t in range(L):
-                old = hist3[t][bad]
-                if t:
-                    live &= ~(z == old).all(axis=1)
-                    if not live.any():
-                        break
-                old[live] = z[live]
-                hist3[t][bad] = old
-                z = self._step1(z, Ut3[t][bad])
-                self.repair_steps += 1
-            else:
-                zend[bad[live]] = z[live]
-        R = hist.real * (C1 / 65536.0)
-        R += hist.imag * (C2 / 65536.0)
-        np.floor(R, out=R)
-        R = R.reshape(L, K, 3).transpose(1, 0, 2).reshape(K * L, 3)[:n]
-        P = np.floor(u * (B0 / float(1 << KB)))
-        P -= R
-        P += 1 << (F - 1)
-        P *= 1.0 / (1 << F)
-        np.floor(P, out=P)
-        y = x1 + P
-        self.x1 = xf[-1].copy()
-        if pad == 0:
-            self.s = zend[K - 1].copy()
-        else:
-            t = n - (K - 1) * L           # real samples in the last chunk (< L)
-            self.s = hist3[t][K - 1].copy()
-        return y.astype(np.int32)
-
-
-def load_rate(xa, ring):
-    """Load rate (N/s) of the unfiltered calibrated axial xa (n,); ring: list of the last
-    RATE_LAG values before the block (oldest first), updated in place."""
-    full = np.concatenate([np.asarray(ring, np.int64), xa.astype(np.int64)])
-    rate = (full[RATE_LAG:] - full[:-RATE_LAG]) * 10
-    ring[:] = [int(v) for v in full[-RATE_LAG:]]
-    return rate.astype(np.int32)
+def _firmware_filters():
+    if not _FILTERS:
+        import ast
+        from pathlib import Path
+        import oimon_fw
+        src = (Path(oimon_fw.__file__).parent / "dsp.py").read_text()
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FILTERS":
+                _FILTERS.update(ast.literal_eval(node.value))
+    return _FILTERS
 
 
 # ---- detection --------------------------------------------------------------------------------
@@ -320,7 +89,8 @@ def make_config(limits=None, bw=BW_DEFAULT, **over):
                mom2_warn=(mom * 8 // 10) ** 2, bw=bw, step_on=bw * 20 // 100,
                step_off=bw * 10 // 100, f_impact=bw * 120 // 100, r_impact=15000,
                t_desc_min=50, t_desc_max=2000, t_impwin=100, t_decide=2000, rec_pct=40,
-               fault_n=10, clear_n=200)
+               fault_n=10, clear_n=200, fall_alarm=60000,
+               phase=int(limits[4]) if len(limits) > 4 else -1)
     cfg.update(over)
     return cfg
 
@@ -332,417 +102,569 @@ def _event(n, code, values):
     return d
 
 
-def _first(idx, lo, hi=None):
-    """First value of sorted idx that is >= lo (and < hi), or None."""
-    k = np.searchsorted(idx, lo)
-    if k < len(idx) and (hi is None or idx[k] < hi):
-        return int(idx[k])
-    return None
+# ---- the per-sample kernel ---------------------------------------------------------------------
+# dsp._step and detect._step as scalar integer loops over a block, written from
+# docs/algorithm.md with the firmware's word layouts (k[], st[] of dsp.py; cfg[], st[], ev[],
+# act[] of detect.py) so that the two can be read side by side. Words are int64 here, int32 on the device: the
+# overflow proof of docs/algorithm.md §4 bounds every intermediate below 2^31, so both give the
+# same numbers. Compiled by numba when it is installed (~100x the interpreter); without numba the
+# same function runs as plain Python (identical results, only slow).
+try:
+    import numba as _numba
+    _jit = _numba.njit(cache=True, nogil=True)
+    JIT = True
+except ImportError:                     # pragma: no cover - numba is a dependency
+    def _jit(f):
+        return f
+    JIT = False
+
+# dsp.py k[] and st[] (tests/test_algorithm.py checks these against firmware/dsp.py)
+_K_OFF, _K_M, _K_SH, _K_F, _K_SA, _K_WA, _K_C1, _K_C2, _K_B0, _K_KB, _K_CAL, _K_N = \
+    0, 4, 13, 16, 17, 18, 19, 20, 21, 22, 23, 24
+_S_X1, _S_S1, _S_S2, _S_PRIMED, _S_RING, _S_RIDX, _S_PREV, _S_RUN, _S_N = \
+    0, 3, 6, 9, 10, 26, 27, 30, 44
+# detect.py cfg[] (CFG_*), st[] (_*), event slots and act[] (A_*)
+CFG = dict(comp=0, tens=1, mom=2, deb=3, phase=4, mom2=5, comp_rel=6, tens_rel=7, mom2_rel=8,
+           comp_warn=9, tens_warn=10, mom2_warn=11, bw=12, step_on=13, step_off=14,
+           f_impact=15, r_impact=16, t_desc_min=17, t_desc_max=18, t_impwin=19, t_decide=20,
+           rec_pct=21, fault_n=23, clear_n=24, fall_alarm=25)
+CFG_N = 26
+(_N, _FAULT, _FRUN, _CRUN, _OA, _CON, _COFF, _WARN, _WCNT, _LATCH, _TRISE, _PKON, _TFALL,
+ _TLOADP, _PKLOADP, _DMIN, _FS, _TIMP, _CTLOAD, _CTDESC, _CPKLOAD, _CDMIN, _CPKAX, _CPKRATE,
+ _CPKMAP, _CPKMML, _CPKM2, _LCNT, _SCNT, _FALARM, _SX) = range(31)
+_ST_N = 44
+EV_N, ACT_N, ACT_HIST = 48, 40, 16
+_FB, _XB = 16, 32                       # EV_FALL_BASE, EV_FAULT_BASE
+EVROW = 2 + 15                          # event record: n, code, up to 15 slot words
 
 
-class _Detect:
-    """Streaming exact model of detect._step (state carried between blocks)."""
+@_jit
+def _clampd(d):
+    """raw - offset clamped to +-(2^23 - 1)."""
+    return DMAX if d > DMAX else (-DMAX if d < -DMAX else d)
 
-    def __init__(self, cfg):
-        self.c = cfg
-        self.n = 0
-        # faults
-        self.fault = 0
-        self.frun = 0
-        self.crun = 0
-        self.fslot = [0] * 7
-        # overload: active flag, runs, slot [15] (impulse kept as an exact int in imp)
-        self.oa = 0
-        self.con = 0
-        self.coff = 0
-        self.oslot = [0] * 15
-        self.scr = None            # scratch (which, pk, min, map, mml, m2, imp) of the onset run
-        # activity
-        self.act = dict.fromkeys(ACT_FIELDS, 0)
-        self.hist = np.zeros(HIST_N, np.int64)
-        self.latch = 0
-        self.trise = 0
-        self.pkon = 0
-        self.tfall = -1
-        self.tloadp = 0
-        self.pkloadp = 0
-        self.dmin = 0
-        # fall
-        self.fs = 0
-        self.timp = 0
-        self.cand = None           # [t_load, t_desc, pk_load, dmin, pk_ax, pk_rate, map, mml, m2]
-        self.lcnt = 0
-        self.scnt = 0
 
-    # -- helpers on the block ------------------------------------------------------------------
-    def process(self, y, rate, fl):
-        c = self.c
-        m = len(fl)
-        n0 = self.n
-        ax = np.ascontiguousarray(y[:, 0])
-        ma = np.abs(y[:, 1])
-        mm = np.abs(y[:, 2])
-        fl = np.asarray(fl)
-        # int32 is enough: min(|m|, 32767)^2 * 2 < 2^31, |ax * 10| < 2^21
-        m2 = np.minimum(ma, 32767) ** 2 + np.minimum(mm, 32767) ** 2
-        events = []
-        # ---- faults ---------------------------------------------------------------------------
-        fb = (fl & 0x3F) != 0
-        anyf = (fl & 0x1FF) != 0
-        if fb.any():
-            frun = _runlen(fb, self.frun)
-        else:
-            frun = np.zeros(m, np.int64)
-        if anyf.any() or self.fault:
-            crun = _runlen(~anyf, self.crun)
-        else:
-            crun = None
-        raise_idx = np.flatnonzero((frun >= c["fault_n"]) | ((fl & 0x1C0) != 0))
-        clear_idx = np.flatnonzero(crun >= c["clear_n"]) if crun is not None else \
-            np.zeros(0, np.int64)
-        pos = 0
-        f = self.fault
-        fs_ = list(self.fslot)
-        spans = []                                  # [a, b): fault latched after sample i
-        cur = 0                                     # start of the open span (fault carried)
-        while True:
-            if not f:
-                i = _first(raise_idx, pos)
-                if i is None:
-                    break
-                f = 1
-                onset = n0 + i - int(frun[i]) + 1 if frun[i] >= c["fault_n"] else n0 + i - 63
-                fs_ = [1, onset, n0 + i, 0, 0, int(fl[i] & 0x1FF), int(fl[i] & 0x1FF)]
-                self.act["faults"] += 1
-                events.append(_event(n0 + i, EV_FAULT, fs_))
-                cur = i
-                pos = i + 1
-            else:
-                i = _first(clear_idx, pos)
-                end = m if i is None else i + 1
-                if end > pos:
-                    fs_[6] |= int(np.bitwise_or.reduce(fl[pos:end] & 0x1FF))
-                if i is None:
-                    break
-                f = 0
-                fs_[0], fs_[3], fs_[4] = 2, n0 + i, n0 + i - fs_[2]
-                events.append(_event(n0 + i, EV_FAULT_CLEAR, fs_))
-                fs_ = list(fs_)
-                spans.append((cur, i))
-                pos = i + 1
-        if f:
-            spans.append((cur, m))
-        fault_after = np.zeros(m, bool)
-        for sa, sb in spans:
-            fault_after[sa:sb] = True
-        self.fault, self.fslot = f, fs_
-        self.frun = int(frun[-1])
-        self.crun = int(min(crun[-1], c["clear_n"])) if crun is not None else \
-            int(min(self.crun + m, c["clear_n"]))
-        valid = ~fault_after & ((fl & 0x7FF) == 0)
-        inval_idx = np.flatnonzero(~valid)
-        nv = int(valid.sum())
-        self.act["valid"] += nv
-        self.act["invalid"] += m - nv
-        # ---- activity latch ------------------------------------------------------------------
-        S = valid & (ax >= c["step_on"])
-        Rz = ~valid | (ax < c["step_off"])
-        idx = np.where(S | Rz, np.arange(m), -1)
-        np.maximum.accumulate(idx, out=idx)
-        latch = np.where(idx >= 0, S[np.maximum(idx, 0)], bool(self.latch))
-        prev = np.empty(m, bool)
-        prev[0] = bool(self.latch)
-        prev[1:] = latch[:-1]
-        rising = latch & ~prev
-        falling = ~latch & prev & valid
-        rises = np.flatnonzero(rising)
-        falls = np.flatnonzero(falling)
-        a = self.act
-        a["steps"] += len(rises)
-        a["loaded"] += int(latch.sum())
-        if nv:
-            axv = ax[valid]
-            a["pk_ax"] = max(a["pk_ax"], int(axv.max()))
-            a["min_ax"] = min(a["min_ax"], int(axv.min()))
-            a["pk_map"] = max(a["pk_map"], int(ma[valid].max()))
-            a["pk_mml"] = max(a["pk_mml"], int(mm[valid].max()))
-            a["pk_m2"] = max(a["pk_m2"], int(m2[valid].max()))
-            b = np.clip((axv * 10) // c["bw"], 0, HIST_N - 1)   # int32: |ax * 10| < 2^21
-            self.hist += np.bincount(b, minlength=HIST_N)
-        # last invalid sample at or before i (global), for the validity of a carried t_fall
-        last_inv = np.where(valid, -1, np.arange(m) + n0)
-        np.maximum.accumulate(last_inv, out=last_inv)
-        # per-edge quantities: periods between consecutive edges
-        bounds = np.union1d(rises, falls)
-        if len(bounds):
-            pmax = np.maximum.reduceat(ax, bounds)
-            pmin = np.minimum.reduceat(ax, bounds)
-            hmax = int(ax[:bounds[0]].max()) if bounds[0] > 0 else None
-            hmin = int(ax[:bounds[0]].min()) if bounds[0] > 0 else None
-        # loading phase of each fall edge: (t_load, pk_load)
-        fall_info = {}
-        for fj in falls:
-            k = np.searchsorted(bounds, fj)            # bounds[k] == fj
-            if k == 0:                                 # rise carried from the previous block
-                pk = self.pkon if hmax is None else max(self.pkon, hmax)
-                fall_info[int(fj)] = (self.trise, pk)
-            else:
-                fall_info[int(fj)] = (n0 + int(bounds[k - 1]), int(pmax[k - 1]))
-        # descent before each rise: (t_fall or -1, t_load, pk_load, dmin)
-        rise_info = []
-        for r in rises:
-            k = np.searchsorted(bounds, r)
-            pf = np.searchsorted(falls, r) - 1
-            if pf >= 0:
-                fj = int(falls[pf])
-                tf = n0 + fj
-                tl, pl = fall_info[fj]
-                dm = int(pmin[k - 1])
-            else:
-                tf, tl, pl = self.tfall, self.tloadp, self.pkloadp
-                dm = self.dmin if hmin is None or k > 0 else min(self.dmin, hmin)
-                if k > 0:
-                    dm = None                          # another edge (a rise) in between
-            if tf < 0 or last_inv[r] > tf or dm is None:
-                tf = -1
-            rise_info.append((tf, tl, pl, dm))
-        # carry latch tracking to the next block
-        if latch[-1]:
-            if len(rises):                             # the open load cycle began in this block
-                self.trise, self.pkon = n0 + int(rises[-1]), int(ax[rises[-1]:].max())
-            else:
-                self.pkon = max(self.pkon, int(ax.max()))
-        if len(falls):
-            fj = int(falls[-1])
-            self.tfall = n0 + fj
-            self.tloadp, self.pkloadp = fall_info[fj]
-            self.dmin = int(ax[fj:].min())
-        elif self.tfall >= 0:
-            self.dmin = min(self.dmin, int(ax.min()))
-        if last_inv[-1] >= self.tfall:
-            self.tfall = -1                            # an invalid sample after the last fall
-        self.latch = int(latch[-1])
-        # ---- overload -------------------------------------------------------------------------
-        w = (ax > c["comp"]).astype(np.int64) | ((ax < -c["tens"]).astype(np.int64) << 1) \
-            | ((m2 > c["mom2"]).astype(np.int64) << 2)
-        overv = (w != 0) & valid
-        rel = valid & (ax <= c["comp_rel"]) & (ax >= -c["tens_rel"]) & (m2 <= c["mom2_rel"])
-        deb = c["deb"]
-        if overv.any():
-            conrun = _runlen(overv, self.con if not self.oa else 0)
-            onset_idx = np.flatnonzero(conrun >= deb)
-        else:
-            conrun = np.zeros(m, np.int64)
-            onset_idx = conrun[:0]
-        if self.oa or len(onset_idx):
-            coffrun = _runlen(rel, self.coff if self.oa else 0)
-            rel_idx = np.flatnonzero(coffrun >= deb)
-        else:
-            coffrun = None
-            rel_idx = onset_idx
+@_jit
+def _filter1(x, x1, s1, s2, F, SA, WA, C1, C2, B0, KB, half):
+    """One filter step of one channel (§4) -> (y, s1', s2'): u = x - x1, P = floor(b0 u),
+    R = floor(C.s), y = x1 + round((P - R) / 2^F), s' = trunc(A s / 2^16 + [u 2^F, 0]).
+    The kernel's split 32-bit products are exact floors (§4), written here as the floors they
+    compute; truncation toward zero is floor((t + 2^16 - 1) / 2^16) for t < 0 (the ceiling),
+    branch-free: (t >> 63) is -1 for t < 0, else 0."""
+    u = x - x1
+    R = (C1 * s1 + C2 * s2) >> 16
+    P = (u * B0) >> KB
+    t1 = SA * s1 - WA * s2 + (u << (F + 16))
+    t2 = WA * s1 + SA * s2
+    return (x1 + ((P - R + half) >> F), (t1 + ((t1 >> 63) & 0xFFFF)) >> 16,
+            (t2 + ((t2 >> 63) & 0xFFFF)) >> 16)
 
-        def stats(lo, hi, base=None):
-            """(which, pk, min, map, mml, m2, imp) over block samples [lo, hi), merged."""
-            if hi <= lo:
-                return base
-            s = (int(np.bitwise_or.reduce(w[lo:hi])), int(ax[lo:hi].max()), int(ax[lo:hi].min()),
-                 int(ma[lo:hi].max()), int(mm[lo:hi].max()), int(m2[lo:hi].max()),
-                 int(ax[lo:hi].sum(dtype=np.int64)))
-            if base is None:
-                return s
-            return (base[0] | s[0], max(base[1], s[1]), min(base[2], s[2]), max(base[3], s[3]),
-                    max(base[4], s[4]), max(base[5], s[5]), base[6] + s[6])
 
-        def slot(state, start, onset, end, dur, st_, trunc, report):
-            return [state, start, onset, end, dur, st_[0], st_[1], st_[2], st_[3], st_[4],
-                    st_[5], st_[6] >> 16, st_[6] & 0xFFFF, trunc, report]
-
-        pos = 0
-        oa = self.oa
-        ost = self.scr
-        while pos < m:
-            if not oa:
-                i = _first(onset_idx, pos)
-                if i is None:
-                    break
-                run = int(conrun[i])
-                start = n0 + i - run + 1
-                lo = max(0, i - run + 1)
-                ost = stats(lo, i + 1, self.scr if start < n0 else None)
-                self.scr = None
-                oa = 1
-                self.ostart, self.oonset = start, n0 + i
-                self.act["overloads"] += 1
-                events.append(_event(n0 + i, EV_OVERLOAD_START,
-                                     slot(1, start, n0 + i, 0, run, ost, 0, 0)))
-                pos = i + 1
-            else:
-                j1 = _first(rel_idx, pos)
-                j2 = _first(inval_idx, pos)
-                if j1 is None and j2 is None:
-                    ost = stats(pos, m, ost)
-                    pos = m
-                    break
-                if j2 is not None and (j1 is None or j2 < j1):
-                    ost = stats(pos, j2, ost)
-                    events.append(_event(n0 + j2, EV_OVERLOAD_END, slot(
-                        2, self.ostart, self.oonset, n0 + j2, n0 + j2 - self.ostart, ost, 1,
-                        n0 + j2)))
-                    pos = j2 + 1
+@_jit
+def _dsp_block(mode, inp, k, ps, x, y, rate, flags):
+    """dsp._step over a block, stage by stage (each stage is causal and per sample, so the
+    order of the loops does not change a single word): inp is raw counts (n, 4) for mode 0,
+    calibrated units (n, 3) for mode 1 (raw flags and calibration skipped; values beyond +-XMAX
+    clamped with FL_CLAMP). x (n, 3) int64 scratch; filtered values to y, load rate to rate,
+    flags to flags. State: ps (dsp.py st[] layout), coefficients and calibration: k."""
+    n = inp.shape[0]
+    # -- raw flags (§3): saturation code, rail, run of identical raw >= STUCK_N
+    for i in range(n):
+        flags[i] = 0
+    if mode == 0:
+        for c in range(3):
+            prev = ps[_S_PREV + c]
+            run = ps[_S_RUN + c]
+            for i in range(n):
+                r = np.int64(inp[i, c])
+                fl = 0
+                if r == SAT_HI or r == SAT_LO:
+                    fl = 1 << c
+                elif r >= RAIL or r <= -RAIL:
+                    fl = 8 << c
+                if r == prev:
+                    run += 1
+                    if run >= STUCK_N:
+                        run = STUCK_N
+                        fl |= 64 << c
                 else:
-                    ost = stats(pos, j1 + 1, ost)
-                    end = n0 + j1 - deb + 1
-                    events.append(_event(n0 + j1, EV_OVERLOAD_END, slot(
-                        2, self.ostart, self.oonset, end, end - self.ostart, ost, 0, n0 + j1)))
-                    pos = j1 + 1
-                oa = 0
-                ost = None
-        self.oa = oa
-        if oa:
-            self.scr = ost
-            self.coff = int(coffrun[-1]) if coffrun is not None else 0
-        else:
-            run = int(conrun[-1])
-            self.con = run
-            if run:
-                st0 = n0 + m - run
-                self.scr = stats(m - min(run, m), m, self.scr if st0 < n0 else None)
+                    prev = r
+                    run = 1
+                flags[i] |= fl
+            ps[_S_PREV + c] = prev
+            ps[_S_RUN + c] = run
+    if k[_K_CAL] == 0:
+        for i in range(n):
+            y[i, 0] = 0
+            y[i, 1] = 0
+            y[i, 2] = 0
+            rate[i] = 0
+            flags[i] |= FL_UNCAL
+        ps[_S_PRIMED] = 0
+        return
+    # -- calibration (§2): d = clamp(raw - offset) = h 2^12 + l, acc = sum h m + (l m >> 12),
+    #    x = (acc + 2^(S-13)) >> (S-12), clamped to +-XMAX
+    for i in range(n):
+        fl = 0
+        if mode == 0:
+            d0 = _clampd(np.int64(inp[i, 0]) - k[_K_OFF])
+            d1 = _clampd(np.int64(inp[i, 1]) - k[_K_OFF + 1])
+            d2 = _clampd(np.int64(inp[i, 2]) - k[_K_OFF + 2])
+            h0, l0, h1, l1, h2, l2 = d0 >> 12, d0 & 4095, d1 >> 12, d1 & 4095, d2 >> 12, d2 & 4095
+        for c in range(3):
+            if mode == 0:
+                m0 = k[_K_M + 3 * c]
+                m1 = k[_K_M + 3 * c + 1]
+                m2 = k[_K_M + 3 * c + 2]
+                acc = h0 * m0 + ((l0 * m0) >> 12) + h1 * m1 + ((l1 * m1) >> 12) \
+                    + h2 * m2 + ((l2 * m2) >> 12)
+                sh = k[_K_SH + c]
+                v = (acc + (np.int64(1) << (sh - 13))) >> (sh - 12)
             else:
-                self.scr = None
-        # ---- fall ------------------------------------------------------------------------------
-        W, TD = c["t_impwin"], c["t_decide"]
-        busy = n0 - 1               # block sample index (global) until which fs != 0
-        cums = []
-
-        def cum(lo, hi):
-            """(latch samples, rising edges) in block samples [lo, hi]."""
-            if not cums:
-                cums.append(np.concatenate([[0], np.cumsum(latch, dtype=np.int64)]))
-                cums.append(np.concatenate([[0], np.cumsum(rising, dtype=np.int64)]))
-            return (int(cums[0][hi + 1] - cums[0][lo]), int(cums[1][hi + 1] - cums[1][lo]))
-
-        def first_invalid(lo, hi):
-            return _first(inval_idx, lo, hi)
-
-        def run_window(lo):
-            """Continue fs = 1/2 from block sample lo; returns the block index where fs became 0
-            (or None if still busy at the block end)."""
-            while True:
-                if self.fs == 1:
-                    te = self.timp + W - 1 - n0
-                    hi = min(te, m - 1)
-                    iv = first_invalid(lo, hi + 1)
-                    if iv is not None:
-                        self.fs = 0
-                        return iv
-                    if hi >= lo:
-                        cd = self.cand
-                        cd[4] = max(cd[4], int(ax[lo:hi + 1].max()))
-                        cd[5] = max(cd[5], int(rate[lo:hi + 1].max()))
-                        cd[6] = max(cd[6], int(ma[lo:hi + 1].max()))
-                        cd[7] = max(cd[7], int(mm[lo:hi + 1].max()))
-                        cd[8] = max(cd[8], int(m2[lo:hi + 1].max()))
-                    if te > m - 1:
-                        return None
-                    cd = self.cand
-                    if cd[5] >= c["r_impact"] and cd[4] >= c["f_impact"]:
-                        self.fs, self.lcnt, self.scnt = 2, 0, 0
-                        self.act["impacts"] += 1
-                        lo = te + 1
-                        continue
-                    self.fs = 0
-                    return te
-                else:   # fs == 2
-                    td = self.timp + TD - 1 - n0
-                    hi = min(td, m - 1)
-                    iv = first_invalid(lo, hi + 1)
-                    if iv is not None:
-                        self.fs = 0
-                        return iv
-                    if hi >= lo:
-                        lc, sc = cum(lo, hi)
-                        self.lcnt += lc
-                        self.scnt += sc
-                    if td > m - 1:
-                        return None
-                    self.fs = 0
-                    rl = TD - W
-                    if self.lcnt * 100 < c["rec_pct"] * rl:
-                        cd = self.cand
-                        self.act["falls"] += 1
-                        events.append(_event(n0 + td, EV_FALL, [
-                            cd[0], cd[1], self.timp, n0 + td, cd[2], cd[3], cd[4], cd[5], cd[6],
-                            cd[7], cd[8], self.lcnt, rl, self.scnt]))
-                    return td
-
-        if self.fs:
-            b = run_window(0)
-            busy = n0 + m if b is None else n0 + b
-        tmin, tmax = c["t_desc_min"], c["t_desc_max"]
-        for r, (tf, tl, pl, dm) in zip(rises, rise_info):
-            g = n0 + int(r)
-            if g <= busy or tf < 0:
-                continue
-            dd = g - tf
-            if dd < tmin or dd > tmax:
-                continue
-            self.fs, self.timp = 1, g
-            self.cand = [tl, tf, pl, dm, int(ax[r]), int(rate[r]), int(ma[r]), int(mm[r]),
-                         int(m2[r])]
-            b = run_window(int(r) + 1) if W > 1 else None
-            busy = n0 + m if b is None else n0 + b
-        self.n = n0 + m
-        events.sort(key=lambda e: (e["n"], _ORDER[e["event"]]))
-        return events
-
-    def activity(self):
-        d = dict(self.act)
-        d["hist"] = [int(v) for v in self.hist]
-        return d
+                v = np.int64(inp[i, c])
+            if v > XMAX:
+                v = XMAX
+                fl = FL_CLAMP
+            elif v < -XMAX:
+                v = -XMAX
+                fl = FL_CLAMP
+            x[i, c] = v
+        flags[i] |= fl
+    if n == 0:
+        return
+    if ps[_S_PRIMED] == 0:                # start in the steady state of the first sample
+        for c in range(3):
+            ps[_S_X1 + c] = x[0, c]
+            ps[_S_S1 + c] = 0
+            ps[_S_S2 + c] = 0
+        for c in range(16):
+            ps[_S_RING + c] = x[0, 0]
+        ps[_S_PRIMED] = 1
+    # -- filter (§4), _filter1 per channel
+    F = k[_K_F]
+    SA = k[_K_SA]
+    WA = k[_K_WA]
+    C1 = k[_K_C1]
+    C2 = k[_K_C2]
+    B0 = k[_K_B0]
+    KB = k[_K_KB]
+    half = np.int64(1) << (F - 1)
+    xa1, xb1, xc1 = ps[_S_X1], ps[_S_X1 + 1], ps[_S_X1 + 2]
+    sa1, sb1, sc1 = ps[_S_S1], ps[_S_S1 + 1], ps[_S_S1 + 2]
+    sa2, sb2, sc2 = ps[_S_S2], ps[_S_S2 + 1], ps[_S_S2 + 2]
+    for i in range(n):                    # three channels side by side: independent chains
+        xa, xb, xc = x[i, 0], x[i, 1], x[i, 2]
+        y[i, 0], sa1, sa2 = _filter1(xa, xa1, sa1, sa2, F, SA, WA, C1, C2, B0, KB, half)
+        y[i, 1], sb1, sb2 = _filter1(xb, xb1, sb1, sb2, F, SA, WA, C1, C2, B0, KB, half)
+        y[i, 2], sc1, sc2 = _filter1(xc, xc1, sc1, sc2, F, SA, WA, C1, C2, B0, KB, half)
+        xa1, xb1, xc1 = xa, xb, xc
+    ps[_S_X1], ps[_S_X1 + 1], ps[_S_X1 + 2] = xa1, xb1, xc1
+    ps[_S_S1], ps[_S_S1 + 1], ps[_S_S1 + 2] = sa1, sb1, sc1
+    ps[_S_S2], ps[_S_S2 + 1], ps[_S_S2 + 2] = sa2, sb2, sc2
+    # -- load rate: unfiltered axial, (xa[n] - xa[n - 10]) * 10 N/s, 16-entry ring
+    ri = ps[_S_RIDX]
+    for i in range(n):
+        xa = x[i, 0]
+        rate[i] = (xa - ps[_S_RING + ((ri - RATE_LAG) & 15)]) * 10
+        ps[_S_RING + ri] = xa
+        ri = (ri + 1) & 15
+    ps[_S_RIDX] = ri
 
 
-_ORDER = {"fault": 0, "fault_clear": 1, "overload_end": 2, "overload_start": 3, "fall": 4}
+@_jit
+def _det_block(y, rate, flags, a, st, cfg, ev, act, evbuf):
+    """detect._step for samples a.. of a block (filtered y, load rate, flags); events to evbuf
+    rows (n, code, 15 slot words) in the firmware's report order (fault, fault clear, overload
+    end, overload start, fall). Stops early when evbuf might overflow: returns (next sample,
+    events written). The statements are the firmware's, in its order; the state words that
+    change on most samples are held in locals for the block (st[], act[] in the firmware's
+    layout before and after), the others (candidate copies, overload scratch, ev[]) stay in the
+    arrays."""
+    # configuration
+    COMP, TENS, MOM2, DEB = cfg[0], cfg[1], cfg[5], cfg[3]
+    COMP_REL, TENS_REL, MOM2_REL = cfg[6], cfg[7], cfg[8]
+    COMP_WARN, TENS_WARN, MOM2_WARN = cfg[9], cfg[10], cfg[11]
+    BW, STEP_ON, STEP_OFF, F_IMPACT, R_IMPACT = cfg[12], cfg[13], cfg[14], cfg[15], cfg[16]
+    T_DESC_MIN, T_DESC_MAX, T_IMPWIN, T_DECIDE, REC_PCT = cfg[17], cfg[18], cfg[19], cfg[20], \
+        cfg[21]
+    FAULT_N, CLEAR_N, FALL_ALARM = cfg[23], cfg[24], cfg[25]
+    # state
+    n, fault, frun, crun = st[_N], st[_FAULT], st[_FRUN], st[_CRUN]
+    oa, con, coff, warn, wcnt = st[_OA], st[_CON], st[_COFF], st[_WARN], st[_WCNT]
+    latch, trise, pkon, tfall = st[_LATCH], st[_TRISE], st[_PKON], st[_TFALL]
+    tloadp, pkloadp, dmin, fs, timp = st[_TLOADP], st[_PKLOADP], st[_DMIN], st[_FS], st[_TIMP]
+    lcnt, scnt = st[_LCNT], st[_SCNT]
+    a_loaded, a_valid, a_invalid = act[1], act[2], act[3]
+    a_pk_ax, a_min_ax, a_pk_map, a_pk_mml, a_pk_m2 = act[4], act[5], act[6], act[7], act[8]
+    nev = 0
+    cap = evbuf.shape[0] - 5
+    i = a
+    m = y.shape[0]
+    while i < m:
+        fl = np.int64(flags[i])
+        e = 0
+        # -- sensor faults: saturation/rail run >= FAULT_N, or stuck; clear after CLEAR_N clean
+        if fl & 0x3F:
+            frun += 1
+        else:
+            frun = 0
+        if fl & 0x1FF:
+            crun = 0
+        elif crun < CLEAR_N:
+            crun += 1
+        if fault == 0:
+            if frun >= FAULT_N or (fl & 0x1C0):
+                fault = 1
+                e |= EV_FAULT
+                ev[_XB + 1] = n - frun + 1 if frun >= FAULT_N else n - 63
+                ev[_XB + 0] = 1
+                ev[_XB + 2] = n
+                ev[_XB + 3] = 0
+                ev[_XB + 4] = 0
+                ev[_XB + 5] = fl & 0x1FF
+                ev[_XB + 6] = fl & 0x1FF
+                act[11] += 1
+        else:
+            ev[_XB + 6] |= fl & 0x1FF
+            if crun >= CLEAR_N:
+                fault = 0
+                e |= EV_FAULT_CLEAR
+                ev[_XB + 0] = 2
+                ev[_XB + 3] = n
+                ev[_XB + 4] = n - ev[_XB + 2]
+        # -- validity: no fault, calibrated, no tare, no fault flag on this sample
+        if fault != 0 or (fl & 0x7FF):
+            if oa != 0:
+                e |= EV_OVERLOAD_END
+                ev[0] = 2
+                ev[3] = n
+                ev[4] = n - ev[1]
+                ev[13] = 1
+                ev[14] = n
+            oa = 0
+            con = 0
+            coff = 0
+            warn = 0
+            wcnt = 0
+            latch = 0
+            tfall = -1
+            fs = 0
+            a_invalid += 1
+        else:
+            a_valid += 1
+            ax = np.int64(y[i, 0])
+            ma = abs(np.int64(y[i, 1]))
+            mm = abs(np.int64(y[i, 2]))
+            rt = np.int64(rate[i])
+            qa = min(ma, 32767)
+            qm = min(mm, 32767)
+            m2 = qa * qa + qm * qm
+            # -- daily activity: load-cycle latch (on >= 20 % BW, off < 10 % BW), histogram
+            rising = 0
+            if latch == 0:
+                if ax >= STEP_ON:
+                    latch = 1
+                    rising = 1
+                    trise = n
+                    pkon = ax
+                    act[0] += 1
+                elif tfall >= 0 and ax < dmin:
+                    dmin = ax
+            else:
+                if ax < STEP_OFF:
+                    latch = 0
+                    tfall = n
+                    tloadp = trise
+                    pkloadp = pkon
+                    dmin = ax
+                elif ax > pkon:
+                    pkon = ax
+            a_loaded += latch
+            a_pk_ax = max(a_pk_ax, ax)
+            a_min_ax = min(a_min_ax, ax)
+            a_pk_map = max(a_pk_map, ma)
+            a_pk_mml = max(a_pk_mml, mm)
+            a_pk_m2 = max(a_pk_m2, m2)
+            b = (ax * 10) // BW
+            if b < 0:
+                b = 0
+            elif b > 20:
+                b = 20
+            act[ACT_HIST + b] += 1
+            # -- overload: onset after DEB over samples, release after DEB all below 90 %
+            w = 0
+            if ax > COMP:
+                w = 1
+            if ax < -TENS:
+                w |= 2
+            if m2 > MOM2:
+                w |= 4
+            if oa == 0:
+                if w != 0:
+                    con += 1
+                    if con == 1:
+                        st[_SX] = w
+                        st[_SX + 1] = ax
+                        st[_SX + 2] = ax
+                        st[_SX + 3] = ma
+                        st[_SX + 4] = mm
+                        st[_SX + 5] = m2
+                        st[_SX + 6] = 0
+                        st[_SX + 7] = 0
+                    else:
+                        st[_SX] |= w
+                        st[_SX + 1] = max(st[_SX + 1], ax)
+                        st[_SX + 2] = min(st[_SX + 2], ax)
+                        st[_SX + 3] = max(st[_SX + 3], ma)
+                        st[_SX + 4] = max(st[_SX + 4], mm)
+                        st[_SX + 5] = max(st[_SX + 5], m2)
+                    lo = st[_SX + 7] + ax
+                    st[_SX + 6] += lo >> 16
+                    st[_SX + 7] = lo & 0xFFFF
+                    if con >= DEB:
+                        oa = 1
+                        coff = 0
+                        e |= EV_OVERLOAD_START
+                        ev[0] = 1
+                        ev[1] = n - con + 1
+                        ev[2] = n
+                        ev[3] = 0
+                        ev[4] = con
+                        for j in range(8):
+                            ev[5 + j] = st[_SX + j]
+                        ev[13] = 0
+                        ev[14] = 0
+                        act[9] += 1
+                else:
+                    con = 0
+            else:
+                ev[5] |= w
+                ev[6] = max(ev[6], ax)
+                ev[7] = min(ev[7], ax)
+                ev[8] = max(ev[8], ma)
+                ev[9] = max(ev[9], mm)
+                ev[10] = max(ev[10], m2)
+                lo = ev[12] + ax
+                ev[11] += lo >> 16
+                ev[12] = lo & 0xFFFF
+                ev[4] = n - ev[1] + 1
+                if ax <= COMP_REL and ax >= -TENS_REL and m2 <= MOM2_REL:
+                    coff += 1
+                    if coff >= DEB:
+                        oa = 0
+                        con = 0
+                        e |= EV_OVERLOAD_END
+                        ev[0] = 2
+                        ev[3] = n - coff + 1
+                        ev[4] = n - coff + 1 - ev[1]
+                        ev[14] = n
+                else:
+                    coff = 0
+            # -- warning (alarm level 1): any value over 80 % of a limit for DEB samples
+            if ax > COMP_WARN or ax < -TENS_WARN or m2 > MOM2_WARN:
+                if wcnt < DEB:
+                    wcnt += 1
+                if wcnt >= DEB:
+                    warn = 1
+            else:
+                wcnt = 0
+                warn = 0
+            # -- fall: loading -> descent -> impact -> recovery
+            if fs == 2:
+                lcnt += latch
+                scnt += rising
+                if n - timp >= T_DECIDE - 1:
+                    fs = 0
+                    rl = T_DECIDE - T_IMPWIN
+                    if lcnt * 100 < REC_PCT * rl:
+                        e |= EV_FALL
+                        ev[_FB + 0] = st[_CTLOAD]
+                        ev[_FB + 1] = st[_CTDESC]
+                        ev[_FB + 2] = timp
+                        ev[_FB + 3] = n
+                        ev[_FB + 4] = st[_CPKLOAD]
+                        ev[_FB + 5] = st[_CDMIN]
+                        ev[_FB + 6] = st[_CPKAX]
+                        ev[_FB + 7] = st[_CPKRATE]
+                        ev[_FB + 8] = st[_CPKMAP]
+                        ev[_FB + 9] = st[_CPKMML]
+                        ev[_FB + 10] = st[_CPKM2]
+                        ev[_FB + 11] = lcnt
+                        ev[_FB + 12] = rl
+                        ev[_FB + 13] = scnt
+                        act[10] += 1
+                        st[_FALARM] = n + FALL_ALARM
+            elif fs == 1:
+                st[_CPKAX] = max(st[_CPKAX], ax)
+                st[_CPKRATE] = max(st[_CPKRATE], rt)
+                st[_CPKMAP] = max(st[_CPKMAP], ma)
+                st[_CPKMML] = max(st[_CPKMML], mm)
+                st[_CPKM2] = max(st[_CPKM2], m2)
+                if n - timp >= T_IMPWIN - 1:
+                    if st[_CPKRATE] >= R_IMPACT and st[_CPKAX] >= F_IMPACT:
+                        fs = 2
+                        lcnt = 0
+                        scnt = 0
+                        act[12] += 1
+                    else:
+                        fs = 0
+            elif rising != 0 and tfall >= 0:
+                dd = n - tfall
+                if dd >= T_DESC_MIN and dd <= T_DESC_MAX:
+                    fs = 1
+                    timp = n
+                    st[_CTLOAD] = tloadp
+                    st[_CTDESC] = tfall
+                    st[_CPKLOAD] = pkloadp
+                    st[_CDMIN] = dmin
+                    st[_CPKAX] = ax
+                    st[_CPKRATE] = rt
+                    st[_CPKMAP] = ma
+                    st[_CPKMML] = mm
+                    st[_CPKM2] = m2
+        i += 1
+        if e:
+            for code in (8, 16, 2, 1, 4):
+                if e & code:
+                    base = 0 if code <= 2 else (_FB if code == 4 else _XB)
+                    evbuf[nev, 0] = n
+                    evbuf[nev, 1] = code
+                    for j in range(15):
+                        evbuf[nev, 2 + j] = ev[base + j]
+                    nev += 1
+        n += 1
+        if nev >= cap:
+            break
+    st[_N], st[_FAULT], st[_FRUN], st[_CRUN] = n, fault, frun, crun
+    st[_OA], st[_CON], st[_COFF], st[_WARN], st[_WCNT] = oa, con, coff, warn, wcnt
+    st[_LATCH], st[_TRISE], st[_PKON], st[_TFALL] = latch, trise, pkon, tfall
+    st[_TLOADP], st[_PKLOADP], st[_DMIN], st[_FS], st[_TIMP] = tloadp, pkloadp, dmin, fs, timp
+    st[_LCNT], st[_SCNT] = lcnt, scnt
+    act[1], act[2], act[3] = a_loaded, a_valid, a_invalid
+    act[4], act[5], act[6], act[7], act[8] = a_pk_ax, a_min_ax, a_pk_map, a_pk_mml, a_pk_m2
+    return i, nev
 
 
 class Replayer:
-    """Streaming bit-exact replay: feed(raw_block) -> (filtered (n, 3) int32, events)."""
+    """Streaming bit-exact replay: feed(raw block) -> (filtered (n, 3) int32, events).
+
+    The state is the firmware's own words (dsp k[]/st[], detect cfg[]/st[]/ev[]/act[]), carried
+    from block to block, so any block size gives the same result (tested)."""
 
     def __init__(self, cal, limits=None, bw=BW_DEFAULT, fc=20, config=None, keep_extra=False):
         self.cal = cal if (cal is not None and not cal.check()) else None
-        self.flt = _Filter(coefficients(fc))
+        self.k = np.zeros(_K_N, np.int64)
+        self.k[_K_F:_K_F + 7] = coefficients(fc)
+        if self.cal is not None:
+            self.k[_K_OFF:_K_OFF + 4] = [int(v) for v in self.cal.offsets[:4]]
+            self.k[_K_M:_K_M + 9] = [int(v) for v in self.cal.matrix]
+            self.k[_K_SH:_K_SH + 3] = [int(v) for v in self.cal.shifts]
+            self.k[_K_CAL] = 1
+        self.ps = np.zeros(_S_N, np.int64)
+        self.ps[_S_PREV:_S_PREV + 3] = 0x40000000      # outside the 24-bit range: first is new
         self.cfg = config if config is not None else make_config(limits, bw)
-        self.det = _Detect(self.cfg)
-        self.prev = [0x40000000] * 3
-        self.run = [0, 0, 0]
-        self.ring = None
+        self.cfgw = np.zeros(CFG_N, np.int64)
+        for key, v in self.cfg.items():
+            self.cfgw[CFG[key]] = v
+        self.det = np.zeros(_ST_N, np.int64)
+        self.det[_TFALL] = -1
+        self.ev = np.zeros(EV_N, np.int64)
+        self.act = np.zeros(ACT_N, np.int64)
+        self.evbuf = np.zeros((1024, EVROW), np.int64)
         self.keep_extra = keep_extra
         self.events = []
+        self.flt = _NoRepairs                          # see _NoRepairs
 
-    def signal(self, raw):
-        """(filtered (n, 3) int32, rate (n,) int32, flags (n,) int32) of a raw block."""
-        raw = np.asarray(raw, np.int32)
-        fl = raw_flags(raw[:, :3], self.prev, self.run)
-        n = raw.shape[0]
-        if self.cal is None:
-            return np.zeros((n, 3), np.int32), np.zeros(n, np.int32), fl | FL_UNCAL
-        x, clamp = calibrate(raw, self.cal)
-        fl |= clamp
-        if self.ring is None:
-            self.ring = [int(x[0, 0])] * RATE_LAG
-        rate = load_rate(x[:, 0], self.ring)
-        y = self.flt.run(x)
+    def _signal(self, mode, a):
+        """Stage 1 (dsp): block -> (filtered (n, 3), load rate (n,), flags (n,)), all int32.
+        Touches only the dsp state (k, ps)."""
+        a = np.ascontiguousarray(a[:, :4] if mode == 0 else a[:, :3], dtype=np.int32)
+        n = a.shape[0]
+        y = np.empty((n, 3), np.int32)
+        rate = np.empty(n, np.int32)
+        fl = np.empty(n, np.int32)
+        _dsp_block(mode, a, self.k, self.ps, np.empty((n, 3), np.int32), y, rate, fl)
         return y, rate, fl
 
-    def feed(self, raw):
-        y, rate, fl = self.signal(raw)
-        ev = self.det.process(y, rate, fl)
-        self.events.extend(ev)
+    def _detect(self, y, rate, fl):
+        """Stage 2 (detection) of a block -> its events. Touches only the detector state."""
+        evs = []
+        i = 0
+        while i < len(fl):
+            i, ne = _det_block(y, rate, fl, i, self.det, self.cfgw, self.ev, self.act, self.evbuf)
+            for row in self.evbuf[:ne].tolist():
+                code = row[1]
+                evs.append(_event(row[0], code, row[2:2 + len(SLOT[code][1])]))
+        self.events.extend(evs)
+        return evs
+
+    def _feed(self, mode, a):
+        y, rate, fl = self._signal(mode, a)
+        evs = self._detect(y, rate, fl)
         if self.keep_extra:
-            return y, ev, rate, fl
-        return y, ev
+            return y, evs, rate, fl
+        return y, evs
+
+    def stream(self, blocks, calibrated=False, ahead=2):
+        """Feed every block of the iterable `blocks` (raw (n, 4), or calibrated (n, 3) if
+        `calibrated`); yields (filtered, events) per block, in order, like feed() would. Three
+        threads: the caller's (reading the blocks), the dsp stage, the detection stage (numba
+        releases the GIL, so they use both cores). The two stages have disjoint state, so block
+        k+1 can be filtered while block k is in detection; each stage still sees the blocks in
+        order, so the result is the same as sequential feed() calls (tested). At most `ahead`
+        + 2 blocks are in flight (bounded memory)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from collections import deque
+        mode = 1 if calibrated else 0
+        with ThreadPoolExecutor(1) as sig, ThreadPoolExecutor(1) as det:
+            q = deque()
+            try:
+                for blk in blocks:
+                    fs = sig.submit(self._signal, mode, blk)
+                    q.append((fs, det.submit(lambda f: (f.result()[0], self._detect(
+                        *f.result())), fs)))
+                    while len(q) > ahead or (q and q[0][1].done()):
+                        yield q.popleft()[1].result()
+                while q:
+                    yield q.popleft()[1].result()
+            finally:
+                for fs, fd in q:
+                    fs.cancel()
+                    fd.cancel()
+
+    def feed(self, raw):
+        """raw (n, 4) raw counts -> (filtered (n, 3) int32, events of the block)."""
+        return self._feed(0, raw)
+
+    def feed_calibrated(self, x):
+        """Calibrated device units (n, 3) straight into the stages after calibration (load rate,
+        filter, detection): no raw flags; values beyond +-XMAX are clamped (FL_CLAMP)."""
+        return self._feed(1, x)
 
     def activity(self):
-        return self.det.activity()
+        d = {k: int(v) for k, v in zip(ACT_FIELDS, self.act)}
+        d["hist"] = [int(v) for v in self.act[ACT_HIST:ACT_HIST + HIST_N]]
+        return d
+
+
+class _NoRepairs:
+    """bench_hotpath.model_replay_throughput reports `Replayer.flt.repairs` (chunk repairs of the
+    former block-parallel filter). The scalar kernel never repairs: always 0."""
+    repairs = 0
+
+
+class _Filter:
+    """The filter stage alone (with its clamp and load rate) on calibrated values, state carried
+    between run() calls; primed on the first sample like the firmware."""
+
+    def __init__(self, co):
+        self.rp = Replayer(None)
+        self.rp.k[_K_F:_K_F + 7] = co
+        self.rp.k[_K_CAL] = 1
+
+    def run(self, x):
+        """x (n, 3) calibrated -> y (n, 3) int32."""
+        return self.rp.feed_calibrated(np.asarray(x))[0]
 
 
 def replay(raw, cal, limits=None, bw=BW_DEFAULT, fc=20, segment=SEGMENT):
@@ -750,7 +672,8 @@ def replay(raw, cal, limits=None, bw=BW_DEFAULT, fc=20, segment=SEGMENT):
 
     Events are dicts {"n": sample, "event": "overload_start" | "overload_end" | "fall" |
     "fault" | "fault_clear", fields of the firmware's event slot (OVL_FIELDS, FALL_FIELDS,
-    FAULT_FIELDS)}; the firmware emits the same set (tests/test_algorithm.py)."""
+    FAULT_FIELDS)} in the firmware's report order; the firmware emits the same list
+    (tests/test_algorithm.py)."""
     rp = Replayer(cal, limits, bw, fc)
     raw = np.asarray(raw)
     out = np.empty((raw.shape[0], 3), np.int32)

@@ -1,16 +1,18 @@
-"""Replay a recording through the bit-exact numpy model of the firmware (model.py) and collect
+"""Replay a recording through the bit-exact model of the firmware (model.py) and collect
 the events it raises: what `oimon sim replay` prints and `oimon sim metrics` scores.
 
 Streams: the recording is read in blocks of contiguous samples (Reader.blocks) and fed to the
-model's streaming form (model.Replayer), so a 24 h recording replays in bounded memory.
+model's streaming form (model.Replayer.stream: this thread reads, the model's dsp and detection
+stages run in two more threads on the numba-compiled kernel), so a 24 h recording replays in
+bounded memory (~360 MiB) in ~4-5 s on the 2-core bench machine (docs/benchmarks.md).
 
 Input: raw recordings go to the model as they are, with the calibration in their header
 (`calibration` offset + gain, or the inverse of their `sensor` model). Calibrated recordings
 (`oimon import`, `oimon sim generate` without --raw) enter the model after its calibration stage
 (load rate, filter, detection): their values are what calibration produces. round_trip=True
-instead turns them into raw counts through the default simulated sensor and replays those with
-its perfect calibration, as the virtual device is provisioned (at most 1 unit different, and
-~2x slower). Recordings made by `oimon record` hold the device's *filtered* output (axial at
+instead turns them into raw counts through the default simulated sensor, noise-free, and replays
+those with its perfect calibration, as the virtual device is provisioned (at most 1 unit
+different). Recordings made by `oimon record` hold the device's *filtered* output (axial at
 0.2 N on the wire): replaying them filters a second time, a close but not exact reconstruction."""
 import bisect
 import sys
@@ -146,7 +148,7 @@ def _event(e):
 
 
 class _Stream:
-    """model.Replayer behind one call: feed(raw block) -> events, samples counted from 0."""
+    """model.Replayer behind one call: run(blocks) -> events, samples counted from 0."""
 
     def __init__(self, cfg, cal, rate, keep_filtered=False):
         m = _model()
@@ -154,43 +156,17 @@ class _Stream:
         self.filtered = []
         self.r = m.Replayer(cal, detector_limits(cfg, rate), body_weight_units(cfg),
                             int(cfg.get("fc", 20)))
-        self.pos = 0
 
-    def feed(self, raw):
-        y, evs = self.r.feed(raw)
-        return self._out(y, evs, len(raw))
-
-    def feed_calibrated(self, x):
-        """Calibrated device units (n, 3) straight into the stages after calibration (load
-        rate, filter, detection): what Replayer.signal does after model.calibrate(). Uses the
-        model's public feed_calibrated() when it has one."""
-        r, m = self.r, _model()
-        if hasattr(r, "feed_calibrated"):
-            y, evs = r.feed_calibrated(x)
-            return self._out(y, evs, len(x))
-        x = np.ascontiguousarray(x[:, :3], dtype=np.int32)
-        big = (x > m.XMAX) | (x < -m.XMAX)
-        fl = np.where(big.any(1), m.FL_CLAMP, 0).astype(np.int32)
-        if big.any():
-            x = np.clip(x, -m.XMAX, m.XMAX)
-        if r.cal is None:
-            fl |= m.FL_UNCAL
-            y = np.zeros_like(x)
-            rate = np.zeros(len(x), np.int32)
-        else:
-            if r.ring is None:
-                r.ring = [int(x[0, 0])] * m.RATE_LAG
-            rate = m.load_rate(x[:, 0], r.ring)
-            y = r.flt.run(x)
-        evs = r.det.process(y, rate, fl)
-        r.events.extend(evs)
-        return self._out(y, evs, len(x))
-
-    def _out(self, y, evs, n):
-        if self.keep:
-            self.filtered.append(np.asarray(y))
-        self.pos += n
-        return [_event(e) for e in evs]
+    def run(self, blocks, calibrated):
+        """Events of all blocks (raw (n, 4), or calibrated (n, 3) device units that enter after
+        the calibration stage: load rate, filter, detection), through Replayer.stream (the dsp
+        and detection stages on the two cores)."""
+        events = []
+        for y, evs in self.r.stream(blocks, calibrated):
+            if self.keep:
+                self.filtered.append(y)
+            events += [_event(e) for e in evs]
+        return events
 
 
 def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=False,
@@ -211,22 +187,22 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
         total = expected * rate if expected else max(1, (r.size - r.body_offset) // (4 * r.nch + 0.3))
         bar = prog.Progress(total / rate, "replay", " s", enabled=progress)
         starts, firsts = [], []           # model position -> recording index, per block
-        events, gaps, n, last = [], 0, 0, None
-        with bar:
+        state = {"gaps": 0, "n": 0, "last": None}
+
+        def blocks():
             for first, block in r.blocks(getattr(_model(), "SEGMENT", BLOCK_ROWS)):
-                if last is not None and first != last:
-                    gaps += 1
-                starts.append(st.pos)
+                if state["last"] is not None and first != state["last"]:
+                    state["gaps"] += 1
+                starts.append(state["n"])
                 firsts.append(first)
-                if r.kind == "raw":
-                    events += st.feed(block)
-                elif round_trip:
-                    events += st.feed(_to_raw(block, smodel))
-                else:
-                    events += st.feed_calibrated(block)
-                n += len(block)
-                last = first + len(block)
-                bar.update(n / rate)
+                state["n"] += len(block)
+                state["last"] = first + len(block)
+                bar.update(state["n"] / rate)
+                yield _to_raw(block, smodel) if (r.kind != "raw" and round_trip) else block
+
+        with bar:
+            events = st.run(blocks(), calibrated=(r.kind != "raw" and not round_trip))
+        gaps, n = state["gaps"], state["n"]
         truth = [e for e in r.events_seen if recording.is_truth(e)]
         device_events = [e for e in r.events_seen if not recording.is_truth(e)]
         errors = [str(e) for e in r.errors]
