@@ -38,6 +38,7 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
         assert info["limits"]["moment"] == 2800 and info["body_weight_kg"] == 81
         # a wrong key: refused, nothing changes
         ks = keystore.open()
+        good_key = ks.devices["SIM-0001"]["key"]
         ks.devices["SIM-0001"]["key"] = bytes(32)
         ks.save()
         before = dbp.read_bytes()
@@ -46,6 +47,9 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
         assert dbp.read_bytes() == before
         rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")
         assert json.loads(out)["limits"]["comp"] == 8500
+        ks = keystore.open()
+        ks.devices["SIM-0001"]["key"] = good_key
+        ks.save()
 
         # record over socket:// through a relay; pull the cable after ~2 s
         relay = PtyRelay(vd.path)
@@ -83,9 +87,11 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
         rc, out, err = run_cli(capsys, "--db", dbp, "plot", rec, "--out", tmp_path / "walk.png")
         assert rc == 0 and (tmp_path / "walk.png").stat().st_size > 10000
 
-        rc, out, err = run_cli(capsys, "--db", dbp, "retighten", "record", "SIM-0001",
-                               "--date", "2024-11-30", "--torque", "12")
-        assert rc == 0 and "2025-02-28" in out
+        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", dbp, "retighten", "record",
+                               "SIM-0001", "--date", "2024-11-30", "--torque", "12")
+        assert rc == 0 and "2025-02-28" in out and "(device and database)" in out, err
+        rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")
+        assert json.loads(out)["retighten_last"] == "2024-11-30"     # the device's reminder too
         rc, out, err = run_cli(capsys, "--db", dbp, "retighten", "status", "--today", "2025-02-14", "--json")
         st = {r["device_id"]: r for r in json.loads(out)}["SIM-0001"]
         assert st["state"] == "due soon" and st["days_left"] == 14

@@ -66,9 +66,9 @@ def _run(capsys, *argv):
 def test_cli_record_status_interval(tmp_path, capsys):
     dbp = str(tmp_path / "db.sqlite")
     rc, out, err = _run(capsys, "--db", dbp, "retighten", "record", "OI-7", "--date", "2024-11-30",
-                        "--torque", "12")
+                        "--torque", "12", "--host-only")
     assert rc == 0 and "OI-7" in out and "2025-02-28" in out, (out, err)
-    _run(capsys, "--db", dbp, "retighten", "record", "OI-8", "--date", "2025-01-01")
+    _run(capsys, "--db", dbp, "retighten", "record", "OI-8", "--date", "2025-01-01", "--host-only")
     con = db.connect(dbp)
     db.ensure_device(con, "OI-9")
     con.commit()
@@ -89,7 +89,7 @@ def test_cli_record_status_interval(tmp_path, capsys):
     assert rows["OI-8"]["due"] == "2025-07-01" and rows["OI-8"]["state"] == "due soon"
     assert rows["OI-8"]["interval_months"] == 6
     # the latest retightening counts, not the first recorded
-    _run(capsys, "--db", dbp, "retighten", "record", "OI-7", "--date", "2025-02-20")
+    _run(capsys, "--db", dbp, "retighten", "record", "OI-7", "--date", "2025-02-20", "--host-only")
     rc, out, _ = _run(capsys, "--db", dbp, "retighten", "status", "--today", "2025-03-01", "--json")
     rows = {r["device_id"]: r for r in json.loads(out)}
     assert rows["OI-7"]["due"] == "2025-05-20" and rows["OI-7"]["state"] == "ok"
@@ -102,6 +102,8 @@ def test_cli_record_status_interval(tmp_path, capsys):
     (["retighten", "record", "OI-1", "--date", "2025-01-01", "--torque", "-3"], "torque"),
     (["retighten", "record", "OI-1", "--date", "2025-01-01", "--torque", "500"], "torque"),
     (["retighten", "record", "", "--date", "2025-01-01"], "device id"),
+    (["--port", "/dev/does-not-exist", "retighten", "record", "OI-1", "--date", "2025-01-01"],
+     "cannot open port"),
     (["retighten", "interval", "OI-1", "0"], "outside"),
     (["retighten", "interval", "OI-1", "13"], "outside"),
     (["retighten", "interval", "OI-1", "three"], "whole number"),
@@ -110,7 +112,7 @@ def test_cli_record_status_interval(tmp_path, capsys):
 ])
 def test_cli_bad_input_one_line_exit_2_db_unchanged(tmp_path, capsys, argv, msg):
     dbp = tmp_path / "db.sqlite"
-    assert cli.main(["--db", str(dbp), "retighten", "record", "OI-1", "--date", "2024-01-01"]) == 0
+    assert cli.main(["--db", str(dbp), "retighten", "record", "OI-1", "--date", "2024-01-01", "--host-only"]) == 0
     before = dbp.read_bytes()
     capsys.readouterr()
     rc = cli.main(["--db", str(dbp)] + argv)

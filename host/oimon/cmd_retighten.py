@@ -15,6 +15,9 @@ def register(sub):
     r.add_argument("device")
     r.add_argument("--date", required=True, help="YYYY-MM-DD")
     r.add_argument("--torque", type=float, help="tightening torque in N*m")
+    r.add_argument("--host-only", action="store_true",
+                   help="only the database, not the device (its reminder keeps counting from "
+                   "its last recorded retightening)")
     r.set_defaults(func=cmd_record)
     st = s.add_parser("status", help="ok / due soon / overdue / never recorded, per device")
     st.add_argument("--today", help="YYYY-MM-DD (default: today)")
@@ -41,9 +44,29 @@ def cmd_record(args):
     if args.torque is not None and not 0 < args.torque <= 50:
         raise OimonError("torque %g N*m is outside 0..50 N*m" % args.torque)
     con = db.connect(args.db)
+    on_device = ""
+    if not args.host_only:
+        on_device = _record_on_device(args, dev, d)
     retighten.record(con, dev, d, args.torque)
     st = retighten.device_status(con, dev, dt.date.today())
-    print("recorded retightening of %s on %s; next due %s" % (dev, d, st["due"]))
+    print("recorded retightening of %s on %s%s; next due %s" % (dev, d, on_device, st["due"]))
+
+
+def _record_on_device(args, dev, d):
+    """The device's own reminder (authenticated C_RETIGHTEN), before the database: a refusal
+    leaves both unchanged."""
+    from oimon import link
+    from oimon.cmd_config import auth_command
+    from oimon_fw import protocol as P
+    with link.Link(link.resolve_port(args.port)) as ln:
+        info = ln.command(P.C_INFO)
+        if info.get("device_id") != dev:
+            raise OimonError("the device on %s is %s, not %s" % (ln.port, info.get("device_id"), dev))
+        a = {"date": d.isoformat()}
+        if args.torque is not None:
+            a["torque"] = args.torque
+        auth_command(ln, args, P.C_RETIGHTEN, a)
+    return " (device and database)"
 
 
 def cmd_status(args):

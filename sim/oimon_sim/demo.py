@@ -4,8 +4,9 @@
    the built-in `demo` scenario: walking and one overload) on a pty;
 2. `oimon record` streams from that pty through pyserial (framed binary protocol) into a
    recording, with events into SQLite;
-3. `oimon plot` writes a PNG; 4. `oimon retighten record/status` prints the retightening line;
-5. prints where each output is."""
+3. `oimon retighten record` stores a retightening on the device (signed with its key) and in
+   the database; 4. `oimon plot` writes a PNG; `oimon retighten status` prints the
+   retightening line; 5. prints where each output is."""
 import argparse
 import datetime as dt
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from oimon import keystore
 from oimon.cmd_sim import start_virtual_device
 
 
@@ -38,7 +40,11 @@ def main(argv=None):
         shutil.rmtree(out)
     out.mkdir(parents=True)
     db, rec, png = out / "oimon.sqlite", out / "demo.oimrec", out / "demo.png"
-    env = dict(os.environ, OIMON_DB=str(db))
+    keys = out / "keys.json"
+    env = dict(os.environ, OIMON_DB=str(db), OIMON_KEYSTORE=str(keys))
+    # the device key, as `oimon deploy` provisions it on a real board
+    (out / "device").mkdir()
+    keystore.write_key_file(keystore.open(keys).provision("SIM-DEMO"), out / "device" / "key.bin")
     print("demo: starting the virtual device (firmware on the i386 MicroPython unix port)")
     vd = start_virtual_device("demo", speed=1, duration=max(8.0, a.seconds + 2),
                               storage=out / "device", device_id="SIM-DEMO")
@@ -47,12 +53,12 @@ def main(argv=None):
         env["OIMON_PORT"] = vd.path
         oimon("info", env=env)
         oimon("record", "--duration", str(a.seconds), "--out", str(rec), env=env)
+        last = (dt.date.today() - dt.timedelta(days=60)).isoformat()
+        oimon("retighten", "record", "SIM-DEMO", "--date", last, "--torque", "12", env=env)
     finally:
         vd.stop()
     oimon("events", env=env)
     oimon("plot", str(rec), "--out", str(png), env=env)
-    last = (dt.date.today() - dt.timedelta(days=60)).isoformat()
-    oimon("retighten", "record", "SIM-DEMO", "--date", last, "--torque", "12", env=env)
     status = oimon("retighten", "status", env=env).strip()
     print()
     print("recording:    %s" % rec)
