@@ -1,7 +1,8 @@
 # oimon detection on the device: sensor faults, overload (debounce + hysteresis), falls (four
 # phases after Frossard et al. 2010), daily activity. Input: the out[] array of dsp.Pipeline.
 # Specification: docs/algorithm.md; bit-exact numpy model: sim/oimon_sim/model.py.
-# One @micropython.viper call per sample on pre-allocated array('i') buffers, no allocation.
+# One @micropython.viper call per sample on pre-allocated array('i') buffers, no allocation;
+# like dsp.kernel it takes one table of the buffers' addresses (bind()), not five arrays.
 import micropython
 from micropython import const
 from array import array
@@ -140,12 +141,27 @@ _FALARM = const(29)    # fall alarm until this sample
 _SX = const(30)        # overload scratch while the onset debounce runs: which, pk, min, map,
 _ST_N = const(44)      # mml, m2, imp hi, imp lo (8 words)
 
+# ---- binding table tab[] (array('i', _T_N)): addresses of the kernel's buffers -------------
+_T_O = const(0)        # dsp out[], array('i', 8)
+_T_ST = const(1)
+_T_CFG = const(2)
+_T_EV = const(3)
+_T_ACT = const(4)
+_T_N = const(5)
+
 
 from limits import phase_limits  # noqa: E402,F401 - the table lives in limits.py
+from dsp import bind_table  # noqa: E402
 
 
 @micropython.viper
-def _step(o: ptr32, st: ptr32, cfg: ptr32, ev: ptr32, act: ptr32) -> int:
+def kernel(t: ptr32) -> int:
+    # one sample: t = Detector.tab (addresses of o, st, cfg, ev, act); returns the event codes
+    o = ptr32(t[_T_O])
+    st = ptr32(t[_T_ST])
+    cfg = ptr32(t[_T_CFG])
+    ev = ptr32(t[_T_EV])
+    act = ptr32(t[_T_ACT])
     n = st[_N]
     st[_N] = n + 1
     e = 0
@@ -435,6 +451,12 @@ class Detector:
         self.ev = array("i", [0] * 48)
         self.act = array("i", [0] * ACT_N)
         self.hist = memoryview(self.act)[ACT_HIST:ACT_HIST + HIST_N]
+        self.tab = array("i", [0] * _T_N)     # kernel(tab) == step(out) once bound
+        self.out = None
+        bind_table(self.tab, _T_ST, self.st, _ST_N)
+        bind_table(self.tab, _T_CFG, self.cfg, CFG_N)
+        bind_table(self.tab, _T_EV, self.ev, 48)
+        bind_table(self.tab, _T_ACT, self.act, ACT_N)
         cfg = self.cfg
         cfg[CFG_R_IMPACT] = 15000
         cfg[CFG_T_DESC_MIN] = 50
@@ -484,8 +506,18 @@ class Detector:
         c[CFG_STEP_OFF] = bw * 10 // 100
         c[CFG_F_IMPACT] = bw * 120 // 100
 
+    def bind(self, out):
+        """Fix the input buffer (dsp out, array('i', 8)) of the per-sample path. Then
+        `detect.kernel(det.tab)` is one sample (the hot path: a single ptr32 conversion)."""
+        bind_table(self.tab, _T_O, out, 8)
+        self.out = out          # the table holds addresses only: keep the buffer alive
+
     def step(self, out):
-        return _step(out, self.st, self.cfg, self.ev, self.act)
+        """One sample of dsp's out (array('i', 8)); returns the OR of the EV_* codes. Any buffer
+        (re-bound when it changes); the hot path calls kernel(tab) directly."""
+        if out is not self.out:
+            self.bind(out)
+        return kernel(self.tab)
 
     def alarm_level(self):
         """0 none, 1 low (warning zone >= 80 % of a limit, or sensor fault), 2 high (overload

@@ -2,6 +2,9 @@
 # Specification: docs/algorithm.md; bit-exact numpy model: sim/oimon_sim/model.py.
 # The per-sample work is one @micropython.viper call on pre-allocated array('i') buffers:
 # no allocation, 32-bit machine words (every intermediate is bounded in docs/algorithm.md).
+# The call takes ONE argument, a table of the buffers' addresses written once (bind()): the
+# conversion of an array argument to ptr32 costs about as much as a third of the kernel, so
+# the hot path pays it once per sample, not four times (docs/algorithm.md section 7).
 import micropython
 from micropython import const
 from array import array
@@ -60,6 +63,13 @@ _S_TLO = const(36)     # 4 sums of raw & 0xFFFF
 _S_THI = const(40)     # 4 sums of raw >> 16
 _S_N = const(44)
 
+# ---- binding table tab[] (array('i', _T_N)): addresses of the kernel's buffers -------------
+_T_RAW = const(0)      # raw counts, array('i', 4)
+_T_OUT = const(1)      # out, array('i', 8)
+_T_ST = const(2)       # st
+_T_K = const(3)        # k
+_T_N = const(4)
+
 TARE_IDLE = 0
 TARE_RUNNING = 1
 TARE_OK = 2
@@ -83,16 +93,41 @@ FILTERS = {
 
 
 @micropython.viper
-def _step(raw: ptr32, out: ptr32, st: ptr32, k: ptr32) -> int:
+def _bind_addr(tab: ptr32, i: int, buf: ptr32) -> int:
+    # tab[i] = address of buf's data. Returns 0 if it does not fit a 32-bit word (64-bit port).
+    a = int(buf)
+    tab[i] = a
+    if tab[i] == a:
+        return 1
+    return 0
+
+
+def bind_table(tab, i, buf, n):
+    """tab[i] = address of buf (an array('i') of at least n words). The table holds no
+    reference: the caller keeps buf alive (MicroPython's heap never moves objects)."""
+    if len(buf) < n:
+        raise ValueError("buffer needs %d words" % n)
+    if not _bind_addr(tab, i, buf):
+        raise OSError("buffer address beyond 32 bits: the viper kernels need a 32-bit port")
+
+
+@micropython.viper
+def kernel(t: ptr32) -> int:
+    # one sample: t = Pipeline.tab (addresses of raw, out, st, k); returns the flags (out[4])
+    raw = ptr32(t[_T_RAW])
+    out = ptr32(t[_T_OUT])
+    st = ptr32(t[_T_ST])
+    k = ptr32(t[_T_K])
     # -- raw flags: saturation code, rail, stuck (run of identical raw) -----------------------
     fl = 0
     c = 0
     while c < 3:
         r = raw[c]
-        if r == SAT_HI or r == SAT_LO:
-            fl |= 1 << c
-        elif r >= RAIL or r <= 0 - RAIL:
-            fl |= 8 << c
+        if r >= RAIL or r <= 0 - RAIL:      # the saturation codes lie beyond the rail too
+            if r == SAT_HI or r == SAT_LO:
+                fl |= 1 << c
+            else:
+                fl |= 8 << c
         if r == st[_S_PREV + c]:
             n = st[_S_RUN + c] + 1
             if n >= STUCK_N:
@@ -201,10 +236,11 @@ def _step(raw: ptr32, out: ptr32, st: ptr32, k: ptr32) -> int:
     half = 1 << (F - 1)
     c = 0
     while c < 3:
+        q = ptr32(int(st) + 4 * c)      # channel c's words: q[_S_X1] = st[_S_X1 + c], ...
         x = out[c]
-        x1 = st[_S_X1 + c]
-        s1 = st[_S_S1 + c]
-        s2 = st[_S_S2 + c]
+        x1 = q[_S_X1]
+        s1 = q[_S_S1]
+        s2 = q[_S_S2]
         u = x - x1
         a1 = s1 >> 14
         b1 = s1 & 0x3FFF
@@ -219,14 +255,14 @@ def _step(raw: ptr32, out: ptr32, st: ptr32, k: ptr32) -> int:
         T = H + (L >> 14) + U
         if T < 0:
             T = H + ((L + 65535) >> 14) + U
-        st[_S_S1 + c] = T >> 2
+        q[_S_S1] = T >> 2
         H = WA * a1 + SA * a2
         L = WA * b1 + SA * b2
         T = H + (L >> 14)
         if T < 0:
             T = H + ((L + 65535) >> 14)
-        st[_S_S2 + c] = T >> 2
-        st[_S_X1 + c] = x
+        q[_S_S2] = T >> 2
+        q[_S_X1] = x
         c += 1
     # -- load rate fast path: unfiltered axial, 10-sample difference, 0.1 N per 10 ms = 10 N/s --
     ri = st[_S_RIDX]
@@ -257,6 +293,10 @@ class Pipeline:
     def __init__(self, cal=None, fc=FC_DEFAULT):
         self.k = array("i", [0] * _K_N)
         self.st = array("i", [0] * _S_N)
+        self.tab = array("i", [0] * _T_N)     # kernel(tab) == step(raw, out) once bound
+        self.raw = self.out = None
+        bind_table(self.tab, _T_ST, self.st, _S_N)
+        bind_table(self.tab, _T_K, self.k, _K_N)
         self.cal = None
         self.tare_state = TARE_IDLE
         self.tare_offsets = None
@@ -294,9 +334,20 @@ class Pipeline:
             k[_K_CAL] = 1
         self.st[_S_PRIMED] = 0
 
+    def bind(self, raw, out):
+        """Fix the buffers of the per-sample path: raw array('i', 4), out array('i', 8). Then
+        `dsp.kernel(pipe.tab)` is one sample (the hot path: a single ptr32 conversion)."""
+        bind_table(self.tab, _T_RAW, raw, 4)
+        bind_table(self.tab, _T_OUT, out, 8)
+        self.raw = raw          # the table holds addresses only: keep the buffers alive
+        self.out = out
+
     def step(self, raw, out):
-        """raw: array('i', 4) raw counts; out: array('i', 8). Returns the flags (out[4])."""
-        return _step(raw, out, self.st, self.k)
+        """raw: array('i', 4) raw counts; out: array('i', 8). Returns the flags (out[4]).
+        Any buffers (re-bound when they change); the hot path calls kernel(tab) directly."""
+        if raw is not self.raw or out is not self.out:
+            self.bind(raw, out)
+        return kernel(self.tab)
 
     def tare_start(self, n=TARE_N_DEFAULT):
         """Average the next n raw samples (prosthesis unloaded) as new offsets."""

@@ -294,3 +294,31 @@ def test_detector_step_is_allocation_free():
     used = gc.mem_alloc() - a
     gc.enable()
     assert used == 0, used
+
+
+def test_bound_kernel_equals_step_and_allocates_nothing():
+    a = detect.Detector(None, BW)
+    b = detect.Detector(None, BW)
+    o = array("i", [0] * 8)
+    b.bind(o)
+    kernel, tab = detect.kernel, b.tab
+    for i in range(12000):
+        v = [(i * 37) % 20000 - 1000, (i * 13) % 9500, (i * 7) % 9000, (i * 101) % 30000,
+             0x1 if 5000 <= i < 5020 else 0]              # overload, latch, a fault, its clear
+        x = array("i", v + [0, 0, 0])                      # step(): a fresh buffer each call
+        ea = a.step(x)
+        for j in range(5):
+            o[j] = v[j]
+        eb = kernel(tab)
+        assert ea == eb and list(a.ev) == list(b.ev), (i, ea, eb)
+    assert list(a.act) == list(b.act) and list(a.st) == list(b.st)
+    assert a.act[detect.A_OVERLOADS] > 0 and a.act[detect.A_FAULTS] == 1
+    gc.collect()
+    gc.disable()
+    m = gc.mem_alloc()
+    for i in range(10000):
+        o[0] = (i * 37) % 20000
+        kernel(tab)
+    used = gc.mem_alloc() - m
+    gc.enable()
+    assert used == 0, used

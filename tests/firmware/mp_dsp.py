@@ -325,3 +325,40 @@ def check_scipy_reference():
                         worst = e
     print("worst error %d.%03d LSB" % (worst // 1000, worst % 1000))
     assert worst <= tol * 1000, worst
+
+
+# ---- the bound hot path: dsp.kernel(pipe.tab) is Pipeline.step on the bound buffers ----------
+def test_bound_kernel_equals_step_and_allocates_nothing():
+    cal = _cal([200000, 3000, -6000, 2000, 134000, 3000, -4000, 2700, 133000], (25, 25, 25),
+               (15000, -42000, 8000, 0))
+    a = dsp.Pipeline(cal)
+    b = dsp.Pipeline(cal)
+    raw = array("i", [0, 0, 0, 0])
+    out = array("i", [0] * 8)
+    b.bind(raw, out)
+    kernel, tab = dsp.kernel, b.tab
+    random.seed(7)
+    v = [0, 0, 0]
+    for i in range(3000):
+        for c in range(3):
+            v[c] = max(-0x800000, min(FULL, v[c] + random.getrandbits(17) - 65536))
+        if i % 500 == 7:
+            v[1] = FULL                                    # saturation, then rail on ch 2
+            v[2] = 0x7E0001
+        r = array("i", [v[0], v[1], v[2], i])              # step(): fresh buffers each call
+        o = array("i", [0] * 8)
+        fa = a.step(r, o)
+        raw[0], raw[1], raw[2], raw[3] = v[0], v[1], v[2], i
+        fb = kernel(tab)
+        assert fa == fb and list(o) == list(out), (i, list(o), list(out))
+    b.step(raw, out)                                   # step() on the bound buffers: no rebind
+    assert b.raw is raw and b.out is out
+    gc.collect()
+    gc.disable()
+    m = gc.mem_alloc()
+    for i in range(10000):
+        raw[0] = i
+        kernel(tab)
+    used = gc.mem_alloc() - m
+    gc.enable()
+    assert used == 0, used
