@@ -4,6 +4,9 @@
 # calibration matrix, 2nd-order Butterworth (direct form II transposed, float), 10 ms load rate,
 # raw flags, fault debounce, overload with debounce/hysteresis, load-cycle latch, histogram,
 # four-phase fall. Not bit-exact with the firmware (floats), and never used on the device.
+# Call structure as the firmware's hot path: two calls per sample (FloatPipeline.step(raw, out)
+# then FloatDetector.step(out), bound methods held in locals) against dsp.kernel(tab) then
+# detect.kernel(tab); the benchmark's loop and raw copy are the same for both.
 
 
 class FloatPipeline:
