@@ -16,17 +16,18 @@ from pathlib import Path
 
 # (module, function, kwargs) in the order they run; a missing module is reported, not skipped
 BENCHES = [
-    ("oimon_sim.bench_hotpath", "run", {}),
-    ("oimon_sim.bench_log", "run", {}),
-    ("oimon_sim.bench_sim", "run", {}),
-    ("oimon_sim.bench_exercise", "run", {}),
+    ("oimon_sim.bench_hotpath", "run", {}),        # issue 3: hot path, allocation, ESP32 load
+    ("oimon_sim.alarm_latency", "measure", {}),    # issue 3: alarm latency in simulation
+    ("oimon_sim.bench_log", "run", {}),            # issue 4: power cuts, wire bytes, fuzzing
+    ("oimon_sim.bench_sim", "run", {}),            # issue 6: 24 h replay, 10 min stream
+    ("oimon_sim.bench_exercise", "run", {}),       # issue 7: exercise load error, cue latency
 ]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/bench.json")
-    ap.add_argument("--only", help="comma-separated module names (e.g. bench_sim)")
+    ap.add_argument("--only", help="comma-separated module names (e.g. bench_sim,alarm_latency)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     results = {}

