@@ -31,31 +31,6 @@ BUTTON_LONG_MS = 1500
 
 
 @micropython.viper
-def _put_cal(buf, off: int, a: int, b: int, c: int):
-    # three int16 little-endian at buf[off:off+6]; a in 0.2 N (0.1 N >> 1), clamped to int16
-    p = ptr8(buf)
-    a = a >> 1
-    if a > 32767:
-        a = 32767
-    if a < -32768:
-        a = -32768
-    if b > 32767:
-        b = 32767
-    if b < -32768:
-        b = -32768
-    if c > 32767:
-        c = 32767
-    if c < -32768:
-        c = -32768
-    p[off] = a
-    p[off + 1] = a >> 8
-    p[off + 2] = b
-    p[off + 3] = b >> 8
-    p[off + 4] = c
-    p[off + 5] = c >> 8
-
-
-@micropython.viper
 def _put_raw(buf, off: int, raw):
     # four int24 little-endian
     p = ptr8(buf)
@@ -143,7 +118,7 @@ class Device:
         if self.batch_n == 0:
             self.batch_first = self.count
         if self.stream == _STREAM_CAL:
-            _put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out[0], self.out[1], self.out[2])
+            P.put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out[0], self.out[1], self.out[2])
         else:
             _put_raw(pl, P.SAMPLE_HDR + P.RAW_BYTES * self.batch_n, self.raw)
         self.batch_n += 1

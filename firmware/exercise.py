@@ -14,6 +14,10 @@ except ImportError:  # CPython (host)
     def const(x):
         return x
 try:
+    import dates
+except ImportError:  # CPython (host): the firmware folder is the package oimon_fw
+    from oimon_fw import dates
+try:
     from time import ticks_diff
 except ImportError:  # CPython: plain integers, no wrap
     def ticks_diff(a, b):
@@ -68,48 +72,14 @@ def dkg_to_0p1N(dkg):
     return (dkg * 981 + 50) // 100
 
 
-def days_from_civil(y, m, d):
-    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    mp = (m + 9) % 12
-    doy = (153 * mp + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def civil_from_days(z):
-    z += 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
-
-
 def parse_date(s):
-    """'YYYY-MM-DD' -> day number (days since 1970-01-01), or None if not a valid date."""
-    if not isinstance(s, str) or len(s) != 10 or s[4] != "-" or s[7] != "-":
-        return None
-    try:
-        y, m, d = int(s[0:4]), int(s[5:7]), int(s[8:10])
-    except ValueError:
-        return None
-    if not (2020 <= y <= 2099 and 1 <= m <= 12 and 1 <= d <= 31):
-        return None
-    day = days_from_civil(y, m, d)
-    if civil_from_days(day) != (y, m, d):
-        return None            # 31 April, 29 February of a common year
-    return day
+    """'YYYY-MM-DD' (2020..2099) -> day number (days since 1970-01-01), or None."""
+    ymd = dates.parse_ymd(s, 2020)
+    return None if ymd is None else dates.days_from_civil(ymd[0], ymd[1], ymd[2])
 
 
 def date_str(day):
-    return "%04d-%02d-%02d" % civil_from_days(day)
+    return dates.ymd_str(dates.civil_from_days(day))
 
 
 def cap_limit_dkg(body_weight_kg):

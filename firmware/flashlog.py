@@ -61,31 +61,6 @@ class PosixFs:
 
 
 @micropython.viper
-def _put3(buf, off: int, a: int, b: int, c: int):
-    # three int16 LE at buf[off:off+6]: a in 0.2 N (0.1 N >> 1), each clamped to int16
-    p = ptr8(buf)
-    a = a >> 1
-    if a > 32767:
-        a = 32767
-    if a < -32768:
-        a = -32768
-    if b > 32767:
-        b = 32767
-    if b < -32768:
-        b = -32768
-    if c > 32767:
-        c = 32767
-    if c < -32768:
-        c = -32768
-    p[off] = a
-    p[off + 1] = a >> 8
-    p[off + 2] = b
-    p[off + 3] = b >> 8
-    p[off + 4] = c
-    p[off + 5] = c >> 8
-
-
-@micropython.viper
 def _delta_enc(src, start: int, n: int, size: int, dst, doff: int, lim: int) -> int:
     # encode n samples of the ring src (size samples, from sample index start) into dst[doff:]
     # with protocol.py's snippet encoding 1; returns the end offset, or -1 past doff + lim
@@ -161,7 +136,7 @@ class Snippet:
 
     def push(self, out):
         i = self.i
-        _put3(self.buf, i * 6, out[0], out[1], out[2])
+        P.put_cal(self.buf, i * 6, out[0], out[1], out[2])
         i += 1
         if i >= self.size:
             i = 0

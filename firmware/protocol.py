@@ -120,6 +120,39 @@ def crc_put(buf, start, end):
     _crc_put(buf, start, end, _CRC_TAB)
 
 
+if _MP:
+    @micropython.viper
+    def put_cal(buf, off: int, a: int, b: int, c: int):
+        # one calibrated sample in wire units at buf[off:off+6]: three int16 LE, a = axial in
+        # 0.2 N (0.1 N >> AXIAL_WIRE_SHIFT), b, c = moments in 0.01 N*m; each clamped to int16
+        p = ptr8(buf)
+        a = a >> 1
+        if a > 32767:
+            a = 32767
+        if a < -32768:
+            a = -32768
+        if b > 32767:
+            b = 32767
+        if b < -32768:
+            b = -32768
+        if c > 32767:
+            c = 32767
+        if c < -32768:
+            c = -32768
+        p[off] = a
+        p[off + 1] = a >> 8
+        p[off + 2] = b
+        p[off + 3] = b >> 8
+        p[off + 4] = c
+        p[off + 5] = c >> 8
+else:
+    def put_cal(buf, off, a, b, c):
+        """Host side of the same: one calibrated sample in wire units."""
+        def cl(v):
+            return max(-32768, min(32767, v))
+        struct.pack_into("<hhh", buf, off, cl(a >> AXIAL_WIRE_SHIFT), cl(b), cl(c))
+
+
 def cobs_encode(src, n, dst):
     """COBS-encode src[0:n] into dst (len >= n + n // 254 + 2); returns the length written
     (without the 0x00 delimiter). Allocation-free."""

@@ -59,19 +59,12 @@ def _firmware_filters():
 
 # ---- detection --------------------------------------------------------------------------------
 EV_OVERLOAD_START, EV_OVERLOAD_END, EV_FALL, EV_FAULT, EV_FAULT_CLEAR = 1, 2, 4, 8, 16
-EV_NAMES = {1: "overload_start", 2: "overload_end", 4: "fall", 8: "fault", 16: "fault_clear"}
-OVL_FIELDS = ("state", "start", "onset", "end", "dur", "which", "pk_ax", "min_ax", "pk_map",
-              "pk_mml", "pk_m2", "imp_hi", "imp_lo", "trunc", "report")
-FALL_FIELDS = ("t_load", "t_desc", "t_imp", "t_dec", "pk_load", "min_desc", "pk_ax", "pk_rate",
-               "pk_map", "pk_mml", "pk_m2", "loaded", "rec_len", "steps")
-FAULT_FIELDS = ("state", "onset", "raised", "clear", "dur", "flags", "acc")
-SLOT = {1: (0, OVL_FIELDS), 2: (0, OVL_FIELDS), 4: (16, FALL_FIELDS), 8: (32, FAULT_FIELDS),
-        16: (32, FAULT_FIELDS)}
+# event records: the same names and dicts as the device's (firmware/events.py)
+from oimon_fw.events import (EV_NAMES, OVL_FIELDS, FALL_FIELDS, FAULT_FIELDS, SLOT,  # noqa: E402,F401
+                             ACT_FIELDS, event as _event)
 PHASE_I, PHASE_II, PHASE_III, PHASE_FULL = 0, 1, 2, 3
 BW_DEFAULT = 7355
 HIST_N = 21
-ACT_FIELDS = ("steps", "loaded", "valid", "invalid", "pk_ax", "min_ax", "pk_map", "pk_mml",
-              "pk_m2", "overloads", "falls", "faults", "impacts")
 
 
 from oimon_fw.limits import phase_limits  # noqa: E402,F401 - the device's own table
@@ -93,13 +86,6 @@ def make_config(limits=None, bw=BW_DEFAULT, **over):
                phase=int(limits[4]) if len(limits) > 4 else -1)
     cfg.update(over)
     return cfg
-
-
-def _event(n, code, values):
-    base, names = SLOT[code]
-    d = {"n": int(n), "event": EV_NAMES[code]}
-    d.update({k: int(v) for k, v in zip(names, values)})
-    return d
 
 
 # ---- the per-sample kernel ---------------------------------------------------------------------
