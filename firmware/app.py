@@ -76,7 +76,6 @@ class Device:
         self.alarm = alarm.Alarm(hal.PWM(hal.Pin(board.BUZZER), freq=1000, duty_u16=0),
                                  hal.Pin(board.LED, hal.Pin.OUT), hal.Pin(board.VIB, hal.Pin.OUT))
         self._ovl_clear_at = -1              # ticks_ms when the overload alarm may stop
-        self._fault_alarm = False
         self._retighten_alarm = False
         self.button = hal.Pin(board.BUTTON, hal.Pin.IN, hal.Pin.PULL_UP)
         self._btn_down = -1                  # ticks_ms the button went down, -1 = up
@@ -139,7 +138,7 @@ class Device:
         for e in events.from_array(self.det.samples - 1, code, self.det.ev):
             e["t"] = t
             e["kind"] = e["event"]
-            e["sample"] = self.count
+            e["sample"] = e["n"]             # the host's name for the detector's sample index
             self.events.append(e)
             self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
         self._alarm_for(code)

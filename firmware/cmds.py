@@ -193,14 +193,7 @@ def _c_log(dev, a):
 
 
 def _c_ack(dev, a):
-    al = getattr(dev, "alarm", None)
-    was = False
-    if al is not None:
-        try:
-            was = bool(al.active())
-        except Exception:  # noqa: BLE001
-            was = False
-        al.ack()
+    was = dev.ack_alarm()
     dev.log.append(flashlog.K_ALARM, b'{"ack":%d}' % (1 if was else 0))
     return P.S_OK, {"acknowledged": was}
 

@@ -12,6 +12,17 @@ from oimon.link import Link
 from oimon_fw import protocol as P
 
 
+def _wait_samples(path, n, timeout=60):
+    """Until the device has taken n samples (it runs at real time, slower on a busy machine)."""
+    t_end = time.monotonic() + timeout
+    with Link(path) as ln:
+        while time.monotonic() < t_end:
+            if ln.command(P.C_STATUS)["samples"] >= n:
+                return
+            time.sleep(0.2)
+    raise AssertionError("the virtual device did not reach %d samples" % n)
+
+
 def _ts(s):
     return int(dt.datetime.fromisoformat(s).replace(tzinfo=dt.timezone.utc).timestamp())
 
@@ -23,10 +34,10 @@ def test_sync_pulls_events_and_the_daily_summary(tmp_path, capsys):
     try:
         with Link(vd.path) as ln:
             ln.command(P.C_TIME, {"t": _ts("2026-03-01T23:59:50")})   # counting starts that day
-        time.sleep(6.5)                                   # the demo's overload comes at 5 s
+        _wait_samples(vd.path, 7500)                      # the demo's overload comes at 5 s
         with Link(vd.path) as ln:
             ln.command(P.C_TIME, {"t": _ts("2026-03-02T00:00:10")})   # past midnight: summary
-        time.sleep(3.0)                                   # the log writes within 2 s
+        _wait_samples(vd.path, 10500)                     # the log writes within 2 s
         assert main(["--port", vd.path, "--db", str(dbp), "sync"]) == 0
         out = capsys.readouterr().out
         # the unix port's clock started on today's date: its counters were summarised when the

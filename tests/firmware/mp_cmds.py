@@ -93,6 +93,13 @@ class Dev:
     def clock_set(self):
         self.reminder.check(self, True)
 
+    def ack_alarm(self):
+        al = getattr(self, "alarm", None)
+        was = bool(al and al.active())
+        if al:
+            al.ack()
+        return was
+
     def call(self, cmd, args=None, raw=None):
         n = len(self.resp)
         cmds.handle(self, cmd, raw if raw is not None else json.dumps(args or {}).encode())

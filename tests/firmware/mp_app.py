@@ -1,0 +1,49 @@
+# The main loop's alarm wiring on MicroPython (app.Device with the sim HAL): an acknowledged
+# alarm goes quiet, the button acknowledges, a fall alarm ends on acknowledge.
+import os
+import hal
+import alarm
+import detect
+
+
+def _device():
+    import app
+    return app.Device()
+
+
+def test_ack_silences_overload_and_fall_alarms():
+    d = _device()
+    now = hal.ticks_ms()
+    d._alarm_for(detect.EV_FALL)
+    assert d.alarm.active() == alarm.FALL
+    assert d.alarm.buz.duty_u16() > 0                 # sounding on the event's own sample
+    assert d.ack_alarm() is True
+    d._service_outputs(now)
+    assert d.alarm.buz.duty_u16() == 0
+    assert d.alarm.active() < 0                       # the fall alarm ended
+    assert d.ack_alarm() is False                     # nothing left to acknowledge
+
+
+def test_button_short_press_acknowledges():
+    d = _device()
+    d._alarm_for(detect.EV_OVERLOAD_START)
+    t = hal.ticks_ms()
+    d.button.value(0)                                 # pressed
+    d._btn_next = t
+    d._service_outputs(t)
+    d.button.value(1)                                 # released 100 ms later
+    t2 = hal.ticks_add(t, 100)
+    d._btn_next = t2
+    d._service_outputs(t2)
+    assert d.alarm.buz.duty_u16() == 0
+
+
+def test_overload_alarm_lasts_one_burst_after_a_short_overload():
+    d = _device()
+    t = hal.ticks_ms()
+    d._alarm_for(detect.EV_OVERLOAD_START)
+    d._alarm_for(detect.EV_OVERLOAD_END)              # 50 ms later in a real overload
+    d._service_outputs(hal.ticks_add(t, 100))
+    assert d.alarm.active() == alarm.OVERLOAD         # still shown
+    d._service_outputs(hal.ticks_add(t, 2600))
+    assert d.alarm.active() < 0
