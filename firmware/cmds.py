@@ -411,7 +411,24 @@ def _c_tare(dev, a):
     return P.S_OK, r if isinstance(r, dict) else {"tared": True}
 
 
+def _c_exercise(dev, a):
+    act = a.get("action")
+    if act == "start":
+        why = dev.exercise_start()
+        if why:
+            return _err(P.S_BUSY, why)
+        ex = dev.exercise
+        return P.S_OK, {"started": True, "target_kg": ex.target_dkg / 10, "minutes": ex.plan["minutes"],
+                        "session_today": ex.sessions_today}
+    if act == "stop":
+        if not dev.exercise.active:
+            return _err(P.S_BUSY, "no exercise session is running")
+        return P.S_OK, dev.exercise_stop()
+    return _err(P.S_BAD_REQUEST, 'action must be "start" or "stop"')
+
+
 _PATIENT = {P.C_INFO: _c_info, P.C_STATUS: _c_status, P.C_TIME: _c_time, P.C_STREAM: _c_stream,
-            P.C_LOG: _c_log, P.C_ACK: _c_ack, P.C_CONFIG: _c_config, P.C_REPL: _c_repl}
+            P.C_LOG: _c_log, P.C_ACK: _c_ack, P.C_CONFIG: _c_config, P.C_REPL: _c_repl,
+            P.C_EXERCISE: _c_exercise}
 _AUTH = {P.C_SET: _c_set, P.C_CALIB: _c_calib, P.C_RETIGHTEN: _c_retighten, P.C_PLAN: _c_plan,
          P.C_WIPE: _c_wipe, P.C_TARE: _c_tare}

@@ -402,6 +402,7 @@ C_ACK = const(5)             # acknowledge the sounding alarm
 C_CONFIG = const(6)          # get config
 C_STATUS = const(7)
 C_REPL = const(8)            # release the board: the main loop ends, MicroPython's REPL runs
+C_EXERCISE = const(9)        # {"action": "start"|"stop"}: the patient's exercise session
 # Prosthetist level (authenticated, see docs/protocol.md):
 C_SET = const(0x20)          # set limits / phase / profile
 C_CALIB = const(0x21)        # write calibration

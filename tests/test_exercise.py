@@ -132,6 +132,26 @@ def test_plan_is_sent_authenticated_with_the_device_body_weight(run, tmp_path):
         assert rc == 2 and "authentication refused" in err and err.count("\n") == 1
         rc, out, err = run(*base, "config", "show", "--json")
         assert json.loads(out)["config"]["exercise_plan"] == plan
+        # the patient's session (no key needed), then its summary through the device log
+        rc, out, err = run("--port", vd.path, "exercise", "start")
+        assert rc == 0 and "session 1 of today started: target 37.5 kg for 20 minutes" in out, err
+        rc, out, err = run("--port", vd.path, "exercise", "start")
+        assert rc == 2 and "already running" in err
+        rc, out, err = run("--port", vd.path, "exercise", "stop")
+        assert rc == 0 and '"kind": "exercise"' in out, err
+        rc, out, err = run("--port", vd.path, "exercise", "stop")
+        assert rc == 2 and "no exercise session is running" in err
+        dbp = str(tmp_path / "db.sqlite")
+        t_end = time.monotonic() + 10
+        while True:                                  # the log writes within ~2 s
+            rc, out, err = run("--port", vd.path, "--db", dbp, "sync")
+            if "1 exercise sessions" in out or time.monotonic() > t_end:
+                break
+            time.sleep(0.5)
+        assert rc == 0 and "1 exercise sessions" in out, out + err
+        rc, out, err = run("--db", dbp, "exercise", "report", "--json")
+        rep = json.loads(out)
+        assert rc == 0 and rep["totals"]["started"] == 1 and rep["totals"]["done"] == 0   # seconds, not 20 min
     finally:
         vd.stop()
 

@@ -73,6 +73,11 @@ def register(sub):
     lv.add_argument("--width", type=_num(20, 200, int), default=50, help="bar width in characters")
     lv.set_defaults(func=cmd_live)
 
+    for act, hlp in (("start", "start today's session on the device (the patient's long button "
+                      "press does the same)"), ("stop", "end the running session; prints its summary")):
+        sp = s.add_parser(act, help=hlp)
+        sp.set_defaults(func=cmd_session, action=act)
+
     rp = s.add_parser("report", help="sessions done vs prescribed, time in band, peaks, excursions")
     rp.add_argument("--device", help="device id (default: all devices' sessions)")
     rp.add_argument("--since", type=_date, help="first day YYYY-MM-DD")
@@ -228,6 +233,17 @@ class LiveView:
                            X.kg(s["peak"]), s["over_n"], s["alarm_n"]))
         self.out.flush()
         return s
+
+
+def cmd_session(args):
+    """exercise start|stop: a patient-level command (no key)."""
+    with link.Link(link.resolve_port(args.port)) as ln:
+        r = ln.command(P.C_EXERCISE, {"action": args.action})
+    if args.action == "start":
+        print("exercise session %d of today started: target %.1f kg for %d minutes" % (
+            r["session_today"], r["target_kg"], r["minutes"]))
+    else:
+        print("exercise session ended: %s" % json.dumps(r, sort_keys=True))
 
 
 def cmd_live(args):
