@@ -1,9 +1,7 @@
 # ESP32 side of the HAL (docs/architecture.md): the same names as sim/mpy/hal_unix.py.
 # Imported by firmware/hal.py when sys.platform == 'esp32'; only this module and the drivers'
 # IO classes touch the hardware. Pins come from board.py (generated from hardware/pinmap.json).
-import sys
 import time
-import select
 import machine
 from machine import Pin, SPI, PWM, RTC  # noqa: F401  (re-exported)
 
@@ -29,22 +27,6 @@ def unix_time():
 def set_unix_time(t):
     y, mo, d, h, mi, s, wd, yd = time.gmtime(int(t) - _EPOCH_2000)
     RTC().datetime((y, mo, d, wd, h, mi, s, 0))
-
-
-_poll = select.poll()
-_poll.register(sys.stdin, select.POLLIN)
-
-
-def serial():
-    # The host link: the USB (CDC) REPL port, as raw binary streams.
-    return sys.stdin.buffer, sys.stdout.buffer
-
-
-def rx_any():
-    r = _poll.poll(0)
-    if r and r[0][1] & select.POLLIN:
-        return 1
-    return 0
 
 
 _sensor = None

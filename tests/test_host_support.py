@@ -40,18 +40,16 @@ FAKE_INFO = {"device_id": "FAKE-42", "fw": "0.1.0", "platform": "fake", "rate": 
              "retighten_interval_months": 3}
 
 
-class FakeDevice:
-    """A TCP server speaking the device's framed protocol: answers C_INFO, C_CONFIG, C_TIME;
-    `oimon --port socket://127.0.0.1:PORT` talks to it like to a board."""
+class _LocalServer:
+    """A TCP server on 127.0.0.1 that hands each client to self._handle(c) in a thread;
+    `oimon --port socket://127.0.0.1:PORT` (self.url) connects to it like to a board."""
 
-    def __init__(self, info=None):
-        self.info = dict(info or FAKE_INFO)
+    def __init__(self):
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(4)
         self.url = "socket://127.0.0.1:%d" % self.srv.getsockname()[1]
-        self.commands = []
         self._stop = False
         self.t = threading.Thread(target=self._serve, daemon=True)
         self.t.start()
@@ -65,9 +63,22 @@ class FakeDevice:
                 c, _a = self.srv.accept()
             except OSError:
                 return
-            threading.Thread(target=self._client, args=(c,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(c,), daemon=True).start()
 
-    def _client(self, c):
+    def close(self):
+        self._stop = True
+        self.srv.close()
+
+
+class FakeDevice(_LocalServer):
+    """Speaks the device's framed protocol: answers C_INFO, C_CONFIG, C_TIME."""
+
+    def __init__(self, info=None):
+        self.info = dict(info or FAKE_INFO)
+        self.commands = []
+        super().__init__()
+
+    def _handle(self, c):
         dec = P.Decoder()
         seq = 0
         with c:
@@ -95,43 +106,21 @@ class FakeDevice:
                     c.sendall(P.encode(P.T_RESP, seq, bytes((cmd, st)) + json.dumps(body).encode()))
                     seq += 1
 
-    def close(self):
-        self._stop = True
-        self.srv.close()
 
-
-class PtyRelay:
+class PtyRelay(_LocalServer):
     """socket://127.0.0.1:PORT <-> a pty path; retarget() points it at another pty (a restarted
     virtual device) and drops the current client, as a pulled cable does."""
 
     def __init__(self, pty_path):
         self.pty_path = pty_path
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(4)
-        self.url = "socket://127.0.0.1:%d" % self.srv.getsockname()[1]
-        self._stop = False
         self._gen = 0
-        self.t = threading.Thread(target=self._serve, daemon=True)
-        self.t.start()
+        super().__init__()
 
     def retarget(self, pty_path):
         self.pty_path = pty_path
         self._gen += 1
 
-    def _serve(self):
-        while not self._stop:
-            r, _, _ = select.select([self.srv], [], [], 0.1)
-            if not r:
-                continue
-            try:
-                c, _a = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._pipe, args=(c,), daemon=True).start()
-
-    def _pipe(self, c):
+    def _handle(self, c):
         gen = self._gen
         try:
             s = serial.Serial(self.pty_path, 115200, timeout=0)
@@ -160,10 +149,6 @@ class PtyRelay:
         finally:
             s.close()
             c.close()
-
-    def close(self):
-        self._stop = True
-        self.srv.close()
 
 
 def build_firmware(out):

@@ -10,7 +10,6 @@
 import os
 import sys
 import time
-import select
 from array import array
 
 ticks_us = time.ticks_us
@@ -125,24 +124,6 @@ def unix_time():
 
 def set_unix_time(t):
     RTC._offset = int(t) - int(time.time())
-
-
-_poll = select.poll()
-_poll.register(sys.stdin, select.POLLIN)
-
-
-def serial():
-    # The host link: the virtual device's stdin/stdout are the pty the host opens.
-    return sys.stdin.buffer, sys.stdout.buffer
-
-
-def rx_any():
-    r = _poll.poll(0)
-    if r and r[0][1] & select.POLLIN:
-        return 1
-    if r and r[0][1] & (select.POLLHUP | select.POLLERR):
-        return -1
-    return 0
 
 
 class SimSensor:
