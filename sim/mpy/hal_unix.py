@@ -126,6 +126,25 @@ def set_unix_time(t):
     RTC._offset = int(t) - int(time.time())
 
 
+class _Pacer:
+    # Samples the clock says are due since start at `rate` x `speed`. ticks_us() wraps (2**30 us
+    # on the unix port) and ticks_diff() is right only within half of that (~9 min), so the
+    # reference moves forward every second; before that fix a virtual device stopped sampling
+    # after ~536 s. (el // 100) * per_s stays a small int on the 32-bit port.
+    def __init__(self, rate, speed):
+        self.per_s = rate * speed
+        self.t0 = ticks_us()
+        self.base = 0
+
+    def due(self):
+        el = ticks_diff(ticks_us(), self.t0)
+        while el >= 1000000:
+            self.t0 = ticks_add(self.t0, 1000000)
+            self.base += self.per_s
+            el -= 1000000
+        return self.base + (el // 100) * self.per_s // 10000
+
+
 class SimSensor:
     # Plays raw counts from a file through the sample-source interface (docs/architecture.md).
     def __init__(self, path, rate=1000, speed=1, loop=1, chunk=256):
@@ -139,9 +158,7 @@ class SimSensor:
         self._n = 0      # samples in the chunk buffer
         self._i = 0      # next sample in it
         self._loop = loop
-        self._speed = speed
-        self._t0 = ticks_us()
-        self._period_x = 1000000 // rate   # us per sample at speed 1
+        self._pace = _Pacer(rate, speed) if speed else None   # speed 0: as fast as read
         self._end = False
 
     def _fill(self):
@@ -167,10 +184,9 @@ class SimSensor:
 
     def due(self):
         # Samples the clock says should have been taken by now (speed 0: always one).
-        if self._speed == 0:
+        if self._pace is None:
             return 1
-        el = ticks_diff(ticks_us(), self._t0)
-        return el * self._speed // self._period_x - self.samples
+        return self._pace.due() - self.samples
 
     def read(self, buf):
         if self._end:
@@ -196,10 +212,10 @@ class NullSensor:
         self.RATE = rate
         self.overruns = 0
         self.samples = 0
-        self._t0 = ticks_us()
+        self._pace = _Pacer(rate, 1)
 
     def read(self, buf):
-        if ticks_diff(ticks_us(), self._t0) * self.RATE // 1000000 <= self.samples:
+        if self._pace.due() <= self.samples:
             return 0
         buf[0] = buf[1] = buf[2] = buf[3] = 0
         self.samples += 1
