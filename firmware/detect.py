@@ -37,7 +37,7 @@ CFG_MOM2_WARN = const(11)
 CFG_BW = const(12)         # body weight, 0.1 N
 CFG_STEP_ON = const(13)    # derived: 20 % BW, load cycle starts (ax >= )
 CFG_STEP_OFF = const(14)   # derived: 10 % BW, load cycle ends (ax < )
-CFG_F_IMPACT = const(15)   # derived: 120 % BW, impact peak axial
+CFG_F_IMPACT = const(15)   # derived: limits.IMPACT_PCT_BW (80 %) of BW, impact peak axial
 CFG_R_IMPACT = const(16)   # impact load rate, N/s (default 15000)
 CFG_T_DESC_MIN = const(17)  # descent (unloaded) duration before the impact, samples: min
 CFG_T_DESC_MAX = const(18)  # and max
@@ -150,7 +150,7 @@ _T_ACT = const(4)
 _T_N = const(5)
 
 
-from limits import phase_limits  # noqa: E402,F401 - the table lives in limits.py
+from limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the tables live in limits.py
 from dsp import bind_table  # noqa: E402
 
 
@@ -373,7 +373,7 @@ def kernel(t: ptr32) -> int:
         st[_WCNT] = 0
         st[_WARN] = 0
     # ---- fall: loading -> descent (unloaded T_DESC_MIN..T_DESC_MAX) -> impact (contact with
-    #      rate >= R_IMPACT and axial >= 120 % BW within T_IMPWIN) -> recovery (loaded < REC_PCT %
+    #      rate >= R_IMPACT and axial >= 80 % BW within T_IMPWIN) -> recovery (loaded < REC_PCT %
     #      of the rest of T_DECIDE => fall) -----------------------------------------------------
     fs = st[_FS]
     if fs == 2:
@@ -504,7 +504,7 @@ class Detector:
         c[CFG_BW] = bw
         c[CFG_STEP_ON] = bw * 20 // 100
         c[CFG_STEP_OFF] = bw * 10 // 100
-        c[CFG_F_IMPACT] = bw * 120 // 100
+        c[CFG_F_IMPACT] = bw * IMPACT_PCT_BW // 100
 
     def bind(self, out):
         """Fix the input buffer (dsp out, array('i', 8)) of the per-sample path. Then

@@ -13,6 +13,13 @@ PHASE_I_MARGIN_PCT = 125     # Phase I overload: 25 % above the exercise cap, so
                              # is coached by the exercise cues, not by the overload alarm
 
 
+# Fall detection: the axial peak that, with the load rate, makes a contact an impact
+# (docs/algorithm.md 5.4). 80 % BW: low-severity falls (impact ~0.9 BW) are caught, and none of
+# walking, stairs, stumbles, sitting down or the gaitpdb walks becomes a fall (tests/test_algorithm.py,
+# `oimon sim metrics`); it was 120 % BW, which missed every low-severity fall.
+IMPACT_PCT_BW = 80
+
+
 def phase_limits(phase=PHASE_FULL, bw=BW_DEFAULT, debounce=20):
     """[comp, tens, mom, debounce, phase] for a rehab phase; bw in 0.1 N."""
     if phase == PHASE_I:

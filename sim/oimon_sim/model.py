@@ -67,7 +67,7 @@ BW_DEFAULT = 7355
 HIST_N = 21
 
 
-from oimon_fw.limits import phase_limits  # noqa: E402,F401 - the device's own table
+from oimon_fw.limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the device's own tables
 
 
 def make_config(limits=None, bw=BW_DEFAULT, **over):
@@ -80,7 +80,7 @@ def make_config(limits=None, bw=BW_DEFAULT, **over):
                comp_rel=comp * 9 // 10, tens_rel=tens * 9 // 10, mom2_rel=(mom * 9 // 10) ** 2,
                comp_warn=comp * 8 // 10, tens_warn=tens * 8 // 10,
                mom2_warn=(mom * 8 // 10) ** 2, bw=bw, step_on=bw * 20 // 100,
-               step_off=bw * 10 // 100, f_impact=bw * 120 // 100, r_impact=15000,
+               step_off=bw * 10 // 100, f_impact=bw * IMPACT_PCT_BW // 100, r_impact=15000,
                t_desc_min=50, t_desc_max=2000, t_impwin=100, t_decide=2000, rec_pct=40,
                fault_n=10, clear_n=200, fall_alarm=60000,
                phase=int(limits[4]) if len(limits) > 4 else -1)
