@@ -60,9 +60,18 @@ print(json.dumps({"events": len(res["events"]), "samples": res["samples"]}))
 
 
 def day_recording(kind="calibrated", seconds=86400, path=None):
-    """The 24 h recording the benches use (generated once into build/bench/)."""
-    path = Path(path or CACHE / ("day-%s-%d.oimrec" % (kind, seconds)))
+    """The 24 h recording the benches use (generated once into build/bench/). Its name carries a
+    hash of the generator's source (scenarios, sensor), so a changed scenario is generated anew
+    instead of replaying a stale day."""
+    import hashlib
+    from oimon_sim import scenarios, sensor
+    h = hashlib.sha1()
+    for m in (scenarios, sensor):
+        h.update(Path(m.__file__).read_bytes())
+    path = Path(path or CACHE / ("day-%s-%d-%s.oimrec" % (kind, seconds, h.hexdigest()[:10])))
     if not path.exists():
+        for old in path.parent.glob("day-%s-%d-*.oimrec" % (kind, seconds)):
+            old.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
         _child(_GEN, path, seconds, kind)
     return path
