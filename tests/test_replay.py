@@ -143,7 +143,7 @@ def test_replay_cli_json_and_config(recs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("what, msg", [
-    ("missing", "cannot open"), ("truncated", "at byte"), ("badjson", "not JSON"),
+    ("missing", "cannot open"), ("truncated", "at byte"), ("badjson", "not valid JSON"),
     ("badlimit", "positive number"), ("badphase", "phase"),
 ])
 def test_replay_user_errors(recs, tmp_path, capsys, what, msg):

@@ -18,12 +18,11 @@ A plan (JSON) lists the steps of the jig (docs/host.md, "Calibration"):
 With "hold_s", step k's load is held during the device's samples [k, k+1) * hold_s * rate
 counted from its boot, repeating after the last step: the schedule of a scripted bench, and of
 the virtual device that `plan_raw()` feeds (the simulated jig)."""
-import json
 import math
 
 import numpy as np
 
-from oimon.errors import OimonError
+from oimon.errors import OimonError, read_json
 
 G = 9.80665
 AXES = ("axial", "ap", "ml")
@@ -50,14 +49,7 @@ def default_plan(masses=DEFAULT_MASSES, lever_arm_m=DEFAULT_LEVER):
 
 
 def load_plan(path):
-    try:
-        with open(path) as f:
-            plan = json.load(f)
-    except OSError as e:
-        raise OimonError("plan %s: cannot read (%s)" % (path, e.strerror))
-    except ValueError as e:
-        raise OimonError("plan %s: not valid JSON (%s)" % (path, e))
-    return check_plan(plan, str(path))
+    return check_plan(read_json(path, "plan"), str(path))
 
 
 def _num(v, what, lo, hi):

@@ -5,7 +5,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from oimon.errors import OimonError
+from oimon.errors import OimonError, read_json
 
 DEFAULT_START = "2025-01-01T00:00:00+00:00"
 
@@ -295,13 +295,7 @@ def cmd_generate(args):
 def _load_config(path):
     if not path:
         return None
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except OSError as e:
-        raise OimonError("%s: cannot read (%s)" % (path, e.strerror))
-    except ValueError as e:
-        raise OimonError("%s: not JSON (%s)" % (path, e))
+    cfg = read_json(path, "config")
     if not isinstance(cfg, dict):
         raise OimonError("%s: a config is a JSON object" % path)
     return cfg

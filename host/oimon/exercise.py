@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import json
 
-from oimon.errors import OimonError
+from oimon.errors import OimonError, read_json
 from oimon_fw import exercise as FX
 
 G = 9.81
@@ -72,12 +72,7 @@ def validate(plan, body_weight_kg=None):
 
 
 def load_plan_file(path):
-    try:
-        with open(path) as f:
-            plan = json.load(f)
-    except (OSError, ValueError) as e:
-        raise OimonError("cannot read plan %s: %s" % (path, e))
-    return validate(plan)
+    return validate(read_json(path, "plan"))
 
 
 def day_number(d):
