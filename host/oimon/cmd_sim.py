@@ -101,7 +101,9 @@ def register(sub):
     w = s.add_parser("sweep", help="vary a threshold, tabulate sensitivity and false events")
     w.add_argument("recordings", nargs="+")
     w.add_argument("--param", default="comp",
-                   help="limit to vary: comp, tens, moment, or a dotted config key (default comp)")
+                   help="what to vary: a limit (comp, tens, moment), a detector setting "
+                   "(detector.f_impact, detector.r_impact, detector.rec_pct, ...: docs/algorithm.md "
+                   "5.6, lower case) or a config key (default comp)")
     w.add_argument("--values", required=True,
                    help="comma-separated values in device units, or START:STOP:STEP")
     w.add_argument("--config", help="base config (JSON)")

@@ -154,8 +154,17 @@ class _Stream:
         m = _model()
         self.keep = keep_filtered
         self.filtered = []
-        self.r = m.Replayer(cal, detector_limits(cfg, rate), body_weight_units(cfg),
-                            int(cfg.get("fc", 20)))
+        lim, bw = detector_limits(cfg, rate), body_weight_units(cfg)
+        over = cfg.get("detector") or {}
+        if not isinstance(over, dict):
+            raise OimonError('config: "detector" is an object of detector settings')
+        bad = sorted(set(over) - set(m.CFG))
+        if bad:
+            raise OimonError("config: unknown detector setting(s) %s (known: %s)" % (
+                ", ".join(bad), ", ".join(sorted(m.CFG))))
+        # detector settings (docs/algorithm.md 5.6, lower case) over the ones the device derives
+        self.r = m.Replayer(cal, lim, bw, int(cfg.get("fc", 20)),
+                            config=m.make_config(lim, bw, **over) if over else None)
 
     def run(self, blocks, calibrated):
         """Events of all blocks (raw (n, 4), or calibrated (n, 3) device units that enter after

@@ -37,6 +37,10 @@ def config_with(base, param, value):
             raise OimonError("sweep: give the base config's limits for one phase, not per phase")
         lim[param] = value
         cfg["limits"] = lim
+    elif param.startswith("detector."):          # a detector setting, e.g. detector.f_impact
+        det = dict(cfg.get("detector") or {})
+        det[param.split(".", 1)[1]] = value
+        cfg["detector"] = det
     else:
         cfg[param] = value
     return cfg
