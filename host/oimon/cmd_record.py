@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from oimon.eventtext import describe
 from oimon import db, link, recording
 from oimon.errors import OimonError
 from oimon_fw import protocol as P
@@ -295,4 +296,4 @@ def cmd_events(args):
     for r in rows:
         when = dt.datetime.fromtimestamp(r["t"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
             if r["t"] else "?"
-        print("%s  %-10s %-14s %s" % (when, r["device_id"], r["kind"], r["data"]))
+        print("%s  %-10s %-14s %s" % (when, r["device_id"], r["kind"], describe(json.loads(r["data"]))))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oimon.eventtext import describe
 from oimon import recording, retighten
 from oimon.errors import OimonError
 
@@ -235,4 +236,4 @@ def _details(data):
         d = json.loads(data)
     except ValueError:
         return data
-    return ", ".join("%s=%s" % (k, d[k]) for k in sorted(d) if k not in ("kind", "t"))
+    return describe(d) if isinstance(d, dict) else data

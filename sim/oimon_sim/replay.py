@@ -20,6 +20,7 @@ import types
 
 import numpy as np
 
+from oimon.eventtext import describe
 from oimon import recording
 from oimon.errors import OimonError
 from oimon_sim import sensor as _sensor
@@ -240,22 +241,6 @@ def _hms(t):
     return "%02d:%02d:%06.3f" % (h, m, s)
 
 
-def _summary(e):
-    """The few fields an engineer reads first (all of them: --json)."""
-    out = []
-    if "pk_ax" in e:
-        out.append("peak axial %.1f N" % (e["pk_ax"] / 10.0))
-    if "pk_m2" in e:
-        out.append("peak moment %.1f N*m" % (e["pk_m2"] ** 0.5 / 100.0))
-    if e.get("dur"):
-        out.append("%d ms" % e["dur"])
-    if "flags" in e:
-        out.append("flags 0x%03x" % e["flags"])
-    if "pk_rate" in e:
-        out.append("peak rate %.1f kN/s" % (e["pk_rate"] / 1000.0))
-    return ", ".join(out)
-
-
 def format_events(res):
     lim = res["config"]["active_limits"]
     lines = ["%s: %.1f s, %d samples at %g Hz; phase %s (comp %.0f N, tens %.0f N, moment %.0f N*m);"
@@ -264,7 +249,7 @@ def format_events(res):
                              lim.get("moment", 0) / 100, len(res["events"]))]
     for e in res["events"]:
         lines.append("  %s  sample %-10s %-15s %s" % (_hms(e.get("t_s", 0)), e.get("sample", "?"),
-                                                     e.get("kind", "?"), _summary(e)))
+                                                     e.get("kind", "?"), describe(e)))
     if not res["events"]:
         lines.append("  no events")
     return "\n".join(lines)
