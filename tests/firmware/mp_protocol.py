@@ -153,3 +153,36 @@ def test_fuzz_firmware_parser():
     r = fuzz_decoder(n)
     print("FUZZMP", json.dumps(r))
     assert r["frames"] >= n and r["bad"] > 0
+
+
+def _cobs_reference(data):
+    # COBS as written in its paper, for comparison with the device's viper encoder
+    out = bytearray()
+    block = bytearray()
+    for b in data:
+        if b == 0:
+            out.append(len(block) + 1)
+            out += block
+            block = bytearray()
+        else:
+            block.append(b)
+            if len(block) == 254:
+                out.append(255)
+                out += block
+                block = bytearray()
+    out.append(len(block) + 1)
+    out += block
+    return bytes(out)
+
+
+def test_viper_cobs_encoder_equals_the_reference():
+    import random
+    random.seed(3)
+    dst = bytearray(2200)
+    cases = [b"", b"\x00", b"\x01" * 254, b"\x01" * 255, b"\x00" * 10, b"\x01" * 253 + b"\x00"]
+    for _ in range(300):
+        n = random.getrandbits(11) % 1100
+        cases.append(bytes(random.getrandbits(8) if random.getrandbits(2) else 0 for _ in range(n)))
+    for c in cases:
+        m = P.cobs_encode(c, len(c), dst)
+        assert bytes(dst[:m]) == _cobs_reference(c), c
