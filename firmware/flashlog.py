@@ -27,7 +27,7 @@ K_RETIGHTEN = P.K_RETIGHTEN
 K_SECURITY = P.K_SECURITY
 
 SEG_SIZE = const(65536)        # a segment file is closed once it holds >= this many bytes
-BUDGET = const(1048576)        # all segments together: 1 MB of the 8 MB flash
+BUDGET = const(4194304)        # all segments together: 4 MiB of the ~6 MB filesystem of an 8 MB board
 BLOCK = const(4096)            # one write: the flash's erase-block size
 QUEUE = const(24576)           # RAM queue: the largest event record (<= 18.5 KB) plus headroom
 QREC = const(256)              # records in the RAM queue at most

@@ -111,7 +111,7 @@ SMALL_RECORD = {"alarms": 16 + 60, "summaries": 16 + 600, "config": 16 + 200, "s
                 "retightening": 16 + 80}
 
 
-def flash_budget(budget=1 << 20, seg=1 << 16, event_bytes=None):
+def flash_budget(budget=4 << 20, seg=1 << 16, event_bytes=None):
     if event_bytes is None:
         eb = event_record_bytes(("walk", "overload", "fall"))
         event_bytes = max(v["record_bytes"] for v in eb.values())
