@@ -1,4 +1,6 @@
 """oimon plot REC --out PNG: load channels against time, limits drawn, events marked."""
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -16,6 +18,30 @@ def register(sub):
     p.add_argument("recording")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_plot)
+
+
+def save_png(fig, path, dpi=100):
+    """Write a figure as a PNG beside the target and rename it into place (a failed write
+    leaves no half-written file), close the figure; one clear OimonError if it cannot. A file
+    object (the HTML report's in-memory image) is written directly."""
+    if hasattr(path, "write"):
+        try:
+            fig.savefig(path, format="png", dpi=dpi)
+        finally:
+            plt.close(fig)
+        return
+    tmp = "%s.part.png" % path
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OimonError("cannot write %s: %s" % (path, e.strerror))
+    finally:
+        plt.close(fig)
 
 
 def _decimate(t, y):
@@ -68,12 +94,7 @@ def plot(path, out):
         axes[0].legend(loc="upper right", fontsize=8)
     axes[-1].set_xlabel("time [s]")
     fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as e:
-        raise OimonError("cannot write %s: %s" % (out, e.strerror))
-    finally:
-        plt.close(fig)
+    save_png(fig, out)
     return err
 
 

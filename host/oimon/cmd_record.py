@@ -217,10 +217,10 @@ class LivePlot:
     def draw(self, r):
         if self.buf is None or not self.fill:
             return
-        import os
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from oimon.cmd_plot import save_png
         raw = r.raw
         chans = recording.RAW_CHANNELS if raw else recording.CAL_CHANNELS
         y = self.buf[-self.fill:]
@@ -235,15 +235,8 @@ class LivePlot:
             (r.info or {}).get("device_id", "?"), r.rate_now, r.gaps, last), fontsize=9)
         axes[-1].set_xlabel("time [s] (0 = now)")
         fig.tight_layout()
-        tmp = self.path + ".tmp.png"
-        try:
-            fig.savefig(tmp, dpi=80)
-            os.replace(tmp, self.path)
-            self.frames += 1
-        except OSError as e:
-            raise OimonError("cannot write %s: %s" % (self.path, e.strerror))
-        finally:
-            plt.close(fig)
+        save_png(fig, self.path, dpi=80)
+        self.frames += 1
 
 
 def cmd_record(args):

@@ -87,6 +87,7 @@ def plot(path, rows, param):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from oimon.cmd_plot import save_png
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5))
     x = [r["false_per_24h"] or 0 for r in rows]
     v = [r["value"] for r in rows]
@@ -114,14 +115,7 @@ def plot(path, rows, param):
         a_.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = str(path) + ".part.png"
-    try:
-        fig.savefig(tmp, dpi=110)
-    except OSError as e:
-        raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
-    finally:
-        plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=110)
 
 
 def format_table(rows):
