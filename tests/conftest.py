@@ -2,7 +2,6 @@
 port as its own test item; a failure shows the MicroPython traceback."""
 import ast
 import os
-import sys
 from pathlib import Path
 
 import pytest

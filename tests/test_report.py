@@ -5,7 +5,6 @@ import json
 import re
 import subprocess
 import tempfile
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np

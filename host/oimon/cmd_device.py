@@ -3,7 +3,6 @@ MicroPython and the firmware on it."""
 import datetime as dt
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time

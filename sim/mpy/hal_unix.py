@@ -114,7 +114,7 @@ class RTC:
             t = time.localtime(int(time.time()) + RTC._offset)
             # (year, month, day, weekday, hours, minutes, seconds, subseconds) like machine.RTC
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-        y, mo, d, wd, h, mi, s = dt[0], dt[1], dt[2], dt[3], dt[4], dt[5], dt[6]
+        y, mo, d, h, mi, s = dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]   # dt[3]: weekday
         RTC._offset = int(time.mktime((y, mo, d, h, mi, s, 0, 0))) - int(time.time())
 
 

@@ -15,7 +15,6 @@ run(quick=False): all of them; quick=True streams 60 s instead of 600 s."""
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]

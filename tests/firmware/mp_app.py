@@ -1,6 +1,5 @@
 # The main loop's alarm wiring on MicroPython (app.Device with the sim HAL): an acknowledged
 # alarm goes quiet, the button acknowledges, a fall alarm ends on acknowledge.
-import os
 import hal
 import alarm
 import detect

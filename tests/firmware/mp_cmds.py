@@ -1,7 +1,6 @@
 # Commands (firmware/cmds.py), HMAC auth (firmware/auth.py) and the retightening reminder
 # (firmware/retighten_dev.py) on the i386 MicroPython, against a stand-in Device.
 import os
-import sys
 
 _DIR = "/tmp/oimon-mpcmds-%d" % (os.urandom(1)[0] * 256 + os.urandom(1)[0])
 os.putenv("OIMON_STORAGE", _DIR)
