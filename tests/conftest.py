@@ -2,6 +2,7 @@
 port as its own test item; a failure shows the MicroPython traceback."""
 import ast
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ class MicroPythonFailure(Exception):
 def run_mp_test(path, name, timeout=300):
     """Run one MicroPython test function; returns (ok, output)."""
     path = Path(path)
-    proc = mp.run([str(FW_TESTS / "_run.py"), path.stem, name],
-                  extra_path=[SHIMS, path.parent], timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="oimon-mptest-") as storage:   # a fresh device each
+        proc = mp.run([str(FW_TESTS / "_run.py"), path.stem, name],
+                      extra_path=[SHIMS, path.parent], timeout=timeout, OIMON_STORAGE=storage)
     out = proc.stdout + proc.stderr
     return proc.returncode == 0 and out.rstrip().endswith("PASS"), out
 
