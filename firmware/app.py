@@ -87,6 +87,23 @@ class Device:
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
 
+    def tare(self):
+        """C_TARE: average the next second of raw samples (prosthesis unloaded) as the new
+        offsets; idle() stores them in the calibration file when the window is full."""
+        if self.cal is None:
+            return {"error": "uncalibrated: calibrate first (tare only moves the offsets)"}
+        self.pipe.tare_start(dsp.TARE_N_DEFAULT)
+        return {"tare": "started", "samples": dsp.TARE_N_DEFAULT}
+
+    def _tare_finish(self):
+        if self.pipe.tare_state != dsp.TARE_RUNNING or not self.pipe.tare_done():
+            return
+        ok = self.pipe.tare_state == dsp.TARE_OK
+        if ok:
+            calib.save(CALIB_PATH, self.cal)         # the pipeline's calibration, new offsets
+        self.log.append(flashlog.K_CALIB, json.dumps(
+            {"tare": "ok" if ok else "failed", "offsets": self.pipe.tare_offsets}).encode())
+
     def apply_config(self):
         """Hand changed settings (limits, phase, body weight, batch size) to the running loop."""
         self.det.set_body_weight(self.cfg.body_weight_0p1N())
@@ -308,6 +325,7 @@ class Device:
         self.poll_link()
         if self.events:
             self.flush_events()
+        self._tare_finish()
         self.log.service()
         self.reminder.check(self)
         self._service_outputs(hal.ticks_ms())

@@ -294,17 +294,8 @@ def _c_set(dev, a):
 
 
 def _apply(dev):
-    """Hand the new settings to the detector / main loop (whatever this firmware offers)."""
-    f = getattr(dev, "apply_config", None)
-    if f is not None:
-        f()
-        return
-    det = getattr(dev, "det", None)
-    if det is not None:
-        det.set_body_weight(dev.cfg.body_weight_0p1N())
-        det.set_limits(dev.cfg.detector_limits(dev.rate))
-    if "stream_batch" in dev.cfg.data and hasattr(dev, "batch_max"):
-        dev.batch_max = dev.cfg["stream_batch"]
+    """Hand the new settings to the detector and the main loop."""
+    dev.apply_config()
 
 
 def store_calibration(dev, data):
@@ -404,11 +395,10 @@ def _c_wipe(dev, a):
 
 
 def _c_tare(dev, a):
-    f = getattr(dev, "tare", None)
-    if f is None:
-        return _err(P.S_UNKNOWN, "tare is not supported by this firmware")
-    r = f()
-    return P.S_OK, r if isinstance(r, dict) else {"tared": True}
+    r = dev.tare()
+    if "error" in r:
+        return _err(P.S_BUSY, r["error"])
+    return P.S_OK, r
 
 
 def _c_exercise(dev, a):

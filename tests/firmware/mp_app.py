@@ -46,3 +46,25 @@ def test_overload_alarm_lasts_one_burst_after_a_short_overload():
     assert d.alarm.active() == alarm.OVERLOAD         # still shown
     d._service_outputs(hal.ticks_add(t, 2600))
     assert d.alarm.active() < 0
+
+
+def test_tare_sets_the_offsets_and_stores_them():
+    import app
+    import calib
+    import dsp
+    c = calib.Calibration.from_gains([[0.18, 0, 0], [0, 0.0099, 0], [0, 0, 0.0099]],
+                                     [1000, -500, 300, 0])
+    calib.save(app.CALIB_PATH, c)
+    d = app.Device()
+    assert d.cal.offsets[:3] == [1000, -500, 300]
+    assert d.tare() == {"tare": "started", "samples": dsp.TARE_N_DEFAULT}
+    while d.pipe.tare_state == dsp.TARE_RUNNING:     # the sim HAL's quiet bridge: 0 counts
+        d.sample()
+        d._tare_finish()
+    assert d.pipe.tare_state == dsp.TARE_OK
+    assert calib.load(app.CALIB_PATH).offsets[:3] == [0, 0, 0]   # kept across a restart
+
+
+def test_tare_refused_while_uncalibrated():
+    d = _device()
+    assert "uncalibrated" in d.tare()["error"]

@@ -92,6 +92,12 @@ class Dev:
     def clock_set(self):
         self.reminder.check(self, True)
 
+    def apply_config(self):
+        self.batch_max = self.cfg["stream_batch"]
+
+    def tare(self):
+        return {"error": "uncalibrated: calibrate first (tare only moves the offsets)"}
+
     def ack_alarm(self):
         al = getattr(self, "alarm", None)
         was = bool(al and al.active())
