@@ -87,6 +87,12 @@ class Device:
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
 
+    def set_calibration(self, cal):
+        """C_CALIB: store a checked calibration and use it from the next sample on."""
+        calib.save(CALIB_PATH, cal)
+        self.cal = cal
+        self.pipe.set_calibration(cal)
+
     def tare(self):
         """C_TARE: average the next second of raw samples (prosthesis unloaded) as the new
         offsets; idle() stores them in the calibration file when the window is full."""

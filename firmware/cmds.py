@@ -299,22 +299,13 @@ def _apply(dev):
 
 
 def store_calibration(dev, data):
-    """Check and store calibration file bytes through calib.py (its format); returns an error
-    string or None. The running pipeline gets the new calibration if it can take it."""
+    """Check calibration file bytes (calib.py's format) and hand them to the device, which
+    stores and applies them; returns an error string or None."""
     import calib
-    unpack = getattr(calib, "unpack", None)
-    cal = unpack(data) if unpack is not None else data
+    cal = calib.unpack(data)
     if cal is None:
-        return "calibration rejected: %s" % getattr(calib, "last_error", "invalid")
-    path = getattr(dev, "CALIB_PATH", None) or hal.STORAGE + "/calib.bin"
-    calib.save(path, cal)
-    dev.cal = cal
-    pipe = getattr(dev, "pipe", None)
-    for name in ("set_calibration", "set_cal"):
-        f = getattr(pipe, name, None)
-        if f is not None:
-            f(cal)
-            break
+        return "calibration rejected: %s" % calib.last_error
+    dev.set_calibration(cal)
     return None
 
 
@@ -357,11 +348,7 @@ def _c_retighten(dev, a):
     dev.cfg.update(ch)
     dev.log.append(flashlog.K_RETIGHTEN, json.dumps({"recorded": ch["retighten_last"],
                                                       "torque": tq}).encode())
-    rem = getattr(dev, "reminder", None)
-    if rem is not None:
-        rem.recorded(dev)
-    else:
-        dev.retighten_due = False
+    dev.reminder.recorded(dev)
     due = R.due_date(dev.cfg)
     return P.S_OK, {"last": ch["retighten_last"], "due": R.date_str(due) if due else None}
 
@@ -370,20 +357,13 @@ def _c_plan(dev, a):
     plan = a
     if len(json.dumps(plan)) > PLAN_MAX:
         return _err(P.S_RANGE, "plan longer than %d bytes" % PLAN_MAX)
-    try:
-        import exercise
-        v = getattr(exercise, "validate_plan", None)
-    except ImportError:
-        v = None
-    if v is not None:
-        e = v(plan, dev.cfg["body_weight_kg"])
-        if e:
-            return _err(P.S_RANGE, e)
+    import exercise
+    e = exercise.validate_plan(plan, dev.cfg["body_weight_kg"])
+    if e:
+        return _err(P.S_RANGE, e)
     dev.cfg.update({"exercise_plan": plan})
     dev.log.append(flashlog.K_CONFIG, json.dumps({"plan": plan.get("preset", "") or True}).encode())
-    ex = getattr(dev, "exercise", None)
-    if ex is not None and hasattr(ex, "set_plan"):
-        ex.set_plan(plan)
+    dev.exercise.set_plan(plan, dev.cfg["body_weight_kg"])
     return P.S_OK, {"stored": True}
 
 

@@ -78,6 +78,8 @@ class Dev:
         self.log = flashlog.Log(hal.STORAGE)
         self.retighten_due = False
         self.reminder = R.Reminder()
+        import exercise
+        self.exercise = exercise.Exercise()
         self.running = True
         self.released = False
         self.resp = []
@@ -94,6 +96,11 @@ class Dev:
 
     def apply_config(self):
         self.batch_max = self.cfg["stream_batch"]
+
+    def set_calibration(self, cal):
+        import calib
+        calib.save(hal.STORAGE + "/calib.bin", cal)
+        self.cal = cal
 
     def tare(self):
         return {"error": "uncalibrated: calibrate first (tare only moves the offsets)"}
