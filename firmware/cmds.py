@@ -40,7 +40,7 @@ def _info(dev):
         "samples": dev.count,
         "retighten_last": c["retighten_last"],
         "retighten_interval_months": c["retighten_interval_months"],
-        "retighten_due": bool(getattr(dev, "retighten_due", False)),
+        "retighten_due": dev.retighten_due,
         "auth_counter": c.get("auth_counter", 0),
         "key": auth.load_key() is not None,
         "log_seq": dev.log.seq,
@@ -132,7 +132,7 @@ def _c_info(dev, a):
 def _c_status(dev, a):
     return P.S_OK, {"samples": dev.count, "overruns": dev.src.overruns, "stream": dev.stream,
                     "clock": hal.unix_time(), "log": dev.log.stats(),
-                    "retighten_due": bool(getattr(dev, "retighten_due", False))}
+                    "retighten_due": dev.retighten_due}
 
 
 def _c_time(dev, a):
@@ -322,7 +322,7 @@ def _c_calib(dev, a):
         return _err(P.S_RANGE, e)
     dev.log.append(flashlog.K_CALIB, json.dumps({
         "crc": binascii.crc32(data) & 0xFFFFFFFF, "bytes": len(data),
-        "version": getattr(dev.cal, "version", None), "date": getattr(dev.cal, "date", None)}).encode())
+        "version": dev.cal.version, "date": dev.cal.date}).encode())
     return P.S_OK, {"stored": len(data)}
 
 
