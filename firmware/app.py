@@ -6,15 +6,15 @@ import json
 import micropython
 from micropython import const
 import hal
-import protocol as P
+from oimon_common import protocol as P
 import config
-import calib
+from oimon_common import calib
 import dsp
 import detect
-import events
+from oimon_common import events
 import alarm
 import board
-import exercise
+from oimon_common import exercise
 import cmds
 import flashlog
 import retighten_dev

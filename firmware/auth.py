@@ -5,7 +5,7 @@
 # mac = HMAC(key, protocol.auth_message(device id, counter, cmd, args)). docs/protocol.md.
 import hashlib
 import hal
-import protocol as P
+from oimon_common import protocol as P
 
 KEY_PATH = hal.STORAGE + "/key.bin"
 _BLOCK = 64

@@ -6,18 +6,14 @@
 import json
 import binascii
 import hal
-import protocol as P
+from oimon_common import protocol as P
 import config
 import auth
 import flashlog
 
-# Range checks in device units; the host (oimon config) uses the same physical ranges.
-LIMIT_RANGES = {"comp": (2000, 30000), "tens": (500, 10000), "moment": (500, 14000)}
-BODY_WEIGHT = (30, 200)
-PATIENT_MAX = 32
-INTERVAL_MONTHS = (1, 12)
-TORQUE_NM = (0, 50)
-PLAN_MAX = 800                   # bytes of JSON
+from oimon_common import settings as S
+
+# Range checks: oimon_common/settings.py (the host checks the same ranges in its units).
 LOG_MAX = 16384                  # bytes of records per C_LOG answer (default)
 SEC_PER_MIN = 10                 # security records per minute at most; the rest are counted
 
@@ -76,12 +72,8 @@ def handle(dev, cmd, argbytes):
             pass
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-    return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool) and v == v
+_is_int = S.is_int
+_is_num = S.is_num
 
 
 def _handle(dev, cmd, argbytes):
@@ -211,82 +203,10 @@ def _c_repl(dev, a):
 
 
 # --- prosthetist level (authenticated) ---------------------------------------------------
-def _check_limits(lim):
-    if not isinstance(lim, dict) or not lim:
-        return "limits must be an object {phase: {comp, tens, moment}}"
-    for ph in lim:
-        if ph not in config.PHASES:
-            return "unknown phase %r in limits" % (ph,)
-        v = lim[ph]
-        if not isinstance(v, dict) or not v:
-            return "limits of phase %s must be an object" % ph
-        for k in v:
-            if k not in LIMIT_RANGES:
-                return "unknown limit %r" % (k,)
-            lo, hi = LIMIT_RANGES[k]
-            if not _is_int(v[k]) or not lo <= v[k] <= hi:
-                return "limit %s %r is outside %d..%d" % (k, v[k], lo, hi)
-    return None
-
-
-def _check_patient(p):
-    if not isinstance(p, str) or len(p) > PATIENT_MAX:
-        return "patient must be a pseudonym of at most %d characters" % PATIENT_MAX
-    for ch in p:
-        if not (ch.isalpha() or ch.isdigit() or ch in "_.-") or ord(ch) > 127:
-            return "patient pseudonym may hold A-Z a-z 0-9 _ . - only"
-    return None
-
-
 def _c_set(dev, a):
-    if not a:
-        return _err(P.S_BAD_REQUEST, "nothing to set")
-    ch = {}
-    for k in a:
-        v = a[k]
-        if k == "phase":
-            if v not in config.PHASES:
-                return _err(P.S_RANGE, "phase must be one of " + ", ".join(config.PHASES))
-            ch[k] = v
-        elif k == "body_weight_kg":
-            if not _is_num(v) or not BODY_WEIGHT[0] <= v <= BODY_WEIGHT[1]:
-                return _err(P.S_RANGE, "body_weight_kg is outside %d..%d" % BODY_WEIGHT)
-            ch[k] = v
-        elif k == "patient":
-            e = _check_patient(v)
-            if e:
-                return _err(P.S_RANGE, e)
-            ch[k] = v
-        elif k == "limits":
-            e = _check_limits(v)
-            if e:
-                return _err(P.S_RANGE, e)
-            new = json.loads(json.dumps(dev.cfg["limits"]))     # the prosthetist's overrides
-            for ph in v:
-                for lk in v[ph]:
-                    new.setdefault(ph, {})[lk] = v[ph][lk]
-            old = dev.cfg.data["limits"]
-            dev.cfg.data["limits"] = new
-            try:
-                for ph in new:                    # tension below compression, always
-                    eff = dev.cfg.limits(ph)
-                    if eff["tens"] >= eff["comp"]:
-                        return _err(P.S_RANGE, "tension limit must be below the compression limit")
-            finally:
-                dev.cfg.data["limits"] = old
-            ch[k] = new
-        elif k == "retighten_interval_months":
-            if not _is_int(v) or not INTERVAL_MONTHS[0] <= v <= INTERVAL_MONTHS[1]:
-                return _err(P.S_RANGE, "retighten_interval_months is outside %d..%d" % INTERVAL_MONTHS)
-            ch[k] = v
-        elif k == "stream_batch":
-            # >= 10: at most 8 wire bytes per sample with all framing (docs/protocol.md)
-            if not _is_int(v) or not 10 <= v <= (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES:
-                return _err(P.S_RANGE, "stream_batch is outside 10..%d" % (
-                    (P.MAX_PAYLOAD - P.SAMPLE_HDR) // P.RAW_BYTES))
-            ch[k] = v
-        else:
-            return _err(P.S_BAD_REQUEST, "unknown setting %r" % (k,))
+    ch, kind, why = S.validate_set(dev.cfg.data, a)
+    if ch is None:
+        return _err(P.S_BAD_REQUEST if kind == S.BAD_REQUEST else P.S_RANGE, why)
     dev.cfg.update(ch)
     dev.log.append(flashlog.K_CONFIG, json.dumps({"set": ch}).encode())
     _apply(dev)
@@ -301,7 +221,7 @@ def _apply(dev):
 def store_calibration(dev, data):
     """Check calibration file bytes (calib.py's format) and hand them to the device, which
     stores and applies them; returns an error string or None."""
-    import calib
+    from oimon_common import calib
     cal = calib.unpack(data)
     if cal is None:
         return "calibration rejected: %s" % calib.last_error
@@ -337,13 +257,13 @@ def _c_retighten(dev, a):
     ch = {"retighten_last": R.date_str(d)}
     tq = a.get("torque")
     if tq is not None:
-        if not _is_num(tq) or not TORQUE_NM[0] < tq <= TORQUE_NM[1]:
+        if not _is_num(tq) or not S.TORQUE_NM[0] < tq <= S.TORQUE_NM[1]:
             return _err(P.S_RANGE, "torque is outside 0..50 N*m")
         ch["retighten_torque_nm"] = tq
     iv = a.get("interval_months")
     if iv is not None:
-        if not _is_int(iv) or not INTERVAL_MONTHS[0] <= iv <= INTERVAL_MONTHS[1]:
-            return _err(P.S_RANGE, "interval_months is outside %d..%d" % INTERVAL_MONTHS)
+        if not _is_int(iv) or not S.INTERVAL_MONTHS[0] <= iv <= S.INTERVAL_MONTHS[1]:
+            return _err(P.S_RANGE, "interval_months is outside %d..%d" % S.INTERVAL_MONTHS)
         ch["retighten_interval_months"] = iv
     dev.cfg.update(ch)
     dev.log.append(flashlog.K_RETIGHTEN, json.dumps({"recorded": ch["retighten_last"],
@@ -355,9 +275,9 @@ def _c_retighten(dev, a):
 
 def _c_plan(dev, a):
     plan = a
-    if len(json.dumps(plan)) > PLAN_MAX:
-        return _err(P.S_RANGE, "plan longer than %d bytes" % PLAN_MAX)
-    import exercise
+    if len(json.dumps(plan)) > S.PLAN_MAX:
+        return _err(P.S_RANGE, "plan longer than %d bytes" % S.PLAN_MAX)
+    from oimon_common import exercise
     e = exercise.validate_plan(plan, dev.cfg["body_weight_kg"])
     if e:
         return _err(P.S_RANGE, e)

@@ -5,31 +5,14 @@
 import json
 from binascii import crc32
 import hal
-from limits import PHASES, phase_limits, body_weight_0p1N
+from oimon_common.limits import PHASES, body_weight_0p1N
+from oimon_common import settings as S
 
-# Limits per rehab phase: axial compression / tension in 0.1 N, resultant bending moment in
-# 0.01 N*m. The defaults are limits.phase_limits() (docs/algorithm.md 5.3); "limits" holds only
-# what the prosthetist set: {phase: {"comp"|"tens"|"moment": value}}.
-DEFAULTS = {
-    "phase": "full",
-    "body_weight_kg": 75,
-    "patient": "",
-    "limits": {},
-    "debounce_ms": 20,
-    "retighten_last": "",            # YYYY-MM-DD of the last retightening, "" = never recorded
-    "retighten_torque_nm": 0,
-    "retighten_interval_months": 3,
-    "stream_batch": 50,
-    "auth_counter": 0,               # last accepted counter of an authenticated command
-    "exercise_plan": None,           # the prosthetist's exercise plan (C_PLAN; exercise.py)
-}
-PRIVATE = ("auth_counter",)          # not in C_CONFIG's answer (info reports the counter)
+# Defaults, ranges and the limits in effect: oimon_common/settings.py (shared with the host).
+DEFAULTS = S.DEFAULTS
+PRIVATE = S.PRIVATE
 
 PATH = hal.STORAGE + "/config.json"
-
-
-def _copy(d):
-    return json.loads(json.dumps(d))
 
 
 class Config:
@@ -50,19 +33,12 @@ class Config:
         return d
 
     def limits(self, phase=None):
-        """{"comp", "tens", "moment"} in effect for a phase (default: the current one): the
-        prosthetist's values over the phase's defaults for this body weight."""
-        phase = phase or self.data["phase"]
-        d = phase_limits(PHASES.index(phase), self.body_weight_0p1N())
-        lim = {"comp": d[0], "tens": d[1], "moment": d[2]}
-        lim.update(self.data["limits"].get(phase, {}))
-        return lim
+        """{"comp", "tens", "moment"} in effect for a phase (default: the current one)."""
+        return S.limits_in_effect(self.data, phase)
 
     def detector_limits(self, rate):
         """[comp, tens, mom, debounce samples, phase index] for detect.Detector.set_limits."""
-        lim = self.limits()
-        return [lim["comp"], lim["tens"], lim["moment"],
-                max(1, self.data["debounce_ms"] * rate // 1000), PHASES.index(self.data["phase"])]
+        return S.detector_limits(self.data, rate)
 
     def body_weight_0p1N(self):
         """Body weight as a force in 0.1 N, for detect.Detector."""
@@ -75,7 +51,7 @@ class Config:
 
 
 def load(path=PATH):
-    data = _copy(DEFAULTS)
+    data = S.defaults()
     try:
         with open(path, "rb") as f:
             raw = f.read()

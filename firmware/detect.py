@@ -150,7 +150,7 @@ _T_ACT = const(4)
 _T_N = const(5)
 
 
-from limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the tables live in limits.py
+from oimon_common.limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the tables live in limits.py
 from dsp import bind_table  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from array import array
 import micropython
 from micropython import const
 import hal
-import protocol as P
+from oimon_common import protocol as P
 
 K_EVENT = P.K_EVENT
 K_SUMMARY = P.K_SUMMARY

@@ -5,7 +5,7 @@
 # K_RETIGHTEN record; recording a retightening (C_RETIGHTEN) clears it.
 import hal
 import flashlog
-from dates import days_from_civil, civil_from_days, month_days, add_months, parse_ymd, ymd_str  # noqa: F401
+from oimon_common.dates import days_from_civil, civil_from_days, month_days, add_months, parse_ymd, ymd_str  # noqa: F401
 
 CLOCK_VALID = 1577836800          # 2020-01-01: an RTC before this was never set
 _CHECK_MS = 60000                 # look at the clock once a minute; act once a day

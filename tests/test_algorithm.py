@@ -4,7 +4,6 @@ events, identical daily activity), synthetic profiles from the published figures
 gaitpdb walks (75 kg patient, default limits: no overload, no fall)."""
 import ast
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ import scipy.signal as ss
 from oimon_sim import filter_design, model
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "firmware"))
-import calib  # noqa: E402  (firmware module; CPython-compatible)
+from oimon_common import calib  # noqa: E402
+from oimon_common.filters import FILTERS  # noqa: E402
 
 from conftest import run_mp_test  # noqa: E402
 
@@ -43,7 +42,7 @@ DET = _consts(ROOT / "firmware" / "detect.py")
 
 # ---- design, constants, overflow proof --------------------------------------------------------
 def test_firmware_filter_table_is_the_design():
-    assert DSP["FILTERS"] == filter_design.firmware_table()
+    assert FILTERS == filter_design.firmware_table()
     assert DSP["FC_DEFAULT"] == filter_design.FC_DEFAULT == 20
 
 

@@ -2,7 +2,7 @@
 import json
 
 from oimon.cli import main
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def _capture():

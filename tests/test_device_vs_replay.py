@@ -10,7 +10,7 @@ import pytest
 from oimon.cli import main
 from oimon.cmd_sim import generate_recording, start_virtual_device
 from oimon.link import Link
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 from oimon_sim import replay
 
 SPEED = 4                                    # the device plays the file at 4 kHz

@@ -12,8 +12,8 @@ import pytest
 from oimon import cli, db
 from oimon import exercise as X
 from oimon.errors import OimonError
-from oimon_fw import exercise as FX
-from oimon_fw import protocol as P
+from oimon_common import exercise as FX
+from oimon_common import protocol as P
 from oimon_sim import mp
 
 
@@ -168,7 +168,7 @@ def test_host_and_device_agree_on_plans(tmp_path):
     f = tmp_path / "plans.json"
     f.write_text(json.dumps(plans))
     script = tmp_path / "check.py"
-    script.write_text("import json, exercise\n"
+    script.write_text("import json\nfrom oimon_common import exercise\n"
                       "ps = json.load(open(%r))\n"
                       "print(json.dumps([exercise.validate_plan(p) for p in ps]))\n" % str(f))
     proc = mp.run([str(script)])
@@ -292,7 +292,7 @@ def _exercise_loads(target_kg, seconds, rate=1000, seed=1):
 def _virtual_device(tmp_path, load, plan=None, body_weight_kg=80):
     """The virtual device playing `load`, calibrated for the simulated sensor; a plan, if given,
     stored in its config under "exercise_plan" like C_PLAN does."""
-    from oimon_fw import calib
+    from oimon_common import calib
     from oimon_sim import sensor, vdev_setup
     from oimon_sim.device import VirtualDevice
     model = sensor.SensorModel(noise_counts=20)

@@ -6,7 +6,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 from oimon_sim import bench_log
 
 

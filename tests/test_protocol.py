@@ -9,7 +9,7 @@ import pytest
 
 from oimon import link
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 from oimon_sim import bench_log, mp
 from oimon_sim.device import VirtualDevice
 
@@ -23,7 +23,7 @@ def _mp(code):
 def test_binascii_crc32_on_device_equals_zlib_crc32_on_host():
     rng = random.Random(3)
     bufs = [b"", b"123456789", bytes(range(256)), rng.randbytes(1000), b"\x00" * 77]
-    code = "import binascii, protocol as P\n"
+    code = "import binascii\nfrom oimon_common import protocol as P\n"
     for b in bufs:
         code += ("b = %r\nbb = bytearray(b) + bytearray(4)\nP.crc_put(bb, 0, len(b))\n"
                  "print(binascii.crc32(b) & 0xFFFFFFFF, bytes(bb[len(b):]).hex())\n" % b)
@@ -38,7 +38,7 @@ def test_frames_are_identical_on_device_and_host():
     rng = random.Random(4)
     cases = [(P.T_SAMPLES, rng.randbytes(308)), (P.T_EVENT, b'{"kind":"fall"}'),
              (P.T_RESP, b"\x01\x00{}"), (P.T_LOG, bytes(300)), (P.T_RAW, b"\x00" * 600 + b"\x01")]
-    code = "import protocol as P\ne = P.Encoder()\n"
+    code = "from oimon_common import protocol as P\ne = P.Encoder()\n"
     for t, pl in cases:
         code += "print(bytes(e.frame(%d, %r)).hex())\n" % (t, pl)
     lines = _mp(code).split()

@@ -15,7 +15,7 @@ from oimon import keystore as K
 from oimon import link
 from oimon.cli import main
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 from oimon_sim import mp
 from oimon_sim.device import VirtualDevice
 

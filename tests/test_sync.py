@@ -9,7 +9,7 @@ from oimon.cli import main
 from oimon.cmd_sim import start_virtual_device
 from oimon.cmd_sync import summary_to_host
 from oimon.link import Link
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def _wait_samples(path, n, timeout=60):

@@ -1,10 +1,10 @@
 """Host side of authenticated (prosthetist) commands: HMAC-SHA256 over device id, counter and
-command (layout: oimon_fw.protocol.auth_message, docs/protocol.md)."""
+command (layout: oimon_common.protocol.auth_message, docs/protocol.md)."""
 import hashlib
 import hmac
 import struct
 
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def mac(key, device_id, counter, cmd, args):

@@ -12,7 +12,7 @@ import numpy as np
 from oimon import calibration as C
 from oimon import db, link
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def register(sub):
@@ -176,8 +176,8 @@ def _table(res, plan):
 
 
 def fixed_point(offsets, matrix, version, date):
-    """The device's calibration (oimon_fw.calib.Calibration: integer offsets, Q-format matrix)."""
-    from oimon_fw import calib
+    """The device's calibration (oimon_common.calib.Calibration: integer offsets, Q-format matrix)."""
+    from oimon_common import calib
     try:
         return calib.Calibration.from_gains(
             np.asarray(matrix).tolist(), [int(round(o)) for o in offsets] + [0],

@@ -8,16 +8,12 @@ import re
 
 from oimon import db, link
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
+from oimon_common import settings as S
+from oimon_common.limits import PHASES
 
-PHASES = ("I", "II", "III", "full")
-# key: (description, unit, low, high, device units per unit)
-RANGES = {
-    "comp": ("axial compression limit", "N", 200, 3000, 10),
-    "tens": ("axial tension limit", "N", 50, 1000, 10),
-    "moment": ("bending moment limit", "N*m", 5, 140, 100),
-    "body_weight": ("body weight", "kg", 30, 200, 1),
-}
+# key: (description, unit, low, high, device units per unit): the device's own ranges
+RANGES = dict(S.RANGES, body_weight=("body weight", "kg", S.BODY_WEIGHT[0], S.BODY_WEIGHT[1], 1))
 ALIASES = {"compression": "comp", "tension": "tens", "weight": "body_weight",
            "body_weight_kg": "body_weight", "pseudonym": "patient", "rehab_phase": "phase"}
 PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")

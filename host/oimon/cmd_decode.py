@@ -6,7 +6,7 @@ import json
 import struct
 
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 STATUS = {P.S_OK: "ok", P.S_BAD_REQUEST: "bad request", P.S_UNKNOWN: "unknown command",
           P.S_AUTH: "auth refused", P.S_REPLAY: "replay refused", P.S_RANGE: "out of range",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from oimon import link
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "firmware"

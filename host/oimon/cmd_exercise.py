@@ -12,8 +12,8 @@ import time
 from oimon import db, link
 from oimon import exercise as X
 from oimon.errors import OimonError
-from oimon_fw import exercise as FX
-from oimon_fw import protocol as P
+from oimon_common import exercise as FX
+from oimon_common import protocol as P
 
 
 def _date(s):

@@ -10,7 +10,7 @@ import time
 from oimon.eventtext import describe
 from oimon import db, link, recording
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def register(sub):

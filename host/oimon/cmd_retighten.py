@@ -57,7 +57,7 @@ def _record_on_device(args, dev, d):
     leaves both unchanged."""
     from oimon import link
     from oimon.cmd_config import auth_command
-    from oimon_fw import protocol as P
+    from oimon_common import protocol as P
     with link.Link(link.resolve_port(args.port)) as ln:
         info = ln.command(P.C_INFO)
         if info.get("device_id") != dev:

@@ -10,7 +10,7 @@ import json
 
 from oimon import db, link
 from oimon.exercise import add_session
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 
 def register(sub):

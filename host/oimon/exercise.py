@@ -1,5 +1,5 @@
 """Phase I loading exercise on the host (docs/exercise.md): plan model and presets, validation
-(the device's own rules: oimon_fw.exercise.validate_plan), the progression table, session
+(the device's own rules: oimon_common.exercise.validate_plan), the progression table, session
 storage in SQLite, compliance (sessions done vs prescribed per day, time in band, peaks,
 over-target excursions) and a PNG chart for reports."""
 import datetime as dt
@@ -7,7 +7,7 @@ import io
 import json
 
 from oimon.errors import OimonError, read_json
-from oimon_fw import exercise as FX
+from oimon_common import exercise as FX
 
 G = 9.81
 N_PER_KG_0P1 = G * 10.0          # device units (0.1 N) per kg

@@ -1,5 +1,5 @@
 """Transport to an oimon device: a serial port, a pty path or any pyserial URL (loop://,
-socket://host:port). Frames are the shared protocol module's (oimon_fw.protocol)."""
+socket://host:port). Frames are the shared protocol module's (oimon_common.protocol)."""
 import json
 import os
 import time
@@ -8,7 +8,7 @@ import serial
 from serial.tools import list_ports
 
 from oimon.errors import OimonError
-from oimon_fw import protocol as P
+from oimon_common import protocol as P
 
 # USB bridges and native USB of ESP32 boards: (VID, PID) -> name
 ESP32_USB = {

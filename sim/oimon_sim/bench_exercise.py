@@ -28,13 +28,14 @@ BODY_WEIGHT = 120           # so that the 50 kg cap is allowed (min(50% BW, 50 k
 _MP_SCRIPT = r"""
 import sys, json, time
 from array import array
-import exercise as E
+from oimon_common import exercise as E
 jobs = json.load(open(sys.argv[1]))
 mode = jobs["mode"]
 path = jobs["data"]
 pipe = None
 if mode == "raw":
-    import calib, dsp
+    from oimon_common import calib
+    import dsp
     pipe = dsp.Pipeline(calib.load(jobs["calib"]))
     assert pipe.calibrated, calib.last_error
 f = open(path, "rb")
@@ -136,7 +137,7 @@ def _run_mp(loads, jobs, work, seed=0):
     data = work / "input.i32"
     cfg = {"jobs": jobs, "data": str(data)}
     if _have_dsp():
-        from oimon_fw import calib
+        from oimon_common import calib
         cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset.tolist())
         calib.save(str(work / "calib.bin"), cal)
         sensor.write_raw(data, model.raw(allload))
@@ -157,7 +158,7 @@ def _run_mp(loads, jobs, work, seed=0):
 def exercise_load_error_pct(levels_kg=(5, 10, 15, 20, 30, 40, 50), seed=0):
     """Worst |reported mean - true mean| / true mean (%) over the targets; the true mean is over
     the samples whose true load is at or above the device's "loaded" threshold."""
-    from oimon_fw import exercise as FX
+    from oimon_common import exercise as FX
     loads, jobs, src = [], [], set()
     for k, L in enumerate(levels_kg):
         load, s = _hold_loads(L, seed=seed + k)

@@ -43,7 +43,8 @@ SCENARIOS = ("walking", "stairs", "stumble", "sitting", "overload")
 _SCRIPT = r"""
 import os, gc, time
 from array import array
-import calib, dsp, detect
+from oimon_common import calib
+import dsp, detect
 n = int(os.getenv('B_N'))
 buf = array('i', [0] * (4 * n))
 with open(os.getenv('B_RAW'), 'rb') as f:

@@ -60,7 +60,8 @@ def _sim_loads(kind, seconds=3.0, seed=1):
 
 
 _SNIP_CODE = """
-import flashlog, protocol as P
+import flashlog
+from oimon_common import protocol as P
 from array import array
 from powercut_fs import CutFs, Rng
 def run(path, trig):
@@ -127,7 +128,7 @@ def flash_budget(budget=4 << 20, seg=1 << 16, event_bytes=None):
 
 # --- protocol --------------------------------------------------------------------------------
 _WIRE_CODE = """
-import protocol as P
+from oimon_common import protocol as P
 def run(path, batch):
     f = open(path, 'rb'); data = f.read(); f.close()
     n = len(data) // 6
@@ -145,7 +146,7 @@ def run(path, batch):
 def wire_bytes_per_sample(batch=50, seconds=10.0):
     """Frames built by the firmware's Encoder on MicroPython from simulated walking loads (the
     same bytes the device streams), checked by decoding them on CPython."""
-    from oimon_fw import protocol as P
+    from oimon_common import protocol as P
     load = _sim_loads("walk", seconds)
     wire = np.stack([np.clip(load[:, 0] >> 1, -32768, 32767), np.clip(load[:, 1], -32768, 32767),
                      np.clip(load[:, 2], -32768, 32767)], axis=1).astype("<i2")
@@ -218,10 +219,10 @@ def _mutate(rng, b):
 
 
 def fuzz_host(n=1000000, seed=1, chunk=1000, deadline_s=None):
-    """n frames (valid, mutated, junk-prefixed, merged) into oimon_fw.protocol.Decoder in random
+    """n frames (valid, mutated, junk-prefixed, merged) into oimon_common.protocol.Decoder in random
     read sizes. Fails (BenchError) on a crash, a corrupt frame delivered, a missed intact frame
     (no resync) or a chunk counted neither good nor bad."""
-    from oimon_fw import protocol as P
+    from oimon_common import protocol as P
     rng = random.Random(seed)
     enc = P.Encoder()
     dec = P.Decoder()

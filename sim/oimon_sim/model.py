@@ -33,41 +33,25 @@ SEGMENT = 1 << 20                 # replay(): samples per Replayer.feed call
 
 
 def coefficients(fc=20):
-    """(F, SA, WA, C1, C2, B0, KB): the device's table entry, firmware/dsp.py FILTERS (read from
-    the source: the module needs MicroPython). tests/test_algorithm.py checks that the table is
-    filter_design.firmware_table(); reading it saves importing scipy.signal (~1 s) per replay."""
+    """(F, SA, WA, C1, C2, B0, KB): the device's table entry (oimon_common.filters.FILTERS)."""
+    from oimon_common.filters import FILTERS
     try:
-        return _firmware_filters()[int(fc)]
+        return FILTERS[int(fc)]
     except KeyError:
-        raise ValueError("fc must be one of %r Hz" % (sorted(_firmware_filters()),))
-
-
-_FILTERS = {}
-
-
-def _firmware_filters():
-    if not _FILTERS:
-        import ast
-        from pathlib import Path
-        import oimon_fw
-        src = (Path(oimon_fw.__file__).parent / "dsp.py").read_text()
-        for node in ast.parse(src).body:
-            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FILTERS":
-                _FILTERS.update(ast.literal_eval(node.value))
-    return _FILTERS
+        raise ValueError("fc must be one of %r Hz" % (sorted(FILTERS),))
 
 
 # ---- detection --------------------------------------------------------------------------------
 EV_OVERLOAD_START, EV_OVERLOAD_END, EV_FALL, EV_FAULT, EV_FAULT_CLEAR = 1, 2, 4, 8, 16
 # event records: the same names and dicts as the device's (firmware/events.py)
-from oimon_fw.events import (EV_NAMES, OVL_FIELDS, FALL_FIELDS, FAULT_FIELDS, SLOT,  # noqa: E402,F401
+from oimon_common.events import (EV_NAMES, OVL_FIELDS, FALL_FIELDS, FAULT_FIELDS, SLOT,  # noqa: E402,F401
                              ACT_FIELDS, event as _event)
 PHASE_I, PHASE_II, PHASE_III, PHASE_FULL = 0, 1, 2, 3
 BW_DEFAULT = 7355
 HIST_N = 21
 
 
-from oimon_fw.limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the device's own tables
+from oimon_common.limits import phase_limits, IMPACT_PCT_BW  # noqa: E402,F401 - the device's own tables
 
 
 def make_config(limits=None, bw=BW_DEFAULT, **over):
@@ -666,7 +650,8 @@ def replay(raw, cal, limits=None, bw=BW_DEFAULT, fc=20, segment=SEGMENT):
 FIRMWARE_REPLAY = r"""
 import os, sys
 from array import array
-import calib, dsp, detect
+from oimon_common import calib
+import dsp, detect
 cal = calib.load(os.getenv('OIMON_CAL') or '/nonexistent')
 lim = [int(v) for v in os.getenv('OIMON_LIMITS').split(',')]
 det = detect.Detector(lim, int(os.getenv('OIMON_BW')))
@@ -884,12 +869,7 @@ def to_units(forces):
 def default_calibration():
     """A plausible bench calibration: ~0.006 (0.1 N)/count axial, ~0.004 (0.01 N*m)/count
     moments (full 24-bit scale = 5.0 kN, 335 N*m) with 1-3 % cross-talk."""
-    import sys
-    from . import mp
-    fw = str(mp.FIRMWARE)
-    if fw not in sys.path:
-        sys.path.insert(0, fw)
-    import calib
+    from oimon_common import calib
     gains = [[0.00596, 0.00011, -0.00018], [0.00006, 0.00401, 0.00009],
              [-0.00012, 0.00008, 0.00398]]
     return calib.Calibration.from_gains(gains, offsets=(15000, -42000, 8000, 0), version=1,

@@ -1,7 +1,8 @@
 """Locate and run the MicroPython unix port that `make micropython` provisions.
 
 The firmware runs on the unix port with these folders on MICROPYPATH, first match wins:
-shims (test doubles, if any), sim/mpy (the unix/sim side of the HAL), firmware/.
+shims (test doubles, if any), sim/mpy (the unix/sim side of the HAL), firmware/ and common/
+(the shared package oimon_common, in /lib on the device).
 """
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 SIM_MPY = ROOT / "sim" / "mpy"
+COMMON = ROOT / "common"
 
 
 class MicroPythonMissing(RuntimeError):
@@ -26,7 +28,7 @@ def interpreter(bits=32):
 
 
 def micropypath(extra=()):
-    parts = [str(p) for p in extra] + [str(SIM_MPY), str(FIRMWARE)]
+    parts = [str(p) for p in extra] + [str(SIM_MPY), str(FIRMWARE), str(COMMON)]
     return ":".join(parts)
 
 

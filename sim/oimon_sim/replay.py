@@ -15,8 +15,6 @@ those with its perfect calibration, as the virtual device is provisioned (at mos
 different). Recordings made by `oimon record` hold the device's *filtered* output (axial at
 0.2 N on the wire): replaying them filters a second time, a close but not exact reconstruction."""
 import bisect
-import sys
-import types
 
 import numpy as np
 
@@ -30,19 +28,9 @@ BLOCK_ROWS = 1 << 20
 
 # --- configuration -------------------------------------------------------------------------
 def firmware_defaults():
-    """firmware/config.py's DEFAULTS, imported with a stand-in `hal` (CPython has none) and its
-    flat `from limits import ...` (the device's module layout) served by oimon_fw.limits."""
-    from oimon_fw import limits
-    stand_in = {"hal": types.SimpleNamespace(STORAGE="/nonexistent"), "limits": limits}
-    added = [k for k in stand_in if k not in sys.modules]
-    for k in added:
-        sys.modules[k] = stand_in[k]
-    try:
-        from oimon_fw import config
-        return config._copy(config.DEFAULTS) if hasattr(config, "_copy") else dict(config.DEFAULTS)
-    finally:
-        for k in added:
-            sys.modules.pop(k, None)
+    """The device's default settings (oimon_common.settings.DEFAULTS)."""
+    from oimon_common import settings
+    return settings.defaults()
 
 
 def resolve_config(cfg=None, header=None):
@@ -52,7 +40,7 @@ def resolve_config(cfg=None, header=None):
     {"comp", "tens", "moment"}). As on the device (firmware/config.py), the limits in effect are
     limits.phase_limits(phase, body weight) with the prosthetist's values over them; "limits" in
     the result is that table for every phase, "active_limits" the current phase's."""
-    from oimon_fw import limits as L
+    from oimon_common import limits as L
     out = firmware_defaults()
     header = header or {}
     for k in ("phase", "body_weight_kg"):
@@ -91,7 +79,7 @@ def resolve_config(cfg=None, header=None):
 def calibration_for(header):
     """(firmware Calibration, SensorModel) for a recording: raw recordings use their header's
     calibration; calibrated ones go through the default sensor and its perfect calibration."""
-    from oimon_fw import calib
+    from oimon_common import calib
     from oimon.cmd_sim import sensor_model_for
     model = _sensor.SensorModel(noise_counts=0)      # the round trip adds no noise of its own
     if header.get("kind") == "raw":
@@ -137,7 +125,7 @@ def detector_limits(cfg, rate=1000):
 
 def body_weight_units(cfg):
     """Body weight in 0.1 N (the detector's unit), as the device computes it."""
-    from oimon_fw import limits as L
+    from oimon_common import limits as L
     return L.body_weight_0p1N(float(cfg.get("body_weight_kg") or 75))
 
 

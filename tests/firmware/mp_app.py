@@ -50,7 +50,7 @@ def test_overload_alarm_lasts_one_burst_after_a_short_overload():
 
 def test_tare_sets_the_offsets_and_stores_them():
     import app
-    import calib
+    from oimon_common import calib
     import dsp
     c = calib.Calibration.from_gains([[0.18, 0, 0], [0, 0.0099, 0], [0, 0, 0.0099]],
                                      [1000, -500, 300, 0])

@@ -9,7 +9,7 @@ os.putenv("OIMON_DEVICE_ID", "SIM-TEST")
 import json  # noqa: E402
 import struct  # noqa: E402
 import hal  # noqa: E402
-import protocol as P  # noqa: E402
+from oimon_common import protocol as P  # noqa: E402
 import config  # noqa: E402
 import flashlog  # noqa: E402
 import auth  # noqa: E402
@@ -78,7 +78,7 @@ class Dev:
         self.log = flashlog.Log(hal.STORAGE)
         self.retighten_due = False
         self.reminder = R.Reminder()
-        import exercise
+        from oimon_common import exercise
         self.exercise = exercise.Exercise()
         self.running = True
         self.released = False
@@ -98,7 +98,7 @@ class Dev:
         self.batch_max = self.cfg["stream_batch"]
 
     def set_calibration(self, cal):
-        import calib
+        from oimon_common import calib
         calib.save(hal.STORAGE + "/calib.bin", cal)
         self.cal = cal
 
@@ -327,7 +327,7 @@ def test_log_command_sends_records_then_response():
 
 
 def test_calibration_write_through_calib_module():
-    import calib
+    from oimon_common import calib
     d = Dev()
     cal = calib.Calibration([10, 20, 30, 0], [1 << 14, 0, 0, 0, 1 << 14, 0, 0, 0, 1 << 14],
                             [16, 16, 16], 3, 1767225600)

@@ -7,7 +7,7 @@
 import gc
 from array import array
 
-import calib
+from oimon_common import calib
 import detect
 import dsp
 

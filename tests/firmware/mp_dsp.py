@@ -7,7 +7,7 @@ import os
 import random
 from array import array
 
-import calib
+from oimon_common import calib
 import dsp
 
 TMP = "/tmp/oimon_mp_dsp_%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/oimon_mp_dsp"

@@ -1,7 +1,7 @@
 # Phase I loading exercise on MicroPython (i386, 32-bit words like the ESP32): plan validation,
 # progression, zones with hysteresis and dwell, summary, no allocation on the sampling path.
 import gc
-import exercise as E
+from oimon_common import exercise as E
 
 
 def plan(**kw):

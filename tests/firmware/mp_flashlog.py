@@ -4,7 +4,7 @@
 import os
 import json
 import micropython
-import protocol as P
+from oimon_common import protocol as P
 import flashlog
 from powercut_fs import CutFs, PowerCut, Rng
 

@@ -5,7 +5,7 @@ import os
 import json
 import micropython
 from binascii import crc32
-import protocol as P
+from oimon_common import protocol as P
 from powercut_fs import Rng
 
 

@@ -6,17 +6,14 @@
 #
 # Sampling path: Exercise.step() is integer-only and allocation-free (all thresholds are computed
 # in start(); the sums are split so they stay small ints on the ESP32's 31-bit small ints).
-# Also imported by the host (oimon_fw.exercise): the host validates plans and draws its live view
+# Also imported by the host (oimon_common.exercise): the host validates plans and draws its live view
 # with this very code.
 try:
     from micropython import const
 except ImportError:  # CPython (host)
     def const(x):
         return x
-try:
-    import dates
-except ImportError:  # CPython (host): the firmware folder is the package oimon_fw
-    from oimon_fw import dates
+from oimon_common import dates
 try:
     from time import ticks_diff
 except ImportError:  # CPython: plain integers, no wrap

@@ -1,6 +1,6 @@
 # oimon calibration: offsets (tare) and the 3x3 gain matrix in fixed point, stored in a
 # versioned file with a CRC32. Runs on the device (MicroPython) and on the host (CPython, as
-# oimon_fw.calib). Specification: docs/algorithm.md, section "Calibration".
+# oimon_common.calib). Specification: docs/algorithm.md, section "Calibration".
 #
 # Calibrated channel c (0 axial 0.1 N, 1 moment AP 0.01 N*m, 2 moment ML 0.01 N*m):
 #   d_j = clamp(raw_j - offsets[j], -(2^23 - 1), 2^23 - 1)              j = 0, 1, 2
