@@ -8,7 +8,7 @@ import pytest
 
 from oimon import calibration as C
 from oimon import db, keystore
-from oimon.cmd_sim import start_virtual_device
+from oimon_sim.device import start_virtual_device
 from oimon_sim import sensor
 from test_host_support import assert_user_error, run_cli
 

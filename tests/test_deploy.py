@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tty
 
-from oimon.cmd_sim import start_virtual_device
+from oimon_sim.device import start_virtual_device
 from oimon_sim import mp
 from test_host_support import ROOT, assert_user_error, build_firmware, run_cli
 

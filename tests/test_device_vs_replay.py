@@ -8,7 +8,8 @@ import time
 import pytest
 
 from oimon.cli import main
-from oimon.cmd_sim import generate_recording, start_virtual_device
+from oimon_sim.generate import generate_recording
+from oimon_sim.device import start_virtual_device
 from oimon.link import Link
 from oimon_common import protocol as P
 from oimon_sim import replay

@@ -8,7 +8,7 @@ import time
 import matplotlib.image as mpimg
 
 from oimon import db, keystore, recording
-from oimon.cmd_sim import start_virtual_device
+from oimon_sim.device import start_virtual_device
 from test_host_support import PtyRelay, build_firmware, run_cli
 
 

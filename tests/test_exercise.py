@@ -29,7 +29,7 @@ def run(monkeypatch, capsys):
 
 
 def test_registered_in_cli():
-    assert "oimon.cmd_exercise" in cli.COMMAND_MODULES
+    assert "oimon.commands.exercise" in cli.COMMAND_MODULES
 
 
 def test_presets_and_default_cap():
@@ -104,7 +104,7 @@ def test_plan_is_sent_authenticated_with_the_device_body_weight(run, tmp_path):
     """Against the virtual device with a provisioned key: the plan is signed, checked and
     stored; a plan the host refuses never leaves; a wrong key is refused by the device."""
     from oimon import keystore
-    from oimon.cmd_sim import start_virtual_device
+    from oimon_sim.device import start_virtual_device
     ks_path = tmp_path / "keys.json"
     storage = tmp_path / "storage"
     storage.mkdir()
@@ -264,7 +264,7 @@ def test_chart_png():
 
 def test_live_bar():
     p = X.make_plan(75, start_kg=20, step_kg=0, start_date=dt.date(2026, 1, 5))
-    from oimon.cmd_exercise import bar as b
+    from oimon.commands.exercise import bar as b
     line = b(20.0, p, 20.0, 50)
     assert line.count("[") == 1 and line.count("]") == 1 and line.count("!") == 1
     assert line.index("#") < line.index("[") < line.index("]") < line.index("!")

@@ -9,7 +9,7 @@ import pytest
 from serial.tools import list_ports_common
 
 from oimon import cli, db, link
-from oimon import cmd_config
+from oimon.commands import config as cmd_config
 from test_host_support import FakeDevice, assert_user_error, run_cli
 
 

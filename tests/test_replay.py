@@ -8,7 +8,7 @@ import pytest
 
 from oimon import recording
 from oimon.cli import main
-from oimon.cmd_sim import generate_recording
+from oimon_sim.generate import generate_recording
 from oimon_sim import bench_sim, metrics, model, replay, sweep
 
 

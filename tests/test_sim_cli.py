@@ -8,7 +8,7 @@ from scipy.signal import resample_poly
 
 from oimon import recording
 from oimon.cli import main
-from oimon.cmd_io import StreamResampler
+from oimon.csvio import StreamResampler
 
 
 def _err(capsys):
@@ -137,7 +137,7 @@ def test_user_errors(tmp_path, capsys, argv, msg):
 def test_device_input_from_raw_and_calibrated_recordings(tmp_path):
     """What `oimon sim device --recording` plays: raw counts as recorded, calibrated through the
     default sensor model; the device is provisioned with the recording's sensor."""
-    from oimon.cmd_sim import raw_file_from_recording
+    from oimon_sim.device import raw_file_from_recording
     from oimon_sim import sensor
     raw_rec, cal_rec = tmp_path / "r.oimrec", tmp_path / "c.oimrec"
     assert main(["sim", "generate", "--scenario", "fault_stuck", "--duration", "30",

@@ -3,7 +3,7 @@ impact threshold, docs/algorithm.md 5.4) can be swept like a limit."""
 import csv
 
 from oimon.cli import main
-from oimon.cmd_sim import generate_recording
+from oimon_sim.generate import generate_recording
 
 
 def test_sweep_the_fall_impact_threshold(tmp_path, capsys):

@@ -6,8 +6,8 @@ import sqlite3
 import time
 
 from oimon.cli import main
-from oimon.cmd_sim import start_virtual_device
-from oimon.cmd_sync import summary_to_host
+from oimon_sim.device import start_virtual_device
+from oimon.commands.sync import summary_to_host
 from oimon.link import Link
 from oimon_common import protocol as P
 

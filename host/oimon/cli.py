@@ -11,18 +11,18 @@ from oimon import __version__
 from oimon.errors import OimonError
 
 COMMAND_MODULES = [
-    "oimon.cmd_device",      # ports, info, time, flash, deploy
-    "oimon.cmd_config",      # config show|set
-    "oimon.cmd_calibrate",   # calibrate
-    "oimon.cmd_report",      # report
-    "oimon.cmd_record",      # record, events
-    "oimon.cmd_plot",        # plot
-    "oimon.cmd_retighten",   # retighten record|status|interval
-    "oimon.cmd_sim",         # sim device|generate|replay|...
-    "oimon.cmd_exercise",    # exercise plan|live|report
-    "oimon.cmd_io",          # import, export csv
-    "oimon.cmd_decode",      # decode a raw capture of the serial stream
-    "oimon.cmd_sync",        # pull the device log into the database
+    "oimon.commands.device",      # ports, info, time, flash, deploy
+    "oimon.commands.config",      # config show|set
+    "oimon.commands.calibrate",   # calibrate
+    "oimon.commands.report",      # report
+    "oimon.commands.record",      # record, events
+    "oimon.commands.plot",        # plot
+    "oimon.commands.retighten",   # retighten record|status|interval
+    "oimon.commands.sim",         # sim device|generate|replay|...
+    "oimon.commands.exercise",    # exercise plan|live|report
+    "oimon.commands.io",          # import, export csv
+    "oimon.commands.decode",      # decode a raw capture of the serial stream
+    "oimon.commands.sync",        # pull the device log into the database
 ]
 
 

@@ -135,7 +135,7 @@ EXERCISE_HOOKS = [exercise_sessions]
 
 def build(con, device_id=None, today=None, max_plots=MAX_PLOTS):
     """The report as an HTML string."""
-    from oimon.cmd_plot import plot
+    from oimon.plots import plot
     today = today or dt.date.today()
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     devs = con.execute("SELECT device_id, pseudonym FROM device" + (" WHERE device_id = ?" if device_id else "")

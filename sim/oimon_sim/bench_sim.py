@@ -46,7 +46,7 @@ def _child(code, *args, env=None):
 
 _GEN = """
 import sys
-from oimon.cmd_sim import generate_recording
+from oimon_sim.generate import generate_recording
 generate_recording(sys.argv[1], "day", float(sys.argv[2]), seed=1, raw=(sys.argv[3] == "raw"))
 """
 
@@ -132,7 +132,7 @@ def stream_gaps_10min(seconds=600, scenario="walk"):
     import numpy as np
     from oimon import recording
     from oimon.cli import main
-    from oimon.cmd_sim import start_virtual_device
+    from oimon_sim.device import start_virtual_device
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         vd = start_virtual_device(scenario, speed=1, duration=max(60.0, min(seconds, 600.0)),

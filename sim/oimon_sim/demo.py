@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from oimon import keystore
-from oimon.cmd_sim import start_virtual_device
+from oimon_sim.device import start_virtual_device
 
 
 def oimon(*args, env=None):

@@ -5,11 +5,13 @@ slave side (/dev/pts/N)."""
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import tty
 from pathlib import Path
 
+from oimon.errors import OimonError
 from oimon_sim import mp
 
 
@@ -89,3 +91,89 @@ class VirtualDevice:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, storage=None,
+                         device_id="SIM-0001", body_weight_kg=75, seed=0, calibrated=True):
+    """Generate the sensor input, write the calibration the device would have (unless
+    calibrated=False: a fresh, uncalibrated device; a storage folder that already holds a
+    calibration keeps it), start it."""
+    from oimon_sim import scenarios, sensor, vdev_setup
+    if not recording and scenario not in scenarios.SCENARIOS:
+        raise OimonError("unknown scenario %r (choose from %s)" % (
+            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
+    if recording:
+        recording_path = Path(recording)
+        if not recording_path.is_file():
+            raise OimonError("%s: cannot open (no such file)" % recording)
+    work = Path(tempfile.mkdtemp(prefix="oimon-sim-"))
+    model = sensor.SensorModel()
+    raw_path = work / "sensor.raw"
+    rate = 1000
+    try:
+        if recording:
+            model, rate = raw_file_from_recording(recording, raw_path)
+        else:
+            _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model)
+    except BaseException:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
+                       device_id=device_id)
+    vd.work = work                           # sensor.raw (and storage unless given): remove after
+    if calibrated:
+        vdev_setup.provision(vd.storage, model)
+    vd.start()
+    return vd
+
+
+def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
+    """The virtual device's input: the scenario as raw counts (sensor faults included)."""
+    from oimon_sim import scenarios
+    try:
+        with open(raw_path, "wb") as f:
+            for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
+                                                       seed, raw=True, model=model):
+                f.write(raw.astype("<i4").tobytes())
+    except scenarios.ScenarioError as e:
+        raise OimonError("scenario %s: %s" % (scenario, e))
+
+
+def sensor_model_for(header):
+    """The sensor model behind a recording: its `sensor` header, else the inverse of its
+    calibration, else the default model."""
+    import numpy as np
+    from oimon_sim import sensor
+    if isinstance(header.get("sensor"), dict):
+        return sensor.SensorModel(header["sensor"]["S"], header["sensor"]["offset"])
+    cal = header.get("calibration")
+    if isinstance(cal, dict) and "gain" in cal and "offset" in cal:
+        return sensor.SensorModel(np.linalg.inv(np.array(cal["gain"], float)),
+                                  list(cal["offset"])[:3] + [0])
+    return sensor.SensorModel()
+
+
+def raw_file_from_recording(path, out):
+    """Stream a recording into the virtual device's raw-counts file (calibrated samples go through
+    the sensor model). Returns (sensor model to provision, rate)."""
+    from oimon import recording
+    with recording.Reader(path) as r:
+        if r.kind == "raw" and r.nch != 4:
+            raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))
+        if r.kind != "raw" and r.nch < 3:
+            raise OimonError("%s: a calibrated recording has 3 channels, this one %d" % (path, r.nch))
+        model = sensor_model_for(r.header) if r.kind == "raw" else sensor_model_for({})
+        n = 0
+        with open(out, "wb") as f:
+            for c in r.chunks():
+                if c[0] != "samples":
+                    continue
+                a = c[2] if r.kind == "raw" else model.raw(c[2][:, :3])
+                f.write(a.astype("<i4").tobytes())
+                n += len(a)
+        if r.error:
+            print("oimon: warning: %s (playing the good part)" % r.error, file=sys.stderr)
+        if not n:
+            raise OimonError("%s: no samples%s" % (path, " (%s)" % r.error if r.error else ""))
+        return model, int(r.rate)

@@ -80,7 +80,7 @@ def calibration_for(header):
     """(firmware Calibration, SensorModel) for a recording: raw recordings use their header's
     calibration; calibrated ones go through the default sensor and its perfect calibration."""
     from oimon_common import calib
-    from oimon.cmd_sim import sensor_model_for
+    from oimon_sim.device import sensor_model_for
     model = _sensor.SensorModel(noise_counts=0)      # the round trip adds no noise of its own
     if header.get("kind") == "raw":
         c = header.get("calibration")

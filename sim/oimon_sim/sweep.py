@@ -87,7 +87,7 @@ def plot(path, rows, param):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from oimon.cmd_plot import save_png
+    from oimon.plots import save_png
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5))
     x = [r["false_per_24h"] or 0 for r in rows]
     v = [r["value"] for r in rows]

@@ -56,7 +56,7 @@ def _record_on_device(args, dev, d):
     """The device's own reminder (authenticated C_RETIGHTEN), before the database: a refusal
     leaves both unchanged."""
     from oimon import link
-    from oimon.cmd_config import auth_command
+    from oimon.commands.config import auth_command
     from oimon_common import protocol as P
     with link.Link(link.resolve_port(args.port)) as ln:
         info = ln.command(P.C_INFO)

@@ -1,9 +1,5 @@
-"""oimon import | export: bring outside data into a recording, take a recording out as CSV.
-
-    oimon import CSV --columns 1,18 --units s,N [--rate HZ] [--resample 1000] --out REC
-    oimon export csv REC --out CSV [--events EVENTS.jsonl] [--salvage]
-
-Both stream (blocks of rows), so a 24 h file passes through in bounded memory."""
+"""CSV in and out of recordings (oimon import, oimon export csv): both stream blocks of rows,
+so a 24 h file passes through in bounded memory."""
 import io
 import json
 import math
@@ -24,40 +20,6 @@ MOMENT_UNITS = {"N*m": 100.0, "Nm": 100.0, "N.m": 100.0, "kN*m": 1e5, "N*cm": 1.
 CHANNEL_NAMES = [c["name"] for c in recording.CAL_CHANNELS]
 
 
-def register(sub):
-    p = sub.add_parser("import", help="make a recording from a CSV/TSV file (e.g. gaitpdb)")
-    p.add_argument("csv", help="text file: comma, tab, semicolon or space separated")
-    p.add_argument("--columns", required=True,
-                   help="1-based columns, e.g. 1,18 (a column with unit s or ms is the time)")
-    p.add_argument("--units", required=True,
-                   help="one per column: s, ms (time); N, kN, kgf, lbf (force); N*m, Nm, N*cm (moment)")
-    p.add_argument("--channels", help="what the non-time columns are, in order (default "
-                   "axial,moment_ap,moment_ml)")
-    p.add_argument("--rate", type=float, help="sample rate in Hz (default: from the time column)")
-    p.add_argument("--resample", type=int, help="resample to this rate (scipy.signal.resample_poly)")
-    p.add_argument("--delimiter", help="field separator (default: guessed from the first data line)")
-    p.add_argument("--skip", type=int, default=None, help="header lines to skip (default: lines "
-                   "that are not numbers)")
-    p.add_argument("--device-id", default="IMPORT")
-    p.add_argument("--start", default=None, help="start_time for the header (ISO 8601)")
-    p.add_argument("--out", required=True, help="recording to write")
-    p.set_defaults(func=cmd_import)
-
-    e = sub.add_parser("export", help="write a recording out in another format")
-    es = e.add_subparsers(dest="export_format", metavar="FORMAT", parser_class=type(e))
-    es.required = True
-    c = es.add_parser("csv", help="samples as CSV: sample, time_s, one column per channel")
-    c.add_argument("recording")
-    c.add_argument("--out", required=True, help="CSV file to write ('-' = stdout)")
-    c.add_argument("--counts", action="store_true",
-                   help="stored integers instead of physical units")
-    c.add_argument("--events", help="also write the events (and ground truth) as JSON lines")
-    c.add_argument("--salvage", action="store_true",
-                   help="export the good part of a damaged recording (warning instead of error)")
-    c.set_defaults(func=cmd_export_csv)
-
-
-# --- import ----------------------------------------------------------------------------------
 def _parse_spec(columns, units, channels):
     try:
         cols = [int(c) for c in columns.split(",")]
@@ -342,14 +304,6 @@ def _chain(first, rest):
     yield from rest
 
 
-def cmd_import(args):
-    header, n = import_csv(args.csv, args.columns, args.units, args.out, args.rate, args.resample,
-                           args.channels, args.delimiter, args.skip, args.device_id, args.start)
-    print("imported %d samples (%.1f s at %g Hz) from %s into %s" % (
-        n, n / header["rate_hz"], header["rate_hz"], args.csv, args.out))
-
-
-# --- export ----------------------------------------------------------------------------------
 def _fmt(ch, counts):
     if counts:
         return "%d"
@@ -410,11 +364,3 @@ def export_csv(path, out, counts=False, events=None, salvage=False):
                     except OSError:
                         pass
         return n, r.error
-
-
-def cmd_export_csv(args):
-    n, err = export_csv(args.recording, args.out, args.counts, args.events, args.salvage)
-    if err:
-        print("oimon: warning: %s (exported the good part)" % err, file=sys.stderr)
-    if args.out != "-":
-        print("exported %d samples to %s" % (n, args.out))

@@ -97,7 +97,7 @@ def build_plan(args, body_weight_kg):
                        band_pct=args.band_pct, margin_pct=args.margin_pct)
 
 
-from oimon.cmd_config import auth_command  # noqa: E402 - one signing path for every command
+from oimon.commands.config import auth_command  # noqa: E402 - one signing path for every command
 
 
 def cmd_plan(args):

@@ -189,7 +189,7 @@ def fixed_point(offsets, matrix, version, date):
 def write_calibration(ln, args, cal):
     """The authenticated calibration command (C_CALIB): the calibration file's bytes (hex, as
     calib.save() writes them) and its fields."""
-    from oimon.cmd_config import auth_command
+    from oimon.commands.config import auth_command
     return auth_command(ln, args, P.C_CALIB, {
         "file": cal.pack().hex(), "offsets": list(cal.offsets), "matrix": list(cal.matrix),
         "shifts": list(cal.shifts), "version": cal.version, "date": cal.date})

@@ -1,13 +1,11 @@
 """oimon sim ...: the simulator's commands (virtual device, scenarios, replay, metrics, sweep)."""
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from oimon.errors import OimonError, read_json
-
-DEFAULT_START = "2025-01-01T00:00:00+00:00"
+from oimon_sim.device import start_virtual_device
+from oimon_sim.generate import DEFAULT_START, generate_recording
 
 
 def _positive(kind, lo=None, hi=None):
@@ -116,91 +114,7 @@ def register(sub):
 
 
 # --- device ----------------------------------------------------------------------------------
-def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, storage=None,
-                         device_id="SIM-0001", body_weight_kg=75, seed=0, calibrated=True):
-    """Generate the sensor input, write the calibration the device would have (unless
-    calibrated=False: a fresh, uncalibrated device; a storage folder that already holds a
-    calibration keeps it), start it."""
-    from oimon_sim import scenarios, sensor, vdev_setup
-    from oimon_sim.device import VirtualDevice
-    if not recording and scenario not in scenarios.SCENARIOS:
-        raise OimonError("unknown scenario %r (choose from %s)" % (
-            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
-    if recording:
-        recording_path = Path(recording)
-        if not recording_path.is_file():
-            raise OimonError("%s: cannot open (no such file)" % recording)
-    work = Path(tempfile.mkdtemp(prefix="oimon-sim-"))
-    model = sensor.SensorModel()
-    raw_path = work / "sensor.raw"
-    rate = 1000
-    try:
-        if recording:
-            model, rate = raw_file_from_recording(recording, raw_path)
-        else:
-            _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model)
-    except BaseException:
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
-                       device_id=device_id)
-    vd.work = work                           # sensor.raw (and storage unless given): remove after
-    if calibrated:
-        vdev_setup.provision(vd.storage, model)
-    vd.start()
-    return vd
 
-
-def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
-    """The virtual device's input: the scenario as raw counts (sensor faults included)."""
-    from oimon_sim import scenarios
-    try:
-        with open(raw_path, "wb") as f:
-            for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
-                                                       seed, raw=True, model=model):
-                f.write(raw.astype("<i4").tobytes())
-    except scenarios.ScenarioError as e:
-        raise OimonError("scenario %s: %s" % (scenario, e))
-
-
-def sensor_model_for(header):
-    """The sensor model behind a recording: its `sensor` header, else the inverse of its
-    calibration, else the default model."""
-    import numpy as np
-    from oimon_sim import sensor
-    if isinstance(header.get("sensor"), dict):
-        return sensor.SensorModel(header["sensor"]["S"], header["sensor"]["offset"])
-    cal = header.get("calibration")
-    if isinstance(cal, dict) and "gain" in cal and "offset" in cal:
-        return sensor.SensorModel(np.linalg.inv(np.array(cal["gain"], float)),
-                                  list(cal["offset"])[:3] + [0])
-    return sensor.SensorModel()
-
-
-def raw_file_from_recording(path, out):
-    """Stream a recording into the virtual device's raw-counts file (calibrated samples go through
-    the sensor model). Returns (sensor model to provision, rate)."""
-    from oimon import recording
-    with recording.Reader(path) as r:
-        if r.kind == "raw" and r.nch != 4:
-            raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))
-        if r.kind != "raw" and r.nch < 3:
-            raise OimonError("%s: a calibrated recording has 3 channels, this one %d" % (path, r.nch))
-        model = sensor_model_for(r.header) if r.kind == "raw" else sensor_model_for({})
-        n = 0
-        with open(out, "wb") as f:
-            for c in r.chunks():
-                if c[0] != "samples":
-                    continue
-                a = c[2] if r.kind == "raw" else model.raw(c[2][:, :3])
-                f.write(a.astype("<i4").tobytes())
-                n += len(a)
-        if r.error:
-            print("oimon: warning: %s (playing the good part)" % r.error, file=sys.stderr)
-        if not n:
-            raise OimonError("%s: no samples%s" % (path, " (%s)" % r.error if r.error else ""))
-        return model, int(r.rate)
 
 
 def cmd_device(args):
@@ -233,56 +147,6 @@ def cmd_list(args):
     for name in scenarios.SCENARIOS:
         print("%-17s %s" % (name, scenarios.describe(name)))
 
-
-def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=None,
-                       params=None, noise=True, start=DEFAULT_START, device_id="SIM-0001",
-                       progress=None):
-    """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
-    Returns the header."""
-    from oimon import recording
-    from oimon_sim import progress as prog
-    from oimon_sim import scenarios, sensor
-    params = dict(params or {})
-    if scenario not in scenarios.SCENARIOS:
-        raise OimonError("unknown scenario %r (choose from %s)" % (
-            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
-    if raw is None:
-        raw = scenarios.is_raw_scenario(scenario)
-    if not raw and scenario.startswith("fault_") or (not raw and scenario == "sensor_fault"):
-        raise OimonError("scenario %s: sensor faults act on raw counts: leave out --calibrated"
-                         % scenario)
-    model = sensor.SensorModel()
-    header = {
-        "device_id": device_id, "firmware": "sim", "rate_hz": int(rate),
-        "kind": "raw" if raw else "calibrated", "start_time": start,
-        "source": "oimon sim generate", "scenario": scenario, "seed": int(seed),
-        "params": params, "duration_s": float(duration), "body_weight_kg": float(body_weight_kg),
-        "noise": bool(noise),
-    }
-    if not raw and scenarios.is_raw_scenario(scenario):
-        header["faults_left_out"] = True
-    if raw:
-        header["calibration"] = {"offset": [int(v) for v in model.offset[:3]],
-                                 "gain": [[float(v) for v in row] for row in model.gain_matrix()]}
-        header["sensor"] = {"S": model.S.tolist(), "offset": [int(v) for v in model.offset]}
-    else:
-        header["calibration"] = None
-    n_total = int(round(duration * rate))
-    bar = prog.Progress(n_total / rate, "generate %s" % scenario, " h" if duration >= 3600 else " s",
-                        1 / 3600 if duration >= 3600 else 1, enabled=progress or None)
-    try:
-        with recording.Writer(out, header, atomic=True) as w, bar:
-            for first, rows, tr in scenarios.generate(scenario, duration, rate, body_weight_kg,
-                                                      seed, raw=raw, model=model, noise=noise,
-                                                      **params):
-                for d in tr:
-                    if raw or not d.get("raw"):     # calibrated: faults are left out
-                        w.event(d)
-                w.write(first, rows)
-                bar.update((first + len(rows)) / rate)
-    except (scenarios.ScenarioError, TypeError) as e:
-        raise OimonError("scenario %s: %s" % (scenario, e))
-    return header
 
 
 def cmd_generate(args):

@@ -220,7 +220,7 @@ class LivePlot:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from oimon.cmd_plot import save_png
+        from oimon.plots import save_png
         raw = r.raw
         chans = recording.RAW_CHANNELS if raw else recording.CAL_CHANNELS
         y = self.buf[-self.fill:]

@@ -1,4 +1,5 @@
-"""oimon plot REC --out PNG: load channels against time, limits drawn, events marked."""
+"""Plots of recordings as PNG files (oimon plot, the report, sim sweep): the host library's
+drawing code; a failed write leaves no half-written file."""
 import os
 
 import matplotlib
@@ -11,13 +12,6 @@ from oimon import recording  # noqa: E402
 from oimon.errors import OimonError  # noqa: E402
 
 MAX_POINTS = 20000       # min/max decimation keeps a day's plot readable and fast
-
-
-def register(sub):
-    p = sub.add_parser("plot", help="plot a recording to a PNG")
-    p.add_argument("recording")
-    p.add_argument("--out", required=True, help="PNG file to write")
-    p.set_defaults(func=cmd_plot)
 
 
 def save_png(fig, path, dpi=100):
@@ -96,10 +90,3 @@ def plot(path, out):
     fig.tight_layout()
     save_png(fig, out)
     return err
-
-
-def cmd_plot(args):
-    err = plot(args.recording, args.out)
-    print("wrote %s" % args.out)
-    if err:
-        print("oimon: warning: %s (plotted the good part)" % err)

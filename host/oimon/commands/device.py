@@ -12,7 +12,7 @@ from oimon import link
 from oimon.errors import OimonError
 from oimon_common import protocol as P
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / "build" / "firmware"
 FIRMWARE = ROOT / "firmware"
 KEEP_AS_PY = ("main.py", "boot.py")       # MicroPython runs these by name: never compiled

@@ -1,0 +1,56 @@
+"""Scenarios written into recordings (oimon sim generate, the tests and the benchmarks), truth
+as EVNT chunks before the samples they label."""
+from oimon.errors import OimonError
+
+DEFAULT_START = "2025-01-01T00:00:00+00:00"
+
+
+def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=None,
+                       params=None, noise=True, start=DEFAULT_START, device_id="SIM-0001",
+                       progress=None):
+    """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
+    Returns the header."""
+    from oimon import recording
+    from oimon_sim import progress as prog
+    from oimon_sim import scenarios, sensor
+    params = dict(params or {})
+    if scenario not in scenarios.SCENARIOS:
+        raise OimonError("unknown scenario %r (choose from %s)" % (
+            scenario, ", ".join(sorted(scenarios.SCENARIOS))))
+    if raw is None:
+        raw = scenarios.is_raw_scenario(scenario)
+    if not raw and scenario.startswith("fault_") or (not raw and scenario == "sensor_fault"):
+        raise OimonError("scenario %s: sensor faults act on raw counts: leave out --calibrated"
+                         % scenario)
+    model = sensor.SensorModel()
+    header = {
+        "device_id": device_id, "firmware": "sim", "rate_hz": int(rate),
+        "kind": "raw" if raw else "calibrated", "start_time": start,
+        "source": "oimon sim generate", "scenario": scenario, "seed": int(seed),
+        "params": params, "duration_s": float(duration), "body_weight_kg": float(body_weight_kg),
+        "noise": bool(noise),
+    }
+    if not raw and scenarios.is_raw_scenario(scenario):
+        header["faults_left_out"] = True
+    if raw:
+        header["calibration"] = {"offset": [int(v) for v in model.offset[:3]],
+                                 "gain": [[float(v) for v in row] for row in model.gain_matrix()]}
+        header["sensor"] = {"S": model.S.tolist(), "offset": [int(v) for v in model.offset]}
+    else:
+        header["calibration"] = None
+    n_total = int(round(duration * rate))
+    bar = prog.Progress(n_total / rate, "generate %s" % scenario, " h" if duration >= 3600 else " s",
+                        1 / 3600 if duration >= 3600 else 1, enabled=progress or None)
+    try:
+        with recording.Writer(out, header, atomic=True) as w, bar:
+            for first, rows, tr in scenarios.generate(scenario, duration, rate, body_weight_kg,
+                                                      seed, raw=raw, model=model, noise=noise,
+                                                      **params):
+                for d in tr:
+                    if raw or not d.get("raw"):     # calibrated: faults are left out
+                        w.event(d)
+                w.write(first, rows)
+                bar.update((first + len(rows)) / rate)
+    except (scenarios.ScenarioError, TypeError) as e:
+        raise OimonError("scenario %s: %s" % (scenario, e))
+    return header
