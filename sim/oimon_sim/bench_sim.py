@@ -5,7 +5,7 @@
   through the bit-exact model (replay.replay_file, what `oimon sim replay` runs) in a fresh
   subprocess: wall time from interpreter start (imports included) and peak RSS
   (resource.getrusage of the child); targets <= 10 s and <= 1 GiB on the 2-core bench machine.
-  The model's numba kernel is compiled once and cached on disk (model.py, cache=True): a short
+  The model's numba kernels are compiled once and cached on disk (kernels.py, cache=True): a short
   replay warms that cache first, and replay_compile_seconds is the one-off cost of compiling it
   from scratch (a replay of 1 s of data with an empty NUMBA_CACHE_DIR);
 - stream_gaps_10min(seconds=600): the virtual device at real time, recorded through
@@ -17,8 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / "build" / "bench"
+from oimon_sim import paths
+
+CACHE = paths.BUILD / "bench"
 
 
 _WRAP = """
@@ -87,8 +88,8 @@ def generate_24h(seconds=86400):
 
 _KERNEL = """
 import numpy as np
-from oimon_sim import model
-rp = model.Replayer(model.default_calibration())
+from oimon_sim import profiles, replayer
+rp = replayer.Replayer(profiles.default_calibration())
 for y, ev in rp.stream([np.zeros((1000, 3), np.int32)], calibrated=True):
     pass
 """
