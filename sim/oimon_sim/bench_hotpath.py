@@ -29,7 +29,6 @@ import json
 import os
 import statistics
 import tempfile
-from pathlib import Path
 
 import numpy as np
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from oimon_common import protocol as P
 from oimon_sim import mp, paths
+from oimon_sim import scenarios as S
 
 FW_TESTS = paths.FW_TESTS
 SHIMS = paths.SHIMS
@@ -51,7 +53,6 @@ def power_cuts(n=300, seed=12345):
 
 
 def _sim_loads(kind, seconds=3.0, seed=1):
-    from oimon_sim import scenarios as S
     fn = {"walk": S.walk, "overload": S.overload, "fall": S.fall}[kind]
     load = fn(max(seconds, 20.0), seed=seed)[0]
     rng = np.random.default_rng(seed)
@@ -102,7 +103,6 @@ def flash_budget(budget=4 << 20, seg=1 << 16, event_bytes=None):
 def wire_bytes_per_sample(batch=50, seconds=10.0):
     """Frames built by the firmware's Encoder on MicroPython from simulated walking loads (the
     same bytes the device streams), checked by decoding them on CPython."""
-    from oimon_common import protocol as P
     load = _sim_loads("walk", seconds)
     wire = np.stack([np.clip(load[:, 0] >> 1, -32768, 32767), np.clip(load[:, 1], -32768, 32767),
                      np.clip(load[:, 2], -32768, 32767)], axis=1).astype("<i2")
@@ -175,7 +175,6 @@ def fuzz_host(n=1000000, seed=1, chunk=1000, deadline_s=None):
     """n frames (valid, mutated, junk-prefixed, merged) into oimon_common.protocol.Decoder in random
     read sizes. Fails (BenchError) on a crash, a corrupt frame delivered, a missed intact frame
     (no resync) or a chunk counted neither good nor bad."""
-    from oimon_common import protocol as P
     rng = random.Random(seed)
     enc = P.Encoder()
     dec = P.Decoder()

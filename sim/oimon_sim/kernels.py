@@ -9,6 +9,7 @@ kernels are tested against, is fwrun.py.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from oimon_common.events import (EV_NAMES, OVL_FIELDS, FALL_FIELDS, FAULT_FIELDS, SLOT,  # noqa: F401
@@ -78,18 +79,10 @@ def make_config(limits=None, bw=BW_DEFAULT, **over):
 # docs/algorithm.md with the firmware's word layouts (k[], st[] of dsp.py; cfg[], st[], ev[],
 # act[] of detect.py) so that the two can be read side by side. Words are int64 here, int32 on the device: the
 # overflow proof of docs/algorithm.md §4 bounds every intermediate below 2^31, so both give the
-# same numbers. Compiled by numba when it is installed (~100x the interpreter); without numba the
-# same function runs as plain Python (identical results, only slow).
-try:
-    import numba as _numba
-    _jit = _numba.njit(cache=True, nogil=True)
-    JIT = True
-except ImportError:                     # pragma: no cover - numba is a dependency
-    def _jit(f):
-        return f
-    JIT = False
-
-# dsp.py k[] and st[] (tests/test_algorithm.py checks these against firmware/dsp.py)
+# same numbers. Compiled by numba (a dependency, ~100x the interpreter; cache=True keeps the
+# machine code on disk, see bench_sim.replay_compile_seconds); numba releases the GIL (nogil) so
+# Replayer.stream runs the two stages on two cores.
+_jit = numba.njit(cache=True, nogil=True)
 
 
 @_jit

@@ -11,7 +11,7 @@ This thin re-export is kept only so that code written against `oimon_sim.model` 
 while it is updated; nothing in the tree imports it (tests/test_layers.py checks).
 """
 from .kernels import *  # noqa: F401,F403
-from .kernels import (CFG, EV_N, EVROW, JIT, coefficients, make_config, _det_block,  # noqa: F401
+from .kernels import (CFG, EV_N, EVROW, coefficients, make_config, _det_block,  # noqa: F401
                       _dsp_block)
 from .replayer import SEGMENT, Replayer, _Filter, replay  # noqa: F401
 from .fwrun import firmware_replay  # noqa: F401

@@ -11,9 +11,11 @@ package without one, `source()` raises SourceMissing with one line saying what t
 import os
 from pathlib import Path
 
+from oimon.errors import OimonError
 
-class SourceMissing(RuntimeError):
-    pass
+
+class SourceMissing(OimonError):
+    """The simulator is used without an oimon checkout (the commands print it as one line)."""
 
 
 def _root():

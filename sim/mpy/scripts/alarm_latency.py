@@ -1,7 +1,7 @@
 # Alarm latency (sim/oimon_sim/alarm_latency.py): the firmware's main loop (app.Device) plays the
 # simulated sensor at full speed (OIMON_SIM_SENSOR, OIMON_SIM_SPEED=0); prints one JSON line with
 # the sample of the first over-limit filtered value and of the first buzzer PWM.
-import os, json
+import json
 import app, hal
 dev = app.Device()
 first_buzz = -1
