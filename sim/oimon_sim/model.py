@@ -10,9 +10,9 @@
 This thin re-export is kept only so that code written against `oimon_sim.model` keeps working
 while it is updated; nothing in the tree imports it (tests/test_layers.py checks).
 """
-from .kernels import *  # noqa: F401,F403
-from .kernels import (CFG, EV_N, EVROW, coefficients, make_config, _det_block,  # noqa: F401
-                      _dsp_block)
+from . import kernels as _kernels
+
+globals().update({k: v for k, v in vars(_kernels).items() if not k.startswith("__")})
 from .replayer import SEGMENT, Replayer, _Filter, replay  # noqa: F401
 from .fwrun import firmware_replay  # noqa: F401
 from .profiles import (FS, default_calibration, forces_to_raw, gait_forces, hold,  # noqa: F401
