@@ -3,6 +3,7 @@ fed by the simulated sensor, talking over a pty that the host opens exactly like
 serial port. The firmware's stdin/stdout are the pty's master side; the path printed is the
 slave side (/dev/pts/N)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
     """Generate the sensor input, write the calibration the device would have (unless
     calibrated=False: a fresh, uncalibrated device; a storage folder that already holds a
     calibration keeps it), start it."""
+    # lazy (here and below): numpy (scenarios, sensor, recording) costs ~50 ms, and the `oimon`
+    # command table imports this module on every start
     from oimon_sim import scenarios, sensor, vdev_setup
     if not recording and scenario not in scenarios.SCENARIOS:
         raise OimonError("unknown scenario %r (choose from %s)" % (
@@ -122,7 +125,6 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
         else:
             _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model)
     except BaseException:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
         raise
     vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
@@ -136,7 +138,7 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
 
 def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
     """The virtual device's input: the scenario as raw counts (sensor faults included)."""
-    from oimon_sim import scenarios
+    from oimon_sim import scenarios      # lazy: numpy, see start_virtual_device
     try:
         with open(raw_path, "wb") as f:
             for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
@@ -149,6 +151,7 @@ def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
 def sensor_model_for(header):
     """The sensor model behind a recording: its `sensor` header, else the inverse of its
     calibration, else the default model."""
+    # lazy: numpy, see start_virtual_device
     import numpy as np
     from oimon_sim import sensor
     if isinstance(header.get("sensor"), dict):
@@ -163,7 +166,7 @@ def sensor_model_for(header):
 def raw_file_from_recording(path, out):
     """Stream a recording into the virtual device's raw-counts file (calibrated samples go through
     the sensor model). Returns (sensor model to provision, rate)."""
-    from oimon import recording
+    from oimon import recording          # lazy: numpy, see start_virtual_device
     with recording.Reader(path) as r:
         if r.kind == "raw" and r.nch != 4:
             raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))

@@ -1,6 +1,7 @@
 """Scenarios written into recordings (oimon sim generate, the tests and the benchmarks), truth
 as EVNT chunks before the samples they label."""
 from oimon.errors import OimonError
+from oimon_sim import progress as prog
 
 DEFAULT_START = "2025-01-01T00:00:00+00:00"
 
@@ -10,8 +11,9 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
                        progress=None):
     """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
     Returns the header."""
+    # lazy: numpy (recording, scenarios, sensor) costs ~50 ms, and the `oimon` command table
+    # imports this module on every start
     from oimon import recording
-    from oimon_sim import progress as prog
     from oimon_sim import scenarios, sensor
     params = dict(params or {})
     if scenario not in scenarios.SCENARIOS:
