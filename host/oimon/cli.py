@@ -66,7 +66,9 @@ class _Parser(argparse.ArgumentParser):
         return super().add_argument(*a, **kw)
 
     def error(self, message):
-        raise UsageError("%s: %s (see %s --help)" % (self.prog, message, self.prog))
+        sub = self.prog[len("oimon"):].strip() if self.prog.startswith("oimon") else self.prog
+        raise UsageError("oimon: %s%s (see %s --help)" % (sub + ": " if sub else "", message,
+                                                         self.prog))
 
 
 def build_parser():
@@ -131,6 +133,16 @@ def main(argv=None):
         print("oimon: internal error: %s: %s (set OIMON_DEBUG=1 for the traceback)"
               % (e.__class__.__name__, (str(e).splitlines() or [""])[0]), file=sys.stderr)
         return 1
+    finally:
+        _close_databases()
+
+
+def _close_databases():
+    try:
+        from oimon import db
+        db.close_all()
+    except Exception:  # noqa: BLE001 - closing must not turn success into failure
+        pass
 
 
 if __name__ == "__main__":

@@ -1,9 +1,18 @@
 """The host's SQLite database (docs/database.md): devices, recordings, events, summaries,
 retightenings, calibration certificates. The schema is versioned (PRAGMA user_version) and
-migrated forward on open; every change runs in a transaction."""
+migrated forward on open; every change runs in a transaction.
+
+connect() looks at a file before it writes anything to it: not SQLite, damaged, another
+program's database, or a schema newer than this oimon: one OimonError line and the file is left
+exactly as it was. Then WAL journal and a busy timeout (another writer: wait, then one line).
+Every sqlite3 error of a later statement is one line too (cli.main)."""
+import errno
 import json
 import os
 import sqlite3
+import time
+import urllib.parse
+from contextlib import contextmanager
 from pathlib import Path
 
 from oimon.errors import OimonError
@@ -102,7 +111,19 @@ MIGRATIONS = [
     );
     """,
 ]
+MIGRATIONS.append(
+    # 5: config_change is the journal of every authenticated device change (config set,
+    # retighten record, calibrate, exercise plan), written BEFORE the command is sent
+    # (status 'sent'), then 'accepted' / deleted when refused / 'unconfirmed' when the device
+    # did not answer: a change the device accepted is never missing (docs/database.md)
+    """
+    ALTER TABLE config_change ADD COLUMN command TEXT NOT NULL DEFAULT 'set';
+    ALTER TABLE config_change ADD COLUMN status TEXT NOT NULL DEFAULT 'accepted';
+    """)
 SCHEMA_VERSION = len(MIGRATIONS)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+OIMON_TABLES = {"device", "recording", "event", "summary", "retightening", "calibration"}
+BUSY_TIMEOUT_S = float(os.environ.get("OIMON_DB_BUSY_TIMEOUT", "30"))
 
 
 def default_path():
@@ -113,26 +134,182 @@ def default_path():
     return Path(base) / "oimon" / "oimon.sqlite"
 
 
+def error_line(e, path=None):
+    """One line for an sqlite3 error (or OSError) of database `path`."""
+    msg = (str(e).splitlines() or [e.__class__.__name__])[0]
+    low = msg.lower()
+    where = "database %s" % path if path else "database"
+    if "locked" in low or "busy" in low:
+        return "%s is busy (another oimon is writing to it; waited %g s): try again" % (
+            where, BUSY_TIMEOUT_S)
+    if "disk is full" in low or "database or disk is full" in low or \
+            getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return "%s: disk full: nothing was written (free some space and try again)" % where
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return "%s is damaged (%s): restore it from a backup; it was not changed" % (where, msg)
+    if "readonly" in low or "read-only" in low:
+        return "%s is read-only (%s)" % (where, msg)
+    if "unable to open" in low:
+        return "%s: cannot open (%s)" % (where, msg)
+    return "%s: %s" % (where, msg)
+
+
+def _inspect(path):
+    """Refuse a file that is not an oimon database before anything writes to it (read-only)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise OimonError("database %s: cannot open (%s)" % (path, e.strerror or e))
+    if path.is_dir():
+        raise OimonError("database %s is a folder, not a file" % path)
+    if st.st_size == 0:
+        return                                   # an empty file: a new database
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        raise OimonError("database %s: cannot read (%s)" % (path, e.strerror or e))
+    if head[:16] != SQLITE_MAGIC:
+        raise OimonError("database %s is not an SQLite database (not created by oimon?): "
+                         "refused, left unchanged" % path)
+    if len(head) < 100 or st.st_size < 512:
+        raise OimonError("database %s is truncated (%d bytes): restore it from a backup; "
+                         "it was not changed" % (path, st.st_size))
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    if page < 512 or page & (page - 1):
+        raise OimonError("database %s is damaged (page size %d): restore it from a backup; "
+                         "it was not changed" % (path, page))
+    # "in-header database size" is valid when the change counter matches version-valid-for
+    if pages and head[24:28] == head[92:96] and st.st_size < pages * page:
+        raise OimonError("database %s is truncated (%d of %d bytes): restore it from a backup; "
+                         "it was not changed" % (path, st.st_size, pages * page))
+    uri = "file:%s?mode=ro" % urllib.parse.quote(str(path.resolve()))
+    try:
+        ro = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            ver = ro.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            ro.close()
+    except sqlite3.Error as e:
+        raise OimonError(error_line(e, path))
+    if ver > SCHEMA_VERSION:
+        raise OimonError("database %s has schema %d, newer than this oimon (%d): update oimon; "
+                         "it was not changed" % (path, ver, SCHEMA_VERSION))
+    if tables and (ver == 0 or not OIMON_TABLES <= tables):
+        raise OimonError("database %s belongs to another program (tables %s): refused, left "
+                         "unchanged" % (path, ", ".join(sorted(tables)[:5])))
+
+
+_OPEN = []                               # connections of this process: close_all() at exit
+
+
+def close_all():
+    """Close every connection connect() opened (cli.main does at the end of each command): the
+    last close checkpoints the WAL into the database file, so the file is complete and alone
+    when the command returns."""
+    while _OPEN:
+        con = _OPEN.pop()
+        try:
+            con.close()
+        except sqlite3.Error:
+            pass
+
+
 def connect(path=None):
+    """The database at path (default_path()), created or migrated as needed; see the module
+    docstring for what is refused."""
     path = Path(path) if path else default_path()
+    _inspect(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(path))
+    except OSError as e:
+        raise OimonError("database %s: cannot create its folder (%s)" % (path, e.strerror or e))
+    try:
+        con = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
         con.row_factory = sqlite3.Row
+        con.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
         con.execute("PRAGMA foreign_keys = ON")
         ver = con.execute("PRAGMA user_version").fetchone()[0]
-    except (sqlite3.DatabaseError, OSError) as e:
-        raise OimonError("database %s: %s" % (path, e))
-    if ver > SCHEMA_VERSION:
+    except (sqlite3.Error, OSError) as e:
+        raise OimonError(error_line(e, path))
+    if ver > SCHEMA_VERSION:                 # another oimon migrated it meanwhile
+        con.close()
         raise OimonError("database %s has schema %d, newer than this oimon (%d): update oimon"
                          % (path, ver, SCHEMA_VERSION))
     for v in range(ver, SCHEMA_VERSION):
         try:
             with con:
-                con.executescript("BEGIN;" + MIGRATIONS[v] + "PRAGMA user_version = %d;" % (v + 1))
-        except sqlite3.DatabaseError as e:
-            raise OimonError("database %s: migration to schema %d failed: %s" % (path, v + 1, e))
+                con.executescript("BEGIN IMMEDIATE;" + MIGRATIONS[v]
+                                  + "PRAGMA user_version = %d;" % (v + 1))
+        except sqlite3.Error as e:
+            con.close()
+            raise OimonError("%s (migration to schema %d)" % (error_line(e, path), v + 1))
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.Error:
+        pass                                 # e.g. a file system without shared memory
+    _OPEN.append(con)
     return con
+
+
+def retry(fn, attempts=5, what="database write"):
+    """fn() again after a busy/locked error (the busy timeout waited already); the last error
+    becomes one OimonError line."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            low = str(e).lower()
+            if ("locked" not in low and "busy" not in low) or i == attempts - 1:
+                raise OimonError("%s failed: %s" % (what, error_line(e)))
+            time.sleep(0.2 * (i + 1))
+
+
+@contextmanager
+def device_change(con, device_id, command, data):
+    """The journal row of a device change, around sending it: written (status 'sent') before
+    the block sends the command; 'accepted' after it, deleted if the device refused
+    (link.DeviceRefused: nothing changed), 'unconfirmed' if it did not answer. So a change the
+    device accepted always has its row, even when a later write fails. Yields the row id."""
+    from oimon.link import DeviceRefused
+    payload = json.dumps(data, sort_keys=True)
+
+    def intent():
+        with con:
+            ensure_device(con, device_id)
+            return con.execute("INSERT INTO config_change(device_id, data, command, status) "
+                               "VALUES (?,?,?,'sent')", (device_id, payload, command)).lastrowid
+    rid = retry(intent, what="database write (before sending %s)" % command)
+
+    def mark(status):
+        with con:
+            if status is None:
+                con.execute("DELETE FROM config_change WHERE id = ?", (rid,))
+            else:
+                con.execute("UPDATE config_change SET status = ? WHERE id = ?", (status, rid))
+    try:
+        yield rid
+    except DeviceRefused:
+        _quiet(mark, None)
+        raise
+    except BaseException:
+        _quiet(mark, "unconfirmed")
+        raise
+    retry(lambda: mark("accepted"), what="database write (after %s was accepted; row %d says "
+          "'sent')" % (command, rid))
+
+
+def _quiet(fn, *a):
+    try:
+        fn(*a)
+    except (sqlite3.Error, OimonError):
+        pass
 
 
 def ensure_device(con, device_id):
@@ -160,10 +337,10 @@ def add_calibration(con, device_id, date, cert):
     return cur.lastrowid
 
 
-def add_config_change(con, device_id, changes):
+def add_config_change(con, device_id, changes, command="set", status="accepted"):
     ensure_device(con, device_id)
-    con.execute("INSERT INTO config_change(device_id, data) VALUES (?,?)",
-                (device_id, json.dumps(changes, sort_keys=True)))
+    con.execute("INSERT INTO config_change(device_id, data, command, status) VALUES (?,?,?,?)",
+                (device_id, json.dumps(changes, sort_keys=True), command, status))
 
 
 def devices(con):

@@ -1,7 +1,12 @@
 """Transport to an oimon device: a serial port, a pty path or any pyserial URL (loop://,
 socket://host:port). Frames are the shared protocol module's (oimon_common.protocol)."""
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import re
+import tempfile
 import time
 
 import serial
@@ -49,15 +54,85 @@ def resolve_port(port):
     raise OimonError("several boards found (%s): choose one with --port" % ", ".join(likely))
 
 
+class DeviceRefused(OimonError):
+    """The device answered a command with an error status: nothing was changed on it."""
+
+
+class PortBusy(OimonError):
+    """Another program (or another oimon) has the port."""
+
+
+def lock_dir():
+    d = os.environ.get("OIMON_LOCK_DIR") or os.path.join(tempfile.gettempdir(),
+                                                         "oimon-locks-%d" % os.getuid())
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+def _lock_name(port):
+    key = port if "://" in port else os.path.realpath(port)
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[-60:]
+    return os.path.join(lock_dir(), "%s-%s.lock" % (tail, hashlib.sha1(key.encode()).hexdigest()[:10]))
+
+
+class PortLock:
+    """An advisory lock (flock) on a lock file named after the port: pyserial's exclusive=True
+    locks real serial ports, this also covers pty paths and URLs (socket://, loop://), which the
+    OS does not lock. Held while the Link is open; released by the kernel if the process dies."""
+
+    def __init__(self, port):
+        self.path = _lock_name(port)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise PortBusy("port busy: %s is in use by another program%s" % (
+                    port, " (%s)" % holder if holder else ""))
+            raise
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, ("oimon pid %d" % os.getpid()).encode(), 0)
+        except OSError:
+            pass
+
+    def release(self):
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)        # closing drops the flock
+            self.fd = None
+
+
 class Link:
     def __init__(self, port, timeout=2.0):
         self.port = port
         self.timeout = timeout
+        self.lock = None
+        try:
+            self.lock = PortLock(port)
+        except PortBusy:
+            raise
+        except OSError as e:
+            raise OimonError("cannot lock port %s: %s" % (port, e.strerror or e))
         try:
             self.ser = serial.serial_for_url(port, baudrate=115200, timeout=0.05,
-                                             write_timeout=timeout)
+                                             write_timeout=timeout, exclusive=True)
         except (serial.SerialException, ValueError, OSError) as e:
-            raise OimonError("cannot open port %s: %s" % (port, _short(e)))
+            self.lock.release()
+            msg = _short(e)
+            if "exclusively lock" in msg or "Resource temporarily unavailable" in msg:
+                raise PortBusy("port busy: %s is in use by another program" % port)
+            raise OimonError("cannot open port %s: %s" % (port, _open_reason(e)))
         self.dec = P.Decoder()
         self.enc = P.Encoder()
         self.pending = []         # frames that arrived while waiting for a response
@@ -67,6 +142,9 @@ class Link:
             self.ser.close()
         except Exception:  # noqa: BLE001 - closing a port that vanished
             pass
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self):
         return self
@@ -102,7 +180,7 @@ class Link:
                         raise OimonError("garbled response from the device")
                     if pl[1] != P.S_OK:
                         msg = data.get("error") if isinstance(data, dict) else None
-                        raise OimonError("device refused: %s%s" % (
+                        raise DeviceRefused("device refused: %s%s" % (
                             STATUS_TEXT.get(pl[1], "status %d" % pl[1]), ": " + msg if msg else ""))
                     return data
                 self.pending.append((ftype, seq, pl))
@@ -169,6 +247,20 @@ class Link:
             since = last
         stats["device"] = r if isinstance(r, dict) else {}
         return records, stats
+
+
+def _open_reason(e):
+    """The OS's reason for a failed open, without pyserial's repetition of the port name."""
+    en = getattr(e, "errno", None)
+    if en == errno.ENOENT:
+        return "no such port (is the device plugged in? oimon ports lists them)"
+    if en in (errno.EACCES, errno.EPERM):
+        return "permission denied (add yourself to the dialout group, then log in again)"
+    if en == errno.EBUSY:
+        return "port busy (in use by another program)"
+    if en is not None:
+        return os.strerror(en)
+    return _short(e)
 
 
 def _short(e):

@@ -135,7 +135,7 @@ def parse_date(text, what="date", earliest=DEVICE_EPOCH, latest_days_ahead=1):
     try:
         d = dt.date.fromisoformat(s)
     except ValueError:
-        raise OimonError("%s must be YYYY-MM-DD, not %r" % (what, s[:40]))
+        raise OimonError("%s %r is not a date of the form YYYY-MM-DD" % (what, s[:40]))
     if earliest is not None and d < earliest:
         raise OimonError("%s %s is before any oimon device existed (%s)" % (what, d, earliest))
     if latest_days_ahead is not None and d > dt.date.today() + dt.timedelta(days=latest_days_ahead):
