@@ -255,6 +255,8 @@ def connect(path=None):
     except sqlite3.Error:
         pass                                 # e.g. a file system without shared memory
     _OPEN.append(con)
+    if path.exists():
+        _recover_intents(con, os.path.abspath(str(path)))
     return con
 
 
@@ -271,38 +273,103 @@ def retry(fn, attempts=5, what="database write"):
             time.sleep(0.2 * (i + 1))
 
 
+def _db_file(con):
+    for row in con.execute("PRAGMA database_list"):
+        if row[1] == "main":
+            return row[2] or None
+    return None
+
+
+def _intent_path(dbfile, pid=None):
+    return "%s-intent-%d.json" % (dbfile, os.getpid() if pid is None else pid)
+
+
+def _write_intent(path, rec):
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(rec, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OimonError("cannot journal the change before sending it (%s: %s): nothing was "
+                         "sent to the device" % (path, "disk full" if e.errno == errno.ENOSPC
+                                                 else e.strerror or e))
+
+
+def _recover_intents(con, dbfile):
+    """Journal files a process left behind when it died between sending a change and storing
+    it: stored now as 'unconfirmed' config_change rows (the device may have accepted them)."""
+    import glob
+    for path in glob.glob(glob.escape(dbfile) + "-intent-*.json"):
+        try:
+            pid = int(path.rsplit("-", 1)[1].split(".")[0])
+        except ValueError:
+            continue
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue                     # that oimon is still running
+            except ProcessLookupError:
+                pass
+            except OSError:
+                continue
+        try:
+            with open(path) as f:
+                rec = json.load(f)
+            with con:
+                add_config_change(con, rec["device_id"], rec["data"], rec.get("command", "set"),
+                                  "unconfirmed")
+            os.unlink(path)
+        except (OSError, ValueError, KeyError, TypeError, sqlite3.Error):
+            continue
+
+
 @contextmanager
 def device_change(con, device_id, command, data):
-    """The journal row of a device change, around sending it: written (status 'sent') before
-    the block sends the command; 'accepted' after it, deleted if the device refused
-    (link.DeviceRefused: nothing changed), 'unconfirmed' if it did not answer. So a change the
-    device accepted always has its row, even when a later write fails. Yields the row id."""
+    """A change sent to the device, journaled so that it is never missing from the database
+    once the device accepted it: before the block sends it, a journal file beside the database
+    (DB-intent-PID.json, fsync'ed) holds it; accepted: a config_change row (status 'accepted',
+    retried while the database is busy), then the journal file goes; refused
+    (link.DeviceRefused: the device changed nothing): the journal file goes and the database is
+    untouched; no answer: a row 'unconfirmed'. If the process dies in between, the next
+    connect() stores the journal file as an 'unconfirmed' row."""
     from oimon.link import DeviceRefused
-    payload = json.dumps(data, sort_keys=True)
+    dbfile = _db_file(con)
+    jpath = _intent_path(dbfile) if dbfile else None
+    if jpath:
+        _write_intent(jpath, {"device_id": device_id, "command": command, "data": data})
 
-    def intent():
+    def store(status):
         with con:
-            ensure_device(con, device_id)
-            return con.execute("INSERT INTO config_change(device_id, data, command, status) "
-                               "VALUES (?,?,?,'sent')", (device_id, payload, command)).lastrowid
-    rid = retry(intent, what="database write (before sending %s)" % command)
+            add_config_change(con, device_id, data, command, status)
 
-    def mark(status):
-        with con:
-            if status is None:
-                con.execute("DELETE FROM config_change WHERE id = ?", (rid,))
-            else:
-                con.execute("UPDATE config_change SET status = ? WHERE id = ?", (status, rid))
+    def drop_journal():
+        if jpath:
+            try:
+                os.unlink(jpath)
+            except OSError:
+                pass
     try:
-        yield rid
+        yield
     except DeviceRefused:
-        _quiet(mark, None)
+        drop_journal()
         raise
     except BaseException:
-        _quiet(mark, "unconfirmed")
+        try:
+            store("unconfirmed")
+            drop_journal()
+        except (sqlite3.Error, OimonError):
+            pass                             # the journal file stays: stored on next connect
         raise
-    retry(lambda: mark("accepted"), what="database write (after %s was accepted; row %d says "
-          "'sent')" % (command, rid))
+    retry(lambda: store("accepted"), what="database write (the device accepted %s; its "
+          "journal %s keeps it until it is stored)" % (command, jpath))
+    drop_journal()
 
 
 def _quiet(fn, *a):

@@ -136,6 +136,7 @@ class Link:
         self.dec = P.Decoder()
         self.enc = P.Encoder()
         self.pending = []         # frames that arrived while waiting for a response
+        self._backlog = []        # frames decoded after the response (read_frames returns them)
 
     def close(self):
         try:
@@ -159,25 +160,34 @@ class Link:
             raise OimonError("write to %s failed: %s" % (self.port, _short(e)))
 
     def read_frames(self, size=4096):
+        if self._backlog:                  # decoded after a response, not yet handed out
+            out, self._backlog = self._backlog, []
+            return out
         try:
             data = self.ser.read(max(1, min(size, self.ser.in_waiting or 1)))
         except (serial.SerialException, OSError) as e:
             raise OimonError("read from %s failed: %s" % (self.port, _short(e)))
         return self.dec.feed(data) if data else []
 
-    def command(self, cmd, args=None, payload=None, timeout=None):
+    def command(self, cmd, args=None, payload=None, timeout=None, match=None):
         """Send a command; return the decoded JSON data of its response. Other frames that
-        arrive meanwhile are kept in .pending for the caller."""
+        arrive before it are kept in .pending for the caller, the ones after it are returned by
+        the next read_frames(). match(data) -> False marks a response as not ours (a stale one
+        left in the port's buffer by an earlier program): it is skipped."""
         body = payload if payload is not None else json.dumps(args or {}).encode()
         self.write_frame(P.T_CMD, bytes((cmd,)) + body)
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
-            for ftype, seq, pl in self.read_frames():
+            frames = self.read_frames()
+            for i, (ftype, seq, pl) in enumerate(frames):
                 if ftype == P.T_RESP and len(pl) >= 2 and pl[0] == cmd:
                     try:
                         data = json.loads(pl[2:]) if len(pl) > 2 else {}
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise OimonError("garbled response from the device")
+                    if match is not None and pl[1] == P.S_OK and not match(data):
+                        continue
+                    self._backlog = frames[i + 1:] + self._backlog
                     if pl[1] != P.S_OK:
                         msg = data.get("error") if isinstance(data, dict) else None
                         raise DeviceRefused("device refused: %s%s" % (
