@@ -50,8 +50,8 @@ def check_number(x, what, lo=None, hi=None, lo_open=False, hi_open=False, unit="
     bad = (lo is not None and (x <= lo if lo_open else x < lo)) or \
           (hi is not None and (x >= hi if hi_open else x > hi))
     if bad:
-        raise OimonError("%s must be %s%s, not %s%s" % (what, _range(lo, hi, lo_open, hi_open), u,
-                                                       _fmt(x), u))
+        raise OimonError("%s %s%s is out of range (must be %s%s)" % (
+            what, _fmt(x), u, _range(lo, hi, lo_open, hi_open), u))
     return int(x) if integer else x
 
 
@@ -86,10 +86,10 @@ def parse_number(text, what="value", integer=False):
             f = None
         if integer and f is not None and math.isfinite(f) and f == int(f):
             return int(f)
-        raise OimonError("%s must be a %s, not %r" % (what, "whole number" if integer else "number",
-                                                      str(text)[:40]))
+        raise OimonError("%s %r is not a %s" % (what, str(text)[:40],
+                                                "whole number" if integer else "number"))
     if not integer and not math.isfinite(v):
-        raise OimonError("%s must be a finite number, not %r" % (what, str(text)[:40]))
+        raise OimonError("%s %r is not a finite number" % (what, str(text)[:40]))
     return v
 
 

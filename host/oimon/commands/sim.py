@@ -159,7 +159,9 @@ def cmd_device(args):
     finally:
         vd.stop()
         import shutil
-        if args.storage:                     # keep the storage asked for, drop the input file
+        if vd.work is None:                  # stop() removed the input folder already
+            pass
+        elif args.storage:                     # keep the storage asked for, drop the input file
             (vd.work / "sensor.raw").unlink(missing_ok=True)
             shutil.rmtree(vd.work, ignore_errors=True) if not any(vd.work.iterdir()) else None
         else:
