@@ -119,7 +119,8 @@ def main(argv=None):
         print("oimon: %s" % _os_line(e), file=sys.stderr)
         return 2
     except sqlite3.Error as e:
-        print("oimon: database error: %s" % (str(e).splitlines() or ["?"])[0], file=sys.stderr)
+        from oimon import db
+        print("oimon: %s" % db.error_line(e), file=sys.stderr)
         return 2
     except RecursionError:
         print("oimon: input nested too deeply", file=sys.stderr)

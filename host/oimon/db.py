@@ -138,7 +138,10 @@ def error_line(e, path=None):
     """One line for an sqlite3 error (or OSError) of database `path`."""
     msg = (str(e).splitlines() or [e.__class__.__name__])[0]
     low = msg.lower()
+    path = path or _LAST_PATH[0]
     where = "database %s" % path if path else "database"
+    if "disk i/o error" in low and path and _no_space(path):
+        low = "disk is full"
     if "locked" in low or "busy" in low:
         return "%s is busy (another oimon is writing to it; waited %g s): try again" % (
             where, BUSY_TIMEOUT_S)
@@ -187,7 +190,10 @@ def _inspect(path):
     if pages and head[24:28] == head[92:96] and st.st_size < pages * page:
         raise OimonError("database %s is truncated (%d of %d bytes): restore it from a backup; "
                          "it was not changed" % (path, st.st_size, pages * page))
-    uri = "file:%s?mode=ro" % urllib.parse.quote(str(path.resolve()))
+    # read-only; without a -wal beside it (no writer has it open) also immutable, so that the
+    # look leaves no -wal/-shm behind on a file that is then refused
+    immutable = "" if os.path.exists(str(path) + "-wal") else "&immutable=1"
+    uri = "file:%s?mode=ro%s" % (urllib.parse.quote(str(path.resolve())), immutable)
     try:
         ro = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
         try:
@@ -206,6 +212,16 @@ def _inspect(path):
 
 
 _OPEN = []                               # connections of this process: close_all() at exit
+_LAST_PATH = [None]                      # the database last opened (for error lines)
+
+
+def _no_space(path):
+    """True if the database's file system has (almost) no room left."""
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(str(path))) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def close_all():
@@ -224,6 +240,7 @@ def connect(path=None):
     """The database at path (default_path()), created or migrated as needed; see the module
     docstring for what is refused."""
     path = Path(path) if path else default_path()
+    _LAST_PATH[0] = str(path)
     _inspect(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

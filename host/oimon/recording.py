@@ -99,7 +99,12 @@ class Writer:
 
     def _chunk(self, tag, body):
         head = tag + struct.pack("<I", len(body))
-        self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        try:
+            self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def write(self, first, rows):
         """rows: array-like (n, channels) of ints; first: sample index of rows[0]."""
@@ -140,7 +145,12 @@ class Writer:
 
     def flush(self):
         self._flush_rows()
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def close(self):
         """Write the END chunk and close. A write that fails (disk full) closes the file
@@ -155,14 +165,22 @@ class Writer:
                     end["segments"] = self.segments + 1
                 self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
                 f.flush()
-            except OSError as e:
+            except (OSError, OimonError) as e:
                 self._f = None
                 try:
                     f.close()
                 except OSError:
                     pass
-                raise OimonError("%s: %s: the recording is readable up to its last complete chunk"
-                                 % (self._target, _os_reason(e)))
+                if self.atomic:
+                    try:
+                        os.unlink(self._target)
+                    except OSError:
+                        pass
+                if isinstance(e, OimonError):
+                    raise
+                raise OimonError("%s: %s: %s" % (
+                    self.path, _os_reason(e), "nothing was written" if self.atomic else
+                    "the recording is readable up to its last complete chunk"))
             self._f = None
             try:
                 f.close()

@@ -92,6 +92,8 @@ def auth_command(ln, args, cmd, payload, con=None):
     device's key from the host keystore (global --keystore, $OIMON_KEYSTORE or the default).
     Journaled in the database first (db.device_change: config_change row 'sent', then
     'accepted'), so a change the device accepted is never missing from the database."""
+    from oimon import keystore as K
+    ks = K.open(args.keystore)               # a bad keystore fails before anything is written
     if con is None:
         con = db.connect(getattr(args, "db", None))
     info = ln.command(P.C_INFO)
@@ -100,7 +102,7 @@ def auth_command(ln, args, cmd, payload, con=None):
         raise OimonError("the device did not report its id")
     name = P.CMD_NAMES.get(cmd, str(cmd))
     with db.device_change(con, dev, name, payload):
-        return ln.command_auth(cmd, payload, args.keystore)
+        return ln.command_auth(cmd, payload, ks)
 
 
 def _limits_phys(lim):
@@ -137,6 +139,8 @@ def _pseudonym(con, dev, name):
 
 def cmd_set(args):
     values = parse_assignments(args.assignments)
+    from oimon import keystore as K
+    K.open(args.keystore)                    # checked before the database is touched
     con = db.connect(args.db)
     with link.Link(link.resolve_port(args.port)) as ln:
         info = ln.command(P.C_INFO)
