@@ -114,8 +114,14 @@ class PortLock:
 
 
 class Link:
-    def __init__(self, port, timeout=2.0):
+    def __init__(self, port, timeout=None):
         self.port = port
+        if timeout is None:                  # how long a command waits for its answer
+            try:
+                timeout = float(os.environ.get("OIMON_LINK_TIMEOUT", "2"))
+            except ValueError:
+                timeout = 2.0
+            timeout = min(max(timeout, 0.1), 600.0)
         self.timeout = timeout
         self.lock = None
         try:
