@@ -21,7 +21,8 @@ STALE_AXIAL = -7777            # the value of every stale sample: must never rea
 
 class FakeStream:
     def __init__(self, stale_batches=0, repeat_batch=None, restart_after=None, batch=50,
-                 period_s=0.05):
+                 period_s=0.05, info=None):
+        self.info = dict(INFO, **(info or {}))
         self.stale_batches = stale_batches
         self.repeat_batch = repeat_batch
         self.restart_after = restart_after
@@ -141,7 +142,7 @@ class FakeStream:
         self.commands.append((cmd, args))
         st, body = P.S_OK, {}
         if cmd == P.C_INFO:
-            body = dict(INFO, samples=self.count)
+            body = dict(self.info, samples=self.count)
         elif cmd == P.C_TIME:
             body = {"clock": args.get("t")}
         elif cmd == P.C_STATUS:

@@ -37,8 +37,8 @@ DEFAULT_BOUND_PCT = 0.5
 # are checked against them before the fit (check_step): which channel answers, its sign, and
 # the magnitude within STEP_TOLERANCE_PCT (gauge factor, gauge placement, bridge resistor and
 # excitation tolerances together stay well inside it; a wrong axis, a wrong mass or a jig
-# loading the wrong way lands far outside) plus STEP_SLACK_PCT of full scale per axis
-# (eccentricity of the jig, ~1 cm on an axial mass).
+# loading the wrong way lands far outside); an axis the step does not load may read up to
+# STEP_SLACK_PCT of its full scale (eccentricity of the jig, ~1 cm on an axial mass).
 NOMINAL_COUNTS = np.array([56.0, 10100.0, 10100.0])
 STEP_TOLERANCE_PCT = 30.0
 STEP_SLACK_PCT = 0.5
@@ -148,7 +148,9 @@ def check_step(step, raw_mean, tare_mean, tolerance_pct=STEP_TOLERANCE_PCT):
     elif np.sign(seen[k]) != np.sign(want[k]):
         problem = "%s answered with the opposite sign" % AXES[k]
     else:
-        allowed = (tolerance_pct / 100.0 * np.abs(want) + STEP_SLACK_PCT / 100.0 * FULL_SCALE
+        unloaded = want == 0
+        allowed = (tolerance_pct / 100.0 * np.abs(want)
+                   + np.where(unloaded, STEP_SLACK_PCT / 100.0 * FULL_SCALE, 0.0)
                    + np.where(np.arange(3) == k, 0.0,
                               CROSS_TALK_PCT / 100.0 * rel_want[k] * FULL_SCALE))
         bad = np.abs(seen - want) > allowed

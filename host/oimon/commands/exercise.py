@@ -101,9 +101,21 @@ def cmd_plan(args):
     # the device accepts, so that a rule that depends on it (the cap, % of body weight) is only
     # judged (and worded) with the device's own body weight below
     from oimon_common import settings as S
-    X.validate(build_plan(args, args.body_weight_kg if args.body_weight_kg is not None
-                          else S.BODY_WEIGHT[1]))
-    with link.Link(link.resolve_port(args.port)) as ln:
+    pre = None
+    try:
+        X.validate(build_plan(args, args.body_weight_kg if args.body_weight_kg is not None
+                              else S.BODY_WEIGHT[1]))
+    except OimonError as e:
+        if args.body_weight_kg is not None:
+            raise
+        pre = e                  # worded with a body weight not the device's: ask it first
+    try:
+        ln = link.Link(link.resolve_port(args.port))
+    except OimonError:
+        if pre is not None:
+            raise pre
+        raise
+    with ln:
         info = ln.command(P.C_INFO)
         dev_bw = info.get("body_weight_kg")
         if args.body_weight_kg is not None and dev_bw is not None \
