@@ -82,7 +82,7 @@ def plot(path, out):
                     ax.annotate(ev.get("kind", "?"), (x, 1), xycoords=("data", "axes fraction"),
                                 fontsize=8, rotation=90, va="top", ha="right")
     axes[0].set_title("%s  %s  (%s, %d samples at %g Hz)" % (
-        header.get("device_id", "?"), header.get("start_time", "")[:19], header.get("kind"),
+        header.get("device_id", "?"), (header.get("start_time") or "")[:19], header.get("kind"),
         len(samples), rate))
     if header.get("kind") == "calibrated" and lim:
         axes[0].legend(loc="upper right", fontsize=8)

@@ -8,11 +8,20 @@ still yields its good part.
                                            calibration, start_time, kind, ...
     chunks   repeated:
       tag    4 bytes: b"SMPL" samples | b"EVNT" one event (JSON) | b"END " end marker (JSON)
+             | b"SEGM" a new segment (JSON, version 2): the device restarted, a new time base
       len    u32 LE                        length of the body
       body   SMPL: first u64 LE (sample index of its first row), then n x channels x i32 LE
              EVNT: JSON object (device events; ground truth has "kind": "truth")
              END : JSON object {"samples": n, "events": m}; the last chunk of a closed file
       crc    u32 LE                        zlib.crc32 of tag + len + body
+
+Segments (version 2): sample indices in a file never run backwards. When the device restarts
+during a recording (its sample counter starts again at 0), the writer starts a new segment: a
+SEGM chunk {"segment", "first" (index of its first sample in the file), "device_first" (the
+device's counter there), "start_time" (ISO UTC), "boot", "reason"}, and the samples after it
+continue at "first" (the host's clock time since the start, never less than the end of the
+previous segment). Older (version 1) files whose indices ran backwards are read the same way:
+the reader shifts a backwards jump to just after the previous samples (.segments says where).
 
 A reader that meets a bad chunk records a RecordingError with its byte offset, then looks for the
 next chunk whose CRC checks out and goes on from there (resync), so one flipped byte costs one
@@ -33,11 +42,14 @@ MAGIC = b"OIMREC\x00\x01"
 TAG_SAMPLES = b"SMPL"
 TAG_EVENT = b"EVNT"
 TAG_END = b"END "
-TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END)
+TAG_SEGMENT = b"SEGM"
+TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END, TAG_SEGMENT)
 CHUNK_ROWS = 4096
 MAX_HEADER = 1 << 20
 MAX_CHUNK = 64 << 20
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1                 # what a writer without segments writes
+SEGMENTS_VERSION = 2               # a file that may hold SEGM chunks (oimon record)
+READ_VERSIONS = (1, 2)
 
 CAL_CHANNELS = [
     {"name": "axial", "unit": "N", "scale": 0.1},
@@ -83,10 +95,16 @@ class Writer:
         self._first = None
         self.samples = 0
         self.events = 0
+        self.segments = 0
 
     def _chunk(self, tag, body):
         head = tag + struct.pack("<I", len(body))
-        self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        try:
+            self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def write(self, first, rows):
         """rows: array-like (n, channels) of ints; first: sample index of rows[0]."""
@@ -112,6 +130,13 @@ class Writer:
         self._chunk(TAG_EVENT, json.dumps(ev, sort_keys=True).encode())
         self.events += 1
 
+    def segment(self, info):
+        """Start a new segment (see the module docstring): info is its SEGM dict; the samples
+        written after it start at info["first"]."""
+        self._flush_rows()
+        self._chunk(TAG_SEGMENT, json.dumps(info, sort_keys=True).encode())
+        self.segments += 1
+
     def _flush_rows(self):
         if self._rows:
             body = struct.pack("<Q", self._first) + np.concatenate(self._rows).astype("<i4").tobytes()
@@ -120,22 +145,57 @@ class Writer:
 
     def flush(self):
         self._flush_rows()
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def close(self):
+        """Write the END chunk and close. A write that fails (disk full) closes the file
+        anyway and raises one OimonError: what was written before is readable up to its last
+        complete chunk."""
         if self._f:
-            self._flush_rows()
-            self._chunk(TAG_END, json.dumps({"samples": self.samples, "events": self.events},
-                                            sort_keys=True).encode())
-            self._f.close()
+            f = self._f
+            try:
+                self._flush_rows()
+                end = {"samples": self.samples, "events": self.events}
+                if self.segments:
+                    end["segments"] = self.segments + 1
+                self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
+                f.flush()
+            except (OSError, OimonError) as e:
+                self._f = None
+                try:
+                    f.close()
+                except OSError:
+                    pass
+                if self.atomic:
+                    try:
+                        os.unlink(self._target)
+                    except OSError:
+                        pass
+                if isinstance(e, OimonError):
+                    raise
+                raise OimonError("%s: %s: %s" % (
+                    self.path, _os_reason(e), "nothing was written" if self.atomic else
+                    "the recording is readable up to its last complete chunk"))
             self._f = None
-            if self.atomic:
-                os.replace(self._target, self.path)
+            try:
+                f.close()
+                if self.atomic:
+                    os.replace(self._target, self.path)
+            except OSError as e:
+                raise OimonError("%s: %s" % (self._target, _os_reason(e)))
 
     def abort(self):
         """Stop without finishing: an atomic writer removes its part file."""
         if self._f:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass
             self._f = None
             if self.atomic:
                 try:
@@ -173,6 +233,7 @@ class Reader:
             raise
         self.errors = []
         self.end = None
+        self.segments = []
         self.size = os.fstat(self._f.fileno()).st_size
 
     def _read_header(self):
@@ -265,9 +326,37 @@ class Reader:
         return None
 
     def chunks(self):
-        """Yield ('samples', first, ndarray (n, nch)) and ('event', dict)."""
+        """Yield ('samples', first, ndarray (n, nch)) and ('event', dict). Sample indices
+        never run backwards: a SEGM chunk (version 2) is collected in .segments; a backwards
+        jump of an older file is shifted to just after the previous samples (and the "sample"
+        of the events after it with it), also noted in .segments."""
         self.errors = []
         self.end = None
+        self.segments = []
+        nxt_index = None             # index after the last sample yielded
+        shift = 0                    # added to an older file's indices after a backwards jump
+        for c in self._raw_chunks():
+            if c[0] == "segment":
+                self.segments.append(c[1])
+                shift = 0
+                continue
+            if c[0] == "event":
+                ev = c[1]
+                if shift and isinstance(ev.get("sample"), int) and not is_truth(ev):
+                    ev = dict(ev, sample=ev["sample"] + shift, device_sample=ev["sample"])
+                yield "event", ev
+                continue
+            first = c[1] + shift
+            if nxt_index is not None and first < nxt_index:
+                shift += nxt_index - first
+                self.segments.append({"segment": len(self.segments) + 1, "first": nxt_index,
+                                      "device_first": c[1], "reason": "sample index ran "
+                                      "backwards (device restart in a version 1 file)"})
+                first = nxt_index
+            nxt_index = first + len(c[2])
+            yield "samples", first, c[2]
+
+    def _raw_chunks(self):
         off = self.body_offset
         while True:
             if off >= self.size:
@@ -289,6 +378,8 @@ class Reader:
                 yield "samples", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, self.nch)
             elif tag == TAG_EVENT:
                 yield "event", body
+            elif tag == TAG_SEGMENT:
+                yield "segment", body
             else:
                 self.end = body
                 if off < self.size:
@@ -349,6 +440,15 @@ def physical(header, samples):
     """Samples in physical units (float64): column c times channels[c].scale."""
     scale = np.array([c.get("scale", 1) for c in header["channels"]], dtype=float)
     return samples.astype(float) * scale
+
+
+def _os_reason(e):
+    import errno
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if e.errno == errno.EFBIG:
+        return "file too large for this file system or limit"
+    return e.strerror or str(e)
 
 
 def is_truth(ev):
