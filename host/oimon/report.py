@@ -502,7 +502,7 @@ def _plan(con, device_id):
 
 
 # --- device health ---------------------------------------------------------------------------------
-def health(con, device_id, per=None, tz=None, events=None):
+def health(con, device_id, per=None, tz=None, events=None, today=None):
     """Battery, self-test, sensor faults, data lost and log retention. Each entry is
     (what, value, state) where state is ok|soon|bad|None; a source nobody has written says
     "no data"."""
@@ -565,7 +565,9 @@ def health(con, device_id, per=None, tz=None, events=None):
                         "typical use: sync at least every %d days" % (
                             n, clock(min(ts), tz, "%Y-%m-%d"), clock(max(ts), tz, "%Y-%m-%d"), span,
                             LOG_BUDGET_DAYS_TYPICAL, LOG_BUDGET_DAYS_TYPICAL // 2), None))
-            age = (dt.datetime.now(dt.timezone.utc).timestamp() - max(ts)) / 86400.0
+            ref = _day_start_ts(today + dt.timedelta(days=1), tz) if today else \
+                dt.datetime.now(dt.timezone.utc).timestamp()
+            age = max(0.0, (ref - max(ts)) / 86400.0)
             out.append(("last sync", "newest record %s (%.0f days ago)" % (
                 clock(max(ts), tz, "%Y-%m-%d %H:%M"), age),
                 "bad" if age > LOG_BUDGET_DAYS_TYPICAL else "soon" if age > LOG_BUDGET_DAYS_TYPICAL // 2 else "ok"))
@@ -684,40 +686,49 @@ def histogram_chart(hist):
     return fig
 
 
-def event_figure(con, ev, settings, tz=None):
-    """A figure of one event from its snippet (else from the recording around it), or None."""
-    from oimon.plots import snippet_figure
+def event_series(con, ev):
+    """(t_start unix, rate, rows (n, 3) in device units, event with a sample-exact start) of one
+    event: its snippet, else the recording around it (1 s before, 2 s after); None if neither."""
     if ev.get("snippet"):
         sn = ev["snippet"]
         rows = np.asarray(sn.get("rows") or [], dtype=float)
         if len(rows):
             rate = float(sn.get("rate") or 1000)
-            t0 = (ev["t"] or ev["start"] or 0)
-            # the snippet holds `pre` samples before the event's record time
-            return snippet_figure(rows, rate, t0 - sn.get("pre", 0) / rate, settings, ev, tz)
+            return (ev["t"] or ev["start"] or 0) - sn.get("pre", 0) / rate, rate, rows, ev
     if ev.get("recording_id") is not None and ev.get("sample") is not None:
         r = con.execute("SELECT path FROM recording WHERE id = ?", (ev["recording_id"],)).fetchone()
-        if r:
-            try:
-                header, index, samples, _evs, _err = recording.load(r["path"])
-            except (OimonError, OSError):
-                return None
-            if header.get("kind") != "calibrated" or not len(samples):
-                return None
-            rate = float(header.get("rate_hz", 1000))
-            i = int(np.searchsorted(index, ev["sample"]))
-            lo, hi = max(0, i - int(rate)), min(len(index), i + int(2 * rate))
-            if hi - lo < 10:
-                return None
-            from oimon.plots import _start_dt
-            st = _start_dt(header)
-            if st is not None:      # the recording's own clock: sample-exact (event t is whole seconds)
-                t_start = st.timestamp() + (index[lo] - index[0]) / rate
-                ev = dict(ev, start=st.timestamp() + (ev["sample"] - index[0]) / rate)
-            else:
-                t_start = (ev["start"] or 0) - (ev["sample"] - index[lo]) / rate
-            return snippet_figure(samples[lo:hi].astype(float), rate, t_start, settings, ev, tz)
+        if not r:
+            return None
+        try:
+            header, index, samples, _evs, _err = recording.load(r["path"])
+        except (OimonError, OSError):
+            return None
+        if header.get("kind") != "calibrated" or not len(samples):
+            return None
+        rate = float(header.get("rate_hz", 1000))
+        i = int(np.searchsorted(index, ev["sample"]))
+        lo, hi = max(0, i - int(rate)), min(len(index), i + int(2 * rate))
+        if hi - lo < 10:
+            return None
+        from oimon.plots import _start_dt
+        st = _start_dt(header)
+        if st is not None:
+            t_start = st.timestamp() + (index[lo] - index[0]) / rate
+            ev = dict(ev, start=st.timestamp() + (ev["sample"] - index[0]) / rate)
+        else:
+            t_start = (ev["start"] or 0) - (ev["sample"] - index[lo]) / rate
+        return t_start, rate, samples[lo:hi].astype(float), ev
     return None
+
+
+def event_figure(con, ev, settings, tz=None):
+    """A figure of one event from its snippet (else from the recording around it), or None."""
+    from oimon.plots import snippet_figure
+    got = event_series(con, ev)
+    if got is None:
+        return None
+    t_start, rate, rows, ev = got
+    return snippet_figure(rows, rate, t_start, settings, ev, tz)
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -742,7 +753,7 @@ def device_report(con, device_id, today, since=None, until=None, tz=None):
     return {"device_id": device_id, "pseudonym": (pseud["pseudonym"] if pseud else "") or settings["patient"] or "",
             "period": per, "settings": settings, "events": evs, "days": days,
             "hist": histogram(days), "retighten": st, "exercise": rep, "plan": plan,
-            "sessions": sessions, "health": health(con, device_id, per, tz, worst_first(evs)),
+            "sessions": sessions, "health": health(con, device_id, per, tz, worst_first(evs), today),
             "lost": data_lost(con, device_id, per, tz)}
 
 
@@ -885,7 +896,8 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
         p.append("<p>%s</p>" % ("No falls or overloads to plot." if not chosen else
                                 "No snippet or recording holds these events' loads (sync the device log)."))
     elif len(falls) + len(ovl) > shown:
-        p.append("<p class=muted>%d more overloads not plotted (the worst are shown).</p>" % (
+        p.append("<p class=muted>%d more overloads not plotted (the worst with a snippet or recording are "
+                 "shown).</p>" % (
             len(falls) + len(ovl) - shown))
 
     # exercise
