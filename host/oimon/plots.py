@@ -180,6 +180,13 @@ def _raw_to_cal(header, samples):
 
 def plot(path, out, tz=None):
     """PNG of a recording: the load channels against clock time, limits, events and truth."""
+    fig, err = figure(path, tz)
+    save_png(fig, out)
+    return err
+
+
+def figure(path, tz=None):
+    """(matplotlib figure, read error or None) of a recording (see plot())."""
     header, index, samples, events, err = recording.load(path)
     if not len(samples):
         raise OimonError("%s: no samples to plot%s" % (os.path.basename(str(path)), " (%s)" % err if err else ""))
@@ -256,8 +263,7 @@ def plot(path, out, tz=None):
     else:
         axes[-1].set_xlabel("time [s] (the recording has no start time)")
     fig.tight_layout()
-    save_png(fig, out)
-    return err
+    return fig, err
 
 
 def _event_kind(e):
