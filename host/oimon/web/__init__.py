@@ -55,7 +55,7 @@ CSS = report.CSS + """
 nav{background:#1f5f99;color:#fff;padding:.5em 1em;margin:-1.5em -1em 1em;display:flex;gap:1.5em;align-items:center}
 nav a{color:#fff;text-decoration:none;font-weight:bold}nav .brand{font-size:1.15em}
 a{color:#1f5f99}tr.click{cursor:pointer}tr.click:hover{background:#eef4fb}
-.chart{width:100%;height:330px;border:1px solid #ddd;margin:.4em 0}
+.chart{width:100%;height:380px;border:1px solid #ddd;margin:.4em 0}
 .bar{position:relative;height:64px;border:1px solid #888;border-radius:6px;background:#f4f4f4;margin:.6em 0;overflow:hidden}
 .bar .zone{position:absolute;top:0;bottom:0;background:#bfe6bf}
 .bar .over{position:absolute;top:0;bottom:0;background:#ffe2b3}
@@ -375,8 +375,8 @@ function showEvent(k){fetch('/api/patient/'+encodeURIComponent(D.device_id)+'/ev
  if(!d.series){el.innerHTML='<p>No snippet or recording holds this event\'s loads.</p>';return;}
  const s=d.series,t0=s.t[0],t1=s.t[s.t.length-1];
  Plotly.newPlot(el,[{x:s.t,y:s.axial_N,name:'axial N',line:{color:'#1f77b4'}},{x:s.t,y:s.moment_Nm,name:'bending N*m',yaxis:'y2',line:{color:'#111'}}],
- {margin:{t:30,l:60,r:60,b:40},title:{text:d.kind+' at '+t0.slice(0,19),font:{size:14}},yaxis:{title:'axial [N]'},
-  yaxis2:{title:'bending [N*m]',overlaying:'y',side:'right'},xaxis:{type:'date'},
+ {margin:{t:30,l:60,r:60,b:40},title:{text:d.kind+' at '+t0.slice(0,19),font:{size:14}},yaxis:{title:'axial [N]',domain:[0.42,1]},
+  yaxis2:{title:'bending [N*m]',domain:[0,0.34],anchor:'x',rangemode:'tozero'},xaxis:{type:'date',anchor:'y2'},
   shapes:[{type:'line',x0:t0,x1:t1,y0:d.limits.comp_N,y1:d.limits.comp_N,line:{color:'#d62728',dash:'dash'}},
           {type:'line',x0:t0,x1:t1,y0:d.limits.moment_Nm,y1:d.limits.moment_Nm,yref:'y2',line:{color:'#9467bd',dash:'dot'}}]},cfg);
  el.scrollIntoView({behavior:'smooth',block:'center'});});}
@@ -410,8 +410,8 @@ function bar(s){const t=s.target;if(!t||t.kg===null){document.getElementById('ta
  document.getElementById('target').textContent='target '+t.kg.toFixed(1)+' kg, zone '+t.lo.toFixed(1)+'-'+t.hi.toFixed(1)+' kg, unload above '+t.alarm.toFixed(1)+' kg ('+t.note+')';}
 function draw(){if(!pts.length||!lim)return;const x=pts.map(p=>new Date(p[0]*1000));const x0=x[0],x1=x[x.length-1];
  const data=[{x:x,y:pts.map(p=>p[1]),name:'axial N',line:{color:'#1f77b4'}},{x:x,y:pts.map(p=>p[2]),name:'bending N*m',yaxis:'y2',line:{color:'#111'}}];
- const lay={margin:{t:20,l:60,r:60,b:40},uirevision:'live',xaxis:{type:'date'},yaxis:{title:'axial [N]'},
-  yaxis2:{title:'bending [N*m]',overlaying:'y',side:'right',range:[0,Math.max(lim.moment_Nm*1.3,...pts.map(p=>p[2]))]},
+ const lay={margin:{t:20,l:60,r:60,b:40},uirevision:'live',xaxis:{type:'date',anchor:'y2'},
+  yaxis:{title:'axial [N]',domain:[0.42,1]},yaxis2:{title:'bending [N*m]',domain:[0,0.34],anchor:'x',rangemode:'tozero'},
   shapes:[{type:'line',x0:x0,x1:x1,y0:lim.comp_N,y1:lim.comp_N,line:{color:'#d62728',dash:'dash'}},
           {type:'line',x0:x0,x1:x1,y0:-lim.tens_N,y1:-lim.tens_N,line:{color:'#e377c2',dash:'dash'}},
           {type:'line',x0:x0,x1:x1,y0:lim.moment_Nm,y1:lim.moment_Nm,yref:'y2',line:{color:'#9467bd',dash:'dot'}}],
@@ -422,7 +422,7 @@ function draw(){if(!pts.length||!lim)return;const x=pts.map(p=>new Date(p[0]*100
 function onmsg(s){document.getElementById('state').textContent=s.state+(s.error?' ('+s.error+')':'')+(s.phase?' - phase '+s.phase:'');
  if(s.device_id)document.getElementById('who').textContent=(s.patient||'')+' ('+s.device_id+')';
  lim=s.limits||lim;bw=s.bw_N||bw;document.getElementById('samples').textContent=s.samples;
- pts=pts.concat(s.points||[]);const cut=(s.now||Date.now()/1000)-10;pts=pts.filter(p=>p[0]>=cut);
+ pts=pts.concat(s.points||[]);if(pts.length){const cut=pts[pts.length-1][0]-10;pts=pts.filter(p=>p[0]>=cut);}
  const zt=document.getElementById('zonetext');zt.textContent=s.zone_text||'-';zt.className='zonetext z-'+(s.zone||'none');zt.dataset.zone=s.zone;
  document.getElementById('loadkg').textContent=(s.load_kg||0).toFixed(1)+' kg';bar(s);
  const ul=document.getElementById('events');ul.innerHTML='';(s.events||[]).slice(-8).reverse().forEach(e=>{const li=document.createElement('li');

@@ -46,6 +46,7 @@ class LiveSource:
         self._stop = threading.Event()
         self._thread = None
         self._acc = None
+        self._anchor = None
 
     # --- control ---
     def start(self):
@@ -136,6 +137,9 @@ class LiveSource:
                 self.state = "live"
                 self.error = None
             t0 = None
+            with self.lock:
+                self._anchor = None
+                self._acc = None
             try:
                 while not self._stop.is_set():
                     frames = ln.pending + ln.read_frames()
@@ -193,10 +197,12 @@ class LiveSource:
         self._acc = acc
         tail = rows[-max(1, rate // 20):]
         with self.lock:
-            t_last = out[-1][0] if out else None
+            if out and self._anchor is None:
+                # wall clock of sample 0, from the first block's arrival; after that the device's
+                # own sample counter times every block (monotonic, no arrival jitter)
+                self._anchor = now - out[-1][0]
             for tt, a, m in out:
-                # wall-clock time of the block (ms), from the newest sample's arrival
-                self.blocks.append([round(now - (t_last - tt), 3), round(a, 1), round(m, 2)])
+                self.blocks.append([round(self._anchor + tt, 3), round(a, 1), round(m, 2)])
                 self.seq += 1
             self.samples += len(rows)
             self.load_kg = sum(r[0] for r in tail) / len(tail) / X.N_PER_KG_0P1
