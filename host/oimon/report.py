@@ -176,12 +176,12 @@ def last_visit(con, device_id):
 
 
 def period(con, device_id, today, since=None, until=None):
-    """{since, until (dates, inclusive), why}: since the last visit unless given."""
-    until = until or today
+    """{since, until (dates, inclusive; until None = up to now), why}: since the last visit
+    (on or before `today`) unless given."""
     if since is not None:
         return {"since": since, "until": until, "why": "from %s" % since.isoformat()}
     d, what = last_visit(con, device_id)
-    if d is not None and d <= until:
+    if d is not None and d <= (until or today):
         return {"since": d, "until": until, "why": "since the last visit (%s, %s)" % (d.isoformat(), what)}
     return {"since": None, "until": until, "why": "everything in the database (no visit recorded)"}
 
@@ -190,7 +190,7 @@ def _in_period(ts, per, tz=None):
     if ts is None:
         return per["since"] is None
     d = day_of(ts, tz)
-    return (per["since"] is None or d >= per["since"]) and d <= per["until"]
+    return (per["since"] is None or d >= per["since"]) and (per["until"] is None or d <= per["until"])
 
 
 # --- settings in force -----------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def daily(con, device_id, per=None, tz=None, events=None, settings=None):
             d = dt.date.fromisoformat(s["day"])
         except (TypeError, ValueError):
             continue
-        if per and ((per["since"] and d < per["since"]) or d > per["until"]):
+        if per and ((per["since"] and d < per["since"]) or (per["until"] and d > per["until"])):
             continue
         sm = _json(s["data"])
         r = row(d)
@@ -476,7 +476,9 @@ def exercise_data(con, device_id, per):
         start = first
     if plan and dt.date.fromisoformat(plan["start_date"]) > start:
         start = dt.date.fromisoformat(plan["start_date"])
-    end = min(per["until"], max(dt.date.fromisoformat(sessions[-1]["date"]), start))
+    end = max(dt.date.fromisoformat(sessions[-1]["date"]), start)
+    if per["until"] is not None:
+        end = min(per["until"], end)
     rep = X.compliance(sessions, plan, min(start, first), end)
     return rep, plan, sessions
 
@@ -627,7 +629,7 @@ def data_lost(con, device_id, per=None, tz=None, recs=None):
             d = dt.date.fromisoformat(s["day"])
         except (TypeError, ValueError):
             continue
-        if per and ((per["since"] and d < per["since"]) or d > per["until"]):
+        if per and ((per["since"] and d < per["since"]) or (per["until"] and d > per["until"])):
             continue
         inv += _json(s["data"]).get("invalid_h") or 0.0
     if inv > 0.01:
@@ -812,7 +814,7 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
     p = ["<section class=device>",
          "<h1>%s <span class=muted>(%s)</span></h1>" % (_e(who), _e(dev)),
          "<p>Period: <b>%s .. %s</b>, %s. Times are %s.</p>" % (
-             _e(per["since"].isoformat() if per["since"] else "first record"), _e(per["until"].isoformat()),
+             _e(per["since"].isoformat() if per["since"] else "first record"), _e(per["until"].isoformat() if per["until"] else "now"),
              _e(per["why"]), _e(tz_label(tz)))]
     p.append("<div class=headline>")
     for label, value, detail, state in headline(d):

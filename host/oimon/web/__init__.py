@@ -250,7 +250,7 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
                 "<h2>Exercise compliance</h2><div id=exercise></div>"
                 "<h2>Device health</h2><table>%s</table>" % (
                     _e(d["patient"] or "no pseudonym"), _e(dev), _e(d["period"]["since"] or "first record"),
-                    _e(d["period"]["until"]), _e(d["period"]["why"]), _e(d["tz"]), _e(dev), cards, _e(s["phase"]),
+                    _e(d["period"]["until"] or "now"), _e(d["period"]["why"]), _e(d["tz"]), _e(dev), cards, _e(s["phase"]),
                     "%.1f kg" % s["body_weight_kg"] if s["body_weight_kg"] else "unknown (75 kg assumed)",
                     s["limits"]["comp_N"], s["limits"]["tens_N"], s["limits"]["moment_Nm"], _e(s["limits_source"]), health))
         return page(d["patient"] or dev, body, "<script src='/static/plotly.min.js'></script><script>const D=%s;%s</script>"
