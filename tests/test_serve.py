@@ -112,3 +112,34 @@ def test_default_bind_is_loopback():
     from oimon.cli import build_parser
     args = build_parser().parse_args(["serve"])
     assert args.bind == "127.0.0.1"
+
+
+def test_oimon_serve_command_serves_on_loopback(tmp_path):
+    """The command itself (uvicorn.run): it says where it is, answers there, stops on SIGTERM."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from clinic_fixture import free_port
+    dbp = make_db(tmp_path)
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "oimon")
+    proc = subprocess.Popen([exe, "--db", str(dbp), "serve", "--http-port", str(port), "--no-live"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t_end = time.monotonic() + 120
+        body = None
+        while time.monotonic() < t_end and proc.poll() is None:
+            try:
+                body = urllib.request.urlopen("http://127.0.0.1:%d/api/overview" % port, timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None, proc.stderr.read() if proc.poll() is not None else "no answer"
+        assert [d["device_id"] for d in json.loads(body)["devices"]][0] == "OI-3"
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert "oimon dashboard on http://127.0.0.1:%d/" % port in out
+    assert "Traceback" not in err

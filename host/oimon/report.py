@@ -40,6 +40,7 @@ from oimon_common import limits as L
 
 MAX_PLOTS = 6             # snippet plots: every fall, then the worst overloads up to this many
 WORST_ROWS = 10           # rows in "worst events"
+DAY_ROWS = 25             # rows per day (worst first); the rest are counted
 CHROMIUM = os.environ.get("OIMON_CHROMIUM", "/usr/bin/chromium")
 LOG_BUDGET_DAYS_TYPICAL = 44      # docs/device-log.md: 4 MiB log, typical day
 G = 9.80665
@@ -872,9 +873,15 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
             n = {k: sum(1 for e in es if e["kind"] == k) for k in ("fall", "overload", "sensor fault")}
             what = ", ".join("%d %s%s" % (v, k, "s" if v > 1 else "") for k, v in n.items() if v) or \
                 "%d events" % len(es)
-            p.append("<details%s><summary>%s: %s</summary>%s</details>" % (
+            more = ""
+            if len(es) > DAY_ROWS:
+                rest = es[DAY_ROWS:]
+                pk = [e["pct"] for e in rest if e["pct"] is not None]
+                more = "<p class=muted>and %d more that day%s (oimon events lists them all).</p>" % (
+                    len(rest), ", up to %.0f %% of a limit" % max(pk) if pk else "")
+            p.append("<details%s><summary>%s: %s</summary>%s%s</details>" % (
                 " open" if print_mode else "", _e(day.strftime("%a %d %b %Y") if day else "unknown day"),
-                _e(what), _event_table(es, tz)))
+                _e(what), _event_table(es[:DAY_ROWS], tz), more))
     else:
         p.append("<p>No events: no overload, fall or sensor fault in this period.</p>")
 

@@ -32,6 +32,16 @@ def oimon(*args, env=None):
     return proc.stdout
 
 
+def _short(p):
+    """A path relative to the current folder where that is shorter (what to type)."""
+    p = str(p)
+    try:
+        rel = os.path.relpath(p)
+    except ValueError:
+        return p
+    return rel if len(rel) < len(p) else p
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="build/demo", help="output folder (default build/demo)")
@@ -77,8 +87,9 @@ def main(argv=None):
     print("report:       %s" % report)
     if pdf is not None:
         print("report (PDF): %s" % pdf)
-    print("dashboard:    %s/oimon --db %s serve   then open http://127.0.0.1:8765/ "
-          "(add --virtual demo for the live page)" % (os.path.dirname(sys.executable), db))
+    exe = os.path.join(os.path.dirname(sys.executable), "oimon")
+    print("dashboard:    %s --db %s serve   then open http://127.0.0.1:8765/ "
+          "(add --virtual demo for the live page)" % (_short(exe), _short(db)))
     return 0
 
 

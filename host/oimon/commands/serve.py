@@ -40,7 +40,7 @@ def cmd_serve(args):
     port = None if args.no_live else args.port
     if args.virtual and not args.no_live:
         from oimon_sim.device import start_virtual_device
-        vd = start_virtual_device(args.virtual, speed=1, duration=3600)
+        vd = start_virtual_device(args.virtual, speed=1, duration=120)     # played in a loop
         port = vd.path
     elif port is None and not args.no_live:
         import os

@@ -350,20 +350,20 @@ if(D.days.length){
  tr.push({x:days,y:D.days.map(d=>d.peak_pct_bw),mode:'lines+markers',name:'peak % BW',line:{color:'#d62728'},yaxis:'y3'});
  const lp=100*lim.comp_N/bw;
  tr.push({x:[days[0],days[days.length-1]],y:[lp,lp],mode:'lines',name:'compression limit',line:{color:'#d62728',dash:'dash'},yaxis:'y3'});
- Plotly.newPlot('activity',tr,{margin:{t:30,l:60,r:20,b:40},title:{text:'Daily activity'+(has('steps')?'':' (no daily summaries yet: sync after midnight)'),font:{size:14}},
-  grid:{rows:3,columns:1,pattern:'coupled'},yaxis:{title:'load cycles'},yaxis2:{title:'hours'},yaxis3:{title:'peak % BW',rangemode:'tozero'},
+ Plotly.newPlot('activity',tr,{margin:{t:30,l:70,r:20,b:40},title:{text:'Daily activity'+(has('steps')?'':' (no daily summaries yet: sync after midnight)'),font:{size:14}},
+  grid:{rows:3,columns:1,pattern:'coupled'},yaxis:{title:{text:'load cycles'}},yaxis2:{title:{text:'hours'}},yaxis3:{title:{text:'peak % BW'},rangemode:'tozero'},
   xaxis:{type:'date',dtick:86400000,tickformat:'%d %b'},showlegend:true,legend:{orientation:'h',y:-0.15}},cfg);
 } else {document.getElementById('activity').innerHTML='<p>No activity data in this period.</p>';}
 if(D.hist){
  Plotly.newPlot('hist',[{x:D.hist_bins.slice(0,D.hist.length).map(b=>b+'%'),y:D.hist,type:'bar',marker:{color:'#1f5f99'},name:'% of loaded time'}],
-  {margin:{t:30,l:60,r:20,b:50},title:{text:'How heavily the leg was loaded (% body weight)',font:{size:14}},yaxis:{title:'% of loaded time'}},cfg);
+  {margin:{t:30,l:60,r:20,b:50},title:{text:'How heavily the leg was loaded (% body weight)',font:{size:14}},yaxis:{title:{text:'% of loaded time'}}},cfg);
 } else {document.getElementById('hist').style.display='none';}
 const colors={'fall':'#d62728','overload':'#ff7f0e','sensor fault':'#7f7f7f'};
 const kinds=[...new Set(D.events.map(e=>e.kind))];
 Plotly.newPlot('timeline',kinds.map(k=>{const es=D.events.filter(e=>e.kind===k);return {x:es.map(e=>e.when),y:es.map(e=>e.pct===null?100:e.pct),
   customdata:es.map(e=>e.k),text:es.map(e=>e.kind+': '+e.peak),mode:'markers',type:'scatter',name:k,marker:{color:colors[k]||'#333',size:9}};}),
   {margin:{t:30,l:60,r:20,b:40},title:{text:D.events.length?'Events (% of the limit crossed)':'No events in this period',font:{size:14}},
-   yaxis:{title:'% of limit'},shapes:[{type:'line',xref:'paper',x0:0,x1:1,y0:100,y1:100,line:{color:'#d62728',dash:'dash'}}]},cfg);
+   yaxis:{title:{text:'% of limit'}},shapes:[{type:'line',xref:'paper',x0:0,x1:1,y0:100,y1:100,line:{color:'#d62728',dash:'dash'}}]},cfg);
 document.getElementById('timeline').on('plotly_click',ev=>{if(ev.points.length)showEvent(ev.points[0].customdata);});
 const tb=document.getElementById('events');
 function fmtDur(s){if(s===null)return '-';return s<1?Math.round(s*1000)+' ms':s.toFixed(1)+' s';}
@@ -375,8 +375,8 @@ function showEvent(k){fetch('/api/patient/'+encodeURIComponent(D.device_id)+'/ev
  if(!d.series){el.innerHTML='<p>No snippet or recording holds this event\'s loads.</p>';return;}
  const s=d.series,t0=s.t[0],t1=s.t[s.t.length-1];
  Plotly.newPlot(el,[{x:s.t,y:s.axial_N,name:'axial N',line:{color:'#1f77b4'}},{x:s.t,y:s.moment_Nm,name:'bending N*m',yaxis:'y2',line:{color:'#111'}}],
- {margin:{t:30,l:60,r:60,b:40},title:{text:d.kind+' at '+t0.slice(0,19),font:{size:14}},yaxis:{title:'axial [N]',domain:[0.42,1]},
-  yaxis2:{title:'bending [N*m]',domain:[0,0.34],anchor:'x',rangemode:'tozero'},xaxis:{type:'date',anchor:'y2'},
+ {margin:{t:30,l:60,r:60,b:40},title:{text:d.kind+' at '+t0.slice(0,19),font:{size:14}},yaxis:{title:{text:'axial [N]'},domain:[0.42,1]},
+  yaxis2:{title:{text:'bending [N*m]'},domain:[0,0.34],anchor:'x',rangemode:'tozero'},xaxis:{type:'date',anchor:'y2'},
   shapes:[{type:'line',x0:t0,x1:t1,y0:d.limits.comp_N,y1:d.limits.comp_N,line:{color:'#d62728',dash:'dash'}},
           {type:'line',x0:t0,x1:t1,y0:d.limits.moment_Nm,y1:d.limits.moment_Nm,yref:'y2',line:{color:'#9467bd',dash:'dot'}}]},cfg);
  el.scrollIntoView({behavior:'smooth',block:'center'});});}
@@ -393,7 +393,7 @@ if(D.exercise&&D.exercise.days.length){
   {x:x,y:r.map(d=>d.peak_kg),mode:'markers',marker:{color:'#d62728',symbol:'triangle-down'},name:'peak'},
   {x:x,y:r.map(d=>d.done),type:'bar',yaxis:'y2',marker:{color:'rgba(31,119,180,0.35)'},name:'sessions done'},
   {x:x,y:r.map(d=>d.prescribed),mode:'markers',yaxis:'y2',marker:{symbol:'line-ew-open',size:18,color:'#555'},name:'prescribed'}],
-  {margin:{t:20,l:60,r:60,b:40},yaxis:{title:'load (kg)',rangemode:'tozero'},yaxis2:{title:'sessions',overlaying:'y',side:'right',dtick:1,rangemode:'tozero'},
+  {margin:{t:20,l:60,r:60,b:40},yaxis:{title:{text:'load (kg)'},rangemode:'tozero'},yaxis2:{title:{text:'sessions'},overlaying:'y',side:'right',dtick:1,rangemode:'tozero'},
    xaxis:{type:'date',dtick:86400000,tickformat:'%d %b'},legend:{orientation:'h',y:-0.2}},cfg);
 } else {ex.innerHTML='<p>No exercise sessions in this period.</p>';}
 """
@@ -411,7 +411,7 @@ function bar(s){const t=s.target;if(!t||t.kg===null){document.getElementById('ta
 function draw(){if(!pts.length||!lim)return;const x=pts.map(p=>new Date(p[0]*1000));const x0=x[0],x1=x[x.length-1];
  const data=[{x:x,y:pts.map(p=>p[1]),name:'axial N',line:{color:'#1f77b4'}},{x:x,y:pts.map(p=>p[2]),name:'bending N*m',yaxis:'y2',line:{color:'#111'}}];
  const lay={margin:{t:20,l:60,r:60,b:40},uirevision:'live',xaxis:{type:'date',anchor:'y2'},
-  yaxis:{title:'axial [N]',domain:[0.42,1]},yaxis2:{title:'bending [N*m]',domain:[0,0.34],anchor:'x',rangemode:'tozero'},
+  yaxis:{title:{text:'axial [N]'},domain:[0.42,1]},yaxis2:{title:{text:'bending [N*m]'},domain:[0,0.34],anchor:'x',rangemode:'tozero'},
   shapes:[{type:'line',x0:x0,x1:x1,y0:lim.comp_N,y1:lim.comp_N,line:{color:'#d62728',dash:'dash'}},
           {type:'line',x0:x0,x1:x1,y0:-lim.tens_N,y1:-lim.tens_N,line:{color:'#e377c2',dash:'dash'}},
           {type:'line',x0:x0,x1:x1,y0:lim.moment_Nm,y1:lim.moment_Nm,yref:'y2',line:{color:'#9467bd',dash:'dot'}}],
