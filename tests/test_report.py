@@ -164,3 +164,23 @@ def test_pdf_without_chromium_is_one_line(tmp_path, capsys, monkeypatch):
     rc, o, err = run_cli(capsys, "--db", dbp, "report", "--out", tmp_path / "r.pdf", "--device", "OI-1")
     assert rc == 2 and "Chromium not found" in err and str(tmp_path) not in err
     assert not (tmp_path / "r.pdf").exists()
+
+
+def test_an_event_without_its_own_snippet_borrows_the_window_it_falls_in(tmp_path):
+    """The device captures one 3 s snippet at a time; an overload 0.5 s after another is logged
+    without one and is plotted from its neighbour's (same sample counter)."""
+    from clinic_fixture import _overload, _snippet, _walk_rows
+    from oimon import db
+    con = db.connect(tmp_path / "b.sqlite")
+    t = dt.datetime(2026, 3, 8, 10, 0, 5, tzinfo=dt.timezone.utc).timestamp()
+    with con:
+        db.ensure_device(con, "OI-9")
+        _overload(con, "OI-9", t, 10000, 100, 9000, 3100, 4, _snippet(_walk_rows(3000)))
+        _overload(con, "OI-9", t + 1, 10600, 100, 9500, 3300, 4)
+    evs = report.merged_events(con, "OI-9")
+    assert len(evs) == 2 and all(e["snippet"] for e in evs)
+    late = [e for e in evs if e["onset_n"] == 10600][0]
+    first = [e for e in evs if e["onset_n"] == 10000][0]
+    assert abs((late["start"] - first["start"]) - 0.6) < 1e-6       # on the snippet's own clock
+    t0, rate, rows, _ev = report.event_series(con, late)
+    assert len(rows) == 3000 and rate == 1000

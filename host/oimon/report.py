@@ -315,13 +315,32 @@ def merged_events(con, device_id, per=None, settings=None, tz=None):
             g = groups[key] = {"kind": base, "recs": [], "t_first": r["t"]}
             order.append(key)
         g["recs"].append((kind, r, d))
-    out = []
-    for key in order:
-        g = groups[key]
-        ev = _merge(g, lim, settings)
-        if per is None or _in_period(ev["start"], per, tz):
-            out.append(ev)
-    return out
+    allev = [_merge(groups[key], lim, settings) for key in order]
+    _borrow_snippets(allev)
+    return [ev for ev in allev if per is None or _in_period(ev["start"], per, tz)]
+
+
+def _borrow_snippets(evs):
+    """The device captures one 3 s snippet at a time: an event during another's capture is logged
+    without its own. Give it the neighbour's snippet when that window holds its onset (same
+    sample counter, record times within 10 s)."""
+    wins = [e for e in evs if e["snippet"] is not None and e.get("snippet_n0") is not None]
+    for w in wins:          # an event with its snippet: its start on the snippet's clock too
+        if w.get("onset_n") is not None and 0 <= w["onset_n"] - w["snippet_n0"] < 60000:
+            w["start"] = w["snippet_t0"] + (w["onset_n"] - w["snippet_n0"]) / float(w["snippet"].get("rate") or 1000)
+    for e in evs:
+        if e["snippet"] is not None or e.get("onset_n") is None or e["t"] is None:
+            continue
+        for w in wins:
+            n0 = w["snippet_n0"]
+            cnt = w["snippet"].get("n") or len(w["snippet"].get("rows") or [])
+            if n0 <= e["onset_n"] < n0 + cnt and w["t"] is not None and abs(w["t"] - e["t"]) < 10:
+                e["snippet"] = w["snippet"]
+                e["snippet_t0"] = w["snippet_t0"]
+                e["snippet_n0"] = n0
+                rate = float(w["snippet"].get("rate") or 1000)
+                e["start"] = w["snippet_t0"] + (e["onset_n"] - n0) / rate    # on the snippet's clock
+                break
 
 
 def _merge(g, lim, settings):
@@ -343,9 +362,15 @@ def _merge(g, lim, settings):
           "ended": end is not None or kind not in ("overload", "sensor fault"),
           "text": describe(dict(full, kind=first_kind if end is None else
                                 ("overload_end" if kind == "overload" else "fault_clear")))}
+    ev["onset_n"] = onset
     for _k, r, d in recs:
         if d.get("snippet") and ev["snippet"] is None:
             ev["snippet"] = d["snippet"]
+            sr = float(d["snippet"].get("rate") or 1000)
+            pre = d["snippet"].get("pre", 0)
+            # the snippet's first row: `pre` samples before the record that carries it
+            ev["snippet_t0"] = (r["t"] if r["t"] is not None else start or 0) - pre / sr
+            ev["snippet_n0"] = d.get("n", r["sample"]) - pre if d.get("n", r["sample"]) is not None else None
         if r["recording_id"] is not None and ev["recording_id"] is None:
             ev["recording_id"] = r["recording_id"]
             ev["sample"] = d.get("onset", r["sample"])
@@ -697,7 +722,10 @@ def event_series(con, ev):
         rows = np.asarray(sn.get("rows") or [], dtype=float)
         if len(rows):
             rate = float(sn.get("rate") or 1000)
-            return (ev["t"] or ev["start"] or 0) - sn.get("pre", 0) / rate, rate, rows, ev
+            t0 = ev.get("snippet_t0")
+            if t0 is None:
+                t0 = (ev["t"] or ev["start"] or 0) - sn.get("pre", 0) / rate
+            return t0, rate, rows, ev
     if ev.get("recording_id") is not None and ev.get("sample") is not None:
         r = con.execute("SELECT path FROM recording WHERE id = ?", (ev["recording_id"],)).fetchone()
         if not r:
@@ -889,11 +917,15 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
     p.append("<h2>Event plots</h2>")
     falls = [e for e in evs if e["kind"] == "fall"]
     ovl = worst_first([e for e in evs if e["kind"] == "overload"])
-    chosen = falls + ovl[:max(0, max_plots - len(falls))] if max_plots else falls
-    shown = 0
-    for e in chosen:
+    budget = max(0, max_plots - len(falls))
+    shown = shown_ovl = 0
+    missing = []
+    for e in falls + ovl:
+        if e["kind"] == "overload" and shown_ovl >= budget:
+            break
         fig = event_figure(con, e, s, tz)
         if fig is None:
+            missing.append(e)
             continue
         cap = "%s at %s: %s" % (e["kind"], clock(e["start"], tz), e["peak"] or e["text"])
         if e["pct"] is not None:
@@ -901,13 +933,18 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
         p.append("<figure>%s<figcaption>%s</figcaption></figure>" % (
             _img(_png(fig, dpi=90), "%s of %s at %s" % (e["kind"], who, clock(e["start"], tz))), _e(cap)))
         shown += 1
-    if not shown:
-        p.append("<p>%s</p>" % ("No falls or overloads to plot." if not chosen else
-                                "No snippet or recording holds these events' loads (sync the device log)."))
-    elif len(falls) + len(ovl) > shown:
-        p.append("<p class=muted>%d more overloads not plotted (the worst with a snippet or recording are "
-                 "shown).</p>" % (
-            len(falls) + len(ovl) - shown))
+        shown_ovl += e["kind"] == "overload"
+    if missing:
+        p.append("<p class=muted>No loads recorded for %s (the device keeps one 3 s snippet at a time; "
+                 "an event during another's capture has none).</p>" % _e("; ".join(
+                     "%s at %s%s" % (e["kind"], clock(e["start"], tz, "%d %b %H:%M:%S"),
+                                     " (%.0f %%)" % e["pct"] if e["pct"] is not None else "")
+                     for e in missing[:8]) + ("; ..." if len(missing) > 8 else "")))
+    if not shown and not missing:
+        p.append("<p>No falls or overloads to plot.</p>")
+    elif len(falls) + len(ovl) > shown + len(missing):
+        p.append("<p class=muted>%d more overloads not plotted (the worst are shown).</p>"
+                 % (len(falls) + len(ovl) - shown - len(missing)))
 
     # exercise
     p.append("<h2>Exercise compliance</h2>")
