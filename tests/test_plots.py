@@ -152,3 +152,20 @@ def test_sweep_chart_units_and_no_negative_counts(tmp_path):
     sweep.plot(out, rows, "detector.f_impact")
     assert out.read_bytes()[:4] == b"\x89PNG"
     artifact("sweep.png").write_bytes(out.read_bytes())
+
+
+def test_clock_time_names_the_time_zone(tmp_path):
+    from zoneinfo import ZoneInfo
+    from oimon import report
+    tz = ZoneInfo("Europe/Stockholm")
+    winter = dt.datetime(2025, 3, 1, 10, tzinfo=dt.timezone.utc)
+    assert report.tz_label(tz, winter) == "CET, UTC+01:00"
+    assert report.tz_label(ZoneInfo("Asia/Kolkata"), winter) == "IST, UTC+05:30"
+    assert report.tz_label(ZoneInfo("America/New_York"), winter) == "EST, UTC-05:00"
+    assert report.tz_label(dt.timezone.utc, winter) == "UTC"
+    rec = tmp_path / "w.oimrec"
+    generate_recording(rec, "walk", 2.0, raw=False, start="2025-03-01T10:00:00+00:00")
+    fig, _ = plots.figure(rec, tz=tz)
+    fig.canvas.draw()
+    assert fig.axes[-1].get_xlabel() == "clock time, CET, UTC+01:00 (2025-03-01)"
+    assert any(t.get_text().startswith("11:00:0") for t in fig.axes[-1].get_xticklabels())

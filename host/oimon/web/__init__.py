@@ -355,8 +355,9 @@ if(D.days.length){
   xaxis:{type:'date',dtick:86400000,tickformat:'%d %b'},showlegend:true,legend:{orientation:'h',y:-0.15}},cfg);
 } else {document.getElementById('activity').innerHTML='<p>No activity data in this period.</p>';}
 if(D.hist){
- Plotly.newPlot('hist',[{x:D.hist_bins.slice(0,D.hist.length).map(b=>b+'%'),y:D.hist,type:'bar',marker:{color:'#1f5f99'},name:'% of loaded time'}],
-  {margin:{t:30,l:60,r:20,b:50},title:{text:'How heavily the leg was loaded (% body weight)',font:{size:14}},yaxis:{title:{text:'% of loaded time'}}},cfg);
+ Plotly.newPlot('hist',[{x:D.hist_bins.slice(0,D.hist.length).map(b=>b+5),y:D.hist,type:'bar',marker:{color:'#1f5f99'},name:'% of loaded time'}],
+  {margin:{t:30,l:60,r:20,b:50},title:{text:'How heavily the leg was loaded',font:{size:14}},yaxis:{title:{text:'% of loaded time'}},
+  xaxis:{title:{text:'axial load, % body weight (10 % bins)'}}},cfg);
 } else {document.getElementById('hist').style.display='none';}
 const colors={'fall':'#d62728','overload':'#ff7f0e','sensor fault':'#7f7f7f'};
 const kinds=[...new Set(D.events.map(e=>e.kind))];
