@@ -34,7 +34,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     report = out / "report.html"
     assert any(ln.startswith("report:") and ln.endswith(str(report)) for ln in text.splitlines())
     html = report.read_text()
-    assert "SIM-DEMO" in html and "Events" in html and "overload" in html
+    assert "SIM-DEMO" in html and "P-DEMO" in html and "Events" in html and "overload" in html
     assert str(out) not in html                          # no paths of this machine
     assert any(ln.startswith("dashboard:") and "serve" in ln and "http://127.0.0.1:" in ln
                for ln in text.splitlines())

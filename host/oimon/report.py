@@ -593,11 +593,14 @@ def health(con, device_id, per=None, tz=None, events=None, today=None):
                         "typical use: sync at least every %d days" % (
                             n, clock(min(ts), tz, "%Y-%m-%d"), clock(max(ts), tz, "%Y-%m-%d"), span,
                             LOG_BUDGET_DAYS_TYPICAL, LOG_BUDGET_DAYS_TYPICAL // 2), None))
-            ref = _day_start_ts(today + dt.timedelta(days=1), tz) if today else \
-                dt.datetime.now(dt.timezone.utc).timestamp()
+            ref = dt.datetime.now(dt.timezone.utc).timestamp()
+            if today:
+                ref = min(ref, _day_start_ts(today + dt.timedelta(days=1), tz))
             age = max(0.0, (ref - max(ts)) / 86400.0)
-            out.append(("last sync", "newest record %s (%.0f days ago)" % (
-                clock(max(ts), tz, "%Y-%m-%d %H:%M"), age),
+            ago = "today" if age < 1 and day_of(max(ts), tz) == (today or dt.date.today()) else \
+                "1 day ago" if age < 2 else "%.0f days ago" % age
+            out.append(("last sync", "newest record %s (%s)" % (
+                clock(max(ts), tz, "%Y-%m-%d %H:%M"), ago),
                 "bad" if age > LOG_BUDGET_DAYS_TYPICAL else "soon" if age > LOG_BUDGET_DAYS_TYPICAL // 2 else "ok"))
     else:
         out.append(("device log", "never synced: run oimon sync", "soon"))

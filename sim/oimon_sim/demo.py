@@ -64,6 +64,7 @@ def main(argv=None):
         print("demo: virtual device on %s" % vd.path)
         env["OIMON_PORT"] = vd.path
         oimon("info", env=env)
+        oimon("config", "set", "patient=P-DEMO", env=env)      # a pseudonym, signed with the key
         oimon("record", "--duration", str(a.seconds), "--out", str(rec), env=env)
         last = (dt.date.today() - dt.timedelta(days=60)).isoformat()
         oimon("retighten", "record", "SIM-DEMO", "--date", last, "--torque", "12", env=env)
