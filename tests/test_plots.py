@@ -169,3 +169,34 @@ def test_clock_time_names_the_time_zone(tmp_path):
     fig.canvas.draw()
     assert fig.axes[-1].get_xlabel() == "clock time, CET, UTC+01:00 (2025-03-01)"
     assert any(t.get_text().startswith("11:00:0") for t in fig.axes[-1].get_xticklabels())
+
+
+def test_raw_recording_of_a_device_uses_its_certificate(tmp_path, capsys):
+    """`oimon record --raw` keeps counts and no calibration; `oimon plot` takes the device's
+    certificate from the database and plots newtons."""
+    from oimon import db
+    from test_host_support import run_cli
+    rec = tmp_path / "raw.oimrec"
+    gain = [[0.5, 0, 0], [0, 0.2, 0], [0, 0, 0.2]]
+    off = [1000, -200, 300]
+    n = 2000
+    ax = 9000 * np.clip(np.sin(2 * np.pi * np.arange(n) / 1000.0), 0, None)
+    rows = np.column_stack([ax / 0.5 + off[0], np.full(n, off[1]), np.full(n, off[2]), np.zeros(n)])
+    with recording.Writer(rec, {"device_id": "OI-7", "kind": "raw", "rate_hz": 1000,
+                                "start_time": "2025-02-01T10:00:00+00:00"}) as w:
+        w.write(0, rows.astype(np.int32))
+    dbp = tmp_path / "db.sqlite"
+    con = db.connect(dbp)
+    with con:
+        db.add_calibration(con, "OI-7", "2025-01-15T09:00:00+00:00",
+                           {"matrix_units_per_count": gain, "offsets_counts": off})
+    con.close()
+    png = tmp_path / "raw.png"
+    rc, out, err = run_cli(capsys, "--db", dbp, "plot", rec, "--out", png)
+    assert rc == 0, err
+    fig, _ = plots.figure(rec, tz=dt.timezone.utc, calibration={"gain": gain, "offset": off,
+                                                                 "source": "the device's calibration certificate"})
+    assert "certificate" in fig.axes[0].get_title()
+    line = fig.axes[0].lines[0]
+    assert abs(max(line.get_ydata()) - 900.0) < 1.0             # 9000 x 0.1 N
+    assert not any("raw3" in a.get_ylabel() for a in fig.axes)

@@ -178,16 +178,32 @@ def _raw_to_cal(header, samples):
     return (samples[:, :3].astype(float) - off) @ g.T
 
 
-def plot(path, out, tz=None):
-    """PNG of a recording: the load channels against clock time, limits, events and truth."""
-    fig, err = figure(path, tz)
+def plot(path, out, tz=None, calibration=None):
+    """PNG of a recording: the load channels against clock time, limits, events and truth.
+    calibration: {"gain" 3x3 device units per count, "offset" [3] counts} for a raw recording
+    (the device's certificate from the database), else the header's own if it has one."""
+    fig, err = figure(path, tz, calibration)
     save_png(fig, out)
     return err
 
 
-def figure(path, tz=None):
+def calibration_from_certificate(cert):
+    """The plot's calibration from a certificate (docs/database.md), or None."""
+    try:
+        g = np.asarray(cert["matrix_units_per_count"], dtype=float)
+        off = np.asarray(cert["offsets_counts"], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if g.shape != (3, 3) or off.shape != (3,):
+        return None
+    return {"gain": g.tolist(), "offset": off.tolist(), "source": "the device's calibration certificate"}
+
+
+def figure(path, tz=None, calibration=None):
     """(matplotlib figure, read error or None) of a recording (see plot())."""
     header, index, samples, events, err = recording.load(path)
+    if header.get("kind") == "raw" and calibration and not (header.get("calibration") or {}).get("gain"):
+        header = dict(header, calibration=calibration)
     if not len(samples):
         raise OimonError("%s: no samples to plot%s" % (os.path.basename(str(path)), " (%s)" % err if err else ""))
     tz = tz or local_tz()
@@ -252,7 +268,9 @@ def figure(path, tz=None):
         _draw_truth(ax, truth, xi, p == 0)
         ax.legend(loc="upper right", fontsize=7, ncol=3, framealpha=0.8)
     what = "calibrated" if calibrated and not converted else \
-        "raw counts converted with the simulated sensor's calibration" if converted else "raw ADC counts"
+        "raw counts converted with %s" % ((header.get("calibration") or {}).get("source")
+                                           or "the simulated sensor's calibration") if converted else \
+        "raw ADC counts (no calibration known)"
     src = header.get("scenario") and "simulated %s" % header["scenario"] or header.get("source") or ""
     axes[0].set_title("%s  %s  (%s; %s; %.1f s at %g Hz)%s" % (
         header.get("device_id", "?"), start.astimezone(tz).strftime("%Y-%m-%d %H:%M") if start else "",
