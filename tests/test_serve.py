@@ -62,6 +62,8 @@ def test_dashboard_pages_and_charts(tmp_path):
         assert not seen["errors"], seen["errors"]
         assert not seen["outside"], seen["outside"]
         # the JSON behind the pages: pseudonyms and ids, no paths of this machine
+        pdf = urllib.request.urlopen(base + "/patient/OI-1/report.pdf", timeout=180)
+        assert pdf.headers["Content-Type"] == "application/pdf" and pdf.read()[:5] == b"%PDF-"
         for path in ("/api/overview", "/api/patient/OI-1", "/api/patient/OI-1/event/0"):
             body = urllib.request.urlopen(base + path, timeout=30).read().decode()
             json.loads(body)

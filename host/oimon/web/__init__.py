@@ -238,7 +238,7 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
         health = "".join("<tr class='%s'><td>%s</td><td>%s</td></tr>" % (_e(h["state"] or ""), _e(h["what"]), _e(h["value"]))
                          for h in d["health"])
         body = ("<h1>%s <span class=muted>(%s)</span></h1>"
-                "<p>Period %s .. %s, %s. Times are %s. <a href='/patient/%s/report.html'>printable report</a></p>"
+                "<p>Period %s .. %s, %s. Times are %s. The report: <a href='/patient/%s/report.html'>HTML</a>, <a href='/patient/%s/report.pdf'>PDF</a></p>"
                 "<div class=headline>%s</div>"
                 "<p>Phase <b>%s</b>, body weight <b>%s</b>; limits: compression %.0f N, tension %.0f N, bending %.1f N*m "
                 "<span class=muted>(%s)</span></p>"
@@ -250,7 +250,7 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
                 "<h2>Exercise compliance</h2><div id=exercise></div>"
                 "<h2>Device health</h2><table>%s</table>" % (
                     _e(d["patient"] or "no pseudonym"), _e(dev), _e(d["period"]["since"] or "first record"),
-                    _e(d["period"]["until"] or "now"), _e(d["period"]["why"]), _e(d["tz"]), _e(dev), cards, _e(s["phase"]),
+                    _e(d["period"]["until"] or "now"), _e(d["period"]["why"]), _e(d["tz"]), _e(dev), _e(dev), cards, _e(s["phase"]),
                     "%.1f kg" % s["body_weight_kg"] if s["body_weight_kg"] else "unknown (75 kg assumed)",
                     s["limits"]["comp_N"], s["limits"]["tens_N"], s["limits"]["moment_Nm"], _e(s["limits_source"]), health))
         return page(d["patient"] or dev, body, "<script src='/static/plotly.min.js'></script><script>const D=%s;%s</script>"
@@ -266,6 +266,27 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
         finally:
             c.close()
         return HTMLResponse(text)
+
+    def patient_pdf(request):
+        import tempfile
+        dev = request.path_params["device"]
+        c = con()
+        try:
+            text = report.build(c, dev, the_day(), tz=tz, print_mode=True)
+        except OimonError as e:
+            return PlainTextResponse(str(e), status_code=404)
+        finally:
+            c.close()
+        with tempfile.TemporaryDirectory(prefix="oimon-web-pdf-") as d:
+            try:
+                out = report.to_pdf(text, Path(d) / "report.pdf")
+            except OimonError as e:
+                return PlainTextResponse(str(e), status_code=503)
+            data = out.read_bytes()
+        name = "oimon-report-%s-%s.pdf" % ("".join(ch for ch in dev if ch.isalnum() or ch in "-_"),
+                                           the_day().isoformat())
+        return Response(data, media_type="application/pdf",
+                        headers={"Content-Disposition": "inline; filename=%s" % name})
 
     def live_page(request):
         if device_port is None:
@@ -324,7 +345,8 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
                 state["live"].stop()
 
     routes = [Route("/", home), Route("/patient/{device}", patient),
-              Route("/patient/{device}/report.html", patient_report), Route("/live", live_page),
+              Route("/patient/{device}/report.html", patient_report),
+              Route("/patient/{device}/report.pdf", patient_pdf), Route("/live", live_page),
               Route("/api/overview", api_overview), Route("/api/patient/{device}", api_patient),
               Route("/api/patient/{device}/event/{k}", api_event), Route("/api/live", api_live),
               WebSocketRoute("/ws/live", ws_live), Route("/static/plotly.min.js", plotly_js),
