@@ -103,6 +103,33 @@ def test_live_page_follows_the_virtual_device(tmp_path):
         vd.stop()
 
 
+def test_other_hosts_and_origins_are_refused(tmp_path):
+    """DNS rebinding (a Host name that is not loopback) and another site's page opening the
+    WebSocket are refused."""
+    import urllib.error
+    from websockets.sync.client import connect
+    dbp = make_db(tmp_path)
+    app = web.create_app(dbp, today=TODAY)
+    with server(app) as base:
+        req = urllib.request.Request(base + "/api/overview", headers={"Host": "evil.example"})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            raise AssertionError("a foreign Host name was served")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+        ws_url = base.replace("http", "ws") + "/ws/live"
+        with connect(ws_url, origin=base) as ws:                # the dashboard's own page
+            assert json.loads(ws.recv(timeout=30))["state"] == "no device"
+        try:
+            with connect(ws_url, origin="http://evil.example") as ws:
+                ws.recv(timeout=30)
+            raise AssertionError("another origin got the live feed")
+        except AssertionError:
+            raise
+        except Exception as e:                                  # refused at the handshake
+            assert "403" in str(e) or "1008" in str(e) or "rejected" in str(e).lower(), e
+
+
 def test_serve_bad_input_one_line(tmp_path, capsys):
     rc, o, err = run_cli(capsys, "--db", tmp_path / "db.sqlite", "serve", "--bind", "clinic.example")
     assert rc == 2 and "not an IP address" in err and len(err.strip().splitlines()) == 1

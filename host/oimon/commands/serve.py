@@ -46,7 +46,9 @@ def cmd_serve(args):
         import os
         port = os.environ.get("OIMON_PORT")
     try:
-        app = web.create_app(args.db, device_port=port)
+        loop = ipaddress.ip_address(bind).is_loopback
+        app = web.create_app(args.db, device_port=port,
+                             hosts=None if loop else ["*"])      # --bind elsewhere: any Host name
         if not ipaddress.ip_address(bind).is_loopback:
             print("oimon serve: warning: listening on %s: other computers on this network can open "
                   "the dashboard" % bind, file=sys.stderr)

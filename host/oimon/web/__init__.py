@@ -74,9 +74,17 @@ def page(title, body, scripts=""):
         "<a href='/live'>live</a></nav>%s%s</body></html>" % (_e(title), CSS, body, scripts))
 
 
-def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=None):
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def create_app(db_path=None, device_port=None, today=None, tz=None, hosts=None):
     """The ASGI app. db_path: the SQLite database (opened per request); device_port: the port of
-    the device for the live page (None: the page says how to connect one)."""
+    the device for the live page (None: the page says how to connect one). hosts: the Host
+    names it answers to (default the loopback names: a web page elsewhere cannot reach it by
+    DNS rebinding); the WebSocket also refuses a page of another origin."""
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    allowed = list(hosts or LOOPBACK_HOSTS)
     from oimon.web.live import LiveSource
     state = {"live": None}
     tz = tz or report.local_tz()
@@ -311,6 +319,10 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
         return JSONResponse(src.snapshot(int(request.query_params.get("since", 0) or 0)))
 
     async def ws_live(websocket):
+        origin = websocket.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != websocket.headers.get("host"):
+            await websocket.close(code=1008)          # another site's page: not this dashboard
+            return
         await websocket.accept()
         src = live_source()
         if src is None:
@@ -351,7 +363,8 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, title_note=N
               Route("/api/patient/{device}/event/{k}", api_event), Route("/api/live", api_live),
               WebSocketRoute("/ws/live", ws_live), Route("/static/plotly.min.js", plotly_js),
               Route("/favicon.ico", favicon)]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)])
     app.state.live = state
     return app
 
