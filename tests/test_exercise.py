@@ -138,7 +138,9 @@ def test_plan_is_sent_authenticated_with_the_device_body_weight(run, tmp_path):
         rc, out, err = run("--port", vd.path, "exercise", "start")
         assert rc == 2 and "already running" in err
         rc, out, err = run("--port", vd.path, "exercise", "stop")
-        assert rc == 0 and '"kind": "exercise"' in out, err
+        # the summary in words, in kg and minutes (not the device's JSON in 0.1 N)
+        assert rc == 0 and out.startswith("exercise session 1 of ") and "target 37.5 kg" in out, err
+        assert "{" not in out and "loaded_ms" not in out and "oimon sync" in out
         rc, out, err = run("--port", vd.path, "exercise", "stop")
         assert rc == 2 and "no exercise session is running" in err
         dbp = str(tmp_path / "db.sqlite")

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "oimon.commands.io",          # import, export csv
     "oimon.commands.decode",      # decode a raw capture of the serial stream
     "oimon.commands.sync",        # pull the device log into the database
+    "oimon.commands.serve",       # the clinic dashboard (web)
 ]
 
 GLOBAL_OPTIONS = [

@@ -251,7 +251,7 @@ def cmd_session(args):
         print("exercise session %d of today started: target %.1f kg for %d minutes" % (
             r["session_today"], r["target_kg"], r["minutes"]))
     else:
-        print("exercise session ended: %s" % json.dumps(r, sort_keys=True))
+        print(X.format_session(r))
 
 
 def cmd_live(args):

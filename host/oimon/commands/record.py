@@ -453,10 +453,25 @@ class LivePlot:
         y = self.buf[-self.fill:]
         t = (self.idx[-self.fill:] - self.idx[-1]) / float(self.rate)
         fig, axes = plt.subplots(len(chans), 1, sharex=True, figsize=(9, 1.6 * len(chans) + 0.6))
+        lim = None
+        if not raw:        # the device's limits in force (device units), else the phase's defaults
+            from oimon.plots import limits_for
+            info = r.info or {}
+            lim, _bw, _src = limits_for({"limits": info.get("limits"), "phase": info.get("phase"),
+                                         "body_weight_kg": info.get("body_weight_kg")})
         for c, ax in enumerate(axes):
             ax.plot(t, y[:, c] * chans[c]["scale"], lw=0.8, color="C%d" % c)
             ax.set_ylabel("%s [%s]" % (chans[c]["name"], chans[c]["unit"]), fontsize=8)
             ax.grid(True, alpha=0.3)
+            if lim and c == 0:
+                ax.axhline(lim["comp"] * 0.1, color="r", ls="--", lw=0.9,
+                           label="compression limit %.0f N" % (lim["comp"] * 0.1))
+                ax.axhline(-lim["tens"] * 0.1, color="m", ls="--", lw=0.9,
+                           label="tension limit %.0f N" % (lim["tens"] * 0.1))
+                ax.legend(loc="upper left", fontsize=7)
+            elif lim:      # each moment against the resultant's limit (a moment alone cannot exceed it)
+                for sg in (1, -1):
+                    ax.axhline(sg * lim["moment"] * 0.01, color="r", ls="--", lw=0.9)
         last = r.events[-1].get("kind") if r.events else "-"
         axes[0].set_title("%s live: %.0f Hz, %d gaps, last event %s" % (
             (r.info or {}).get("device_id", "?"), r.rate_now, r.gaps, last), fontsize=9)
