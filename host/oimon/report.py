@@ -877,7 +877,7 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
                  "-" if x["peak_moment_Nm"] is None else "%.1f N*m" % x["peak_moment_Nm"],
                  x["overloads"], x["falls"], x["faults"],
                  _dur(x["recorded_h"] * 3600) if x["recorded_h"] else "-") for x in reversed(days)]
-        p.append("<details%s><summary>per day (%d days)</summary>%s</details>" % (
+        p.append("<details class=more%s><summary>per day (%d days)</summary>%s</details>" % (
             " open" if print_mode or not has_sum else "", len(days), _table(
                 ["day", "load cycles", "loaded", "peak axial", "peak % BW", "peak bending", "overloads",
                  "falls", "sensor faults", "recorded live"], rows, num=range(1, 10))))
@@ -910,7 +910,7 @@ def device_html(con, d, tz, max_plots=MAX_PLOTS, print_mode=False):
                 pk = [e["pct"] for e in rest if e["pct"] is not None]
                 more = "<p class=muted>and %d more that day%s (oimon events lists them all).</p>" % (
                     len(rest), ", up to %.0f %% of a limit" % max(pk) if pk else "")
-            p.append("<details%s><summary>%s: %s</summary>%s%s</details>" % (
+            p.append("<details class=more%s><summary>%s: %s</summary>%s%s</details>" % (
                 " open" if print_mode else "", _e(day.strftime("%a %d %b %Y") if day else "unknown day"),
                 _e(what), _event_table(es[:DAY_ROWS], tz), more))
     else:
@@ -996,7 +996,7 @@ def _exercise_html(d, tz):
                        for r in reversed(rows) if r["started"] or r["prescribed"]], num=(2, 4, 5, 6, 7)))
     if d["plan"]:
         prog = X.progression(d["plan"])
-        out.append("<details><summary>the target's progression (plan from %s)</summary>%s</details>" % (
+        out.append("<details class=more><summary>the target's progression (plan from %s)</summary>%s</details>" % (
             _e(d["plan"]["start_date"]), _table(["from", "to", "target kg", "zone kg", "alarm above kg"], [
                 (r["from"], r["to"] or "onwards", r["target_kg"], "%.1f-%.1f" % (r["band_lo_kg"], r["band_hi_kg"]),
                  r["alarm_kg"]) for r in prog])))
@@ -1050,6 +1050,11 @@ def build(con, device_id=None, today=None, max_plots=MAX_PLOTS, since=None, unti
         parts.append(device_html(con, data, tz, max_plots, print_mode))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def for_print(html_text):
+    """The same report with every detail section open (what the PDF shows)."""
+    return html_text.replace("<details class=more>", "<details class=more open>")
 
 
 # --- PDF ---------------------------------------------------------------------------------------

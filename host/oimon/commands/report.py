@@ -52,14 +52,14 @@ def cmd_report(args):
     con = db.connect(args.db)
     kw = dict(today=today, max_plots=max(0, args.max_plots), since=since, until=until)
     pdfs = [args.pdf] if args.pdf else []
+    text = report.build(con, args.device, **kw)
     if low.endswith(".pdf"):
         pdfs.insert(0, out)
     else:
-        text = report.build(con, args.device, **kw)
         _write(out, text)
         print("wrote %s (%d kB)" % (out, len(text) // 1024))
     if pdfs:
-        text = report.build(con, args.device, print_mode=True, **kw)
+        text = report.for_print(text)
         for p in pdfs:
             report.to_pdf(text, p)
             print("wrote %s (%d kB)" % (p, os.path.getsize(p) // 1024))

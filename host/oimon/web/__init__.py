@@ -280,7 +280,7 @@ def create_app(db_path=None, device_port=None, today=None, tz=None, hosts=None):
         dev = request.path_params["device"]
         c = con()
         try:
-            text = report.build(c, dev, the_day(), tz=tz, print_mode=True)
+            text = report.for_print(report.build(c, dev, the_day(), tz=tz))
         except OimonError as e:
             return PlainTextResponse(str(e), status_code=404)
         finally:
