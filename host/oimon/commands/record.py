@@ -264,6 +264,8 @@ class Recorder:
                 self.w.flush()
                 last_flush = now
             if now - last_db >= self.DB_UPDATE_S:
+                self.w.flush()               # the row never counts more than the file holds
+                last_flush = now
                 self._update_row()
                 last_db = now
             if now - last_status > 1.0:
