@@ -11,6 +11,8 @@ def register(sub):
 
 
 def cmd_plot(args):
+    from oimon import validate
+    validate.check_out_path(args.out, "--out")
     err = plot(args.recording, args.out)
     print("wrote %s" % args.out)
     if err:

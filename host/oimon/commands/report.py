@@ -17,9 +17,12 @@ def register(sub):
 
 
 def cmd_report(args):
-    today = retighten.parse_date(args.today, "--today") if args.today else dt.date.today()
+    from oimon import validate
+    today = validate.parse_date(args.today, "--today", latest_days_ahead=None) if args.today \
+        else dt.date.today()
     if not str(args.out).lower().endswith((".html", ".htm")):
         raise OimonError("--out %s: give a file name ending in .html" % args.out)
+    validate.check_out_path(args.out, "--out")
     con = db.connect(args.db)
     text = report.build(con, args.device, today, max(0, args.max_plots))
     tmp = str(args.out) + ".part"
@@ -28,6 +31,11 @@ def cmd_report(args):
             f.write(text)
         os.replace(tmp, args.out)
     except OSError as e:
-        raise OimonError("cannot write %s: %s" % (args.out, e.strerror))
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OimonError("cannot write %s: %s" % (args.out, "disk full" if e.errno == 28
+                                                  else e.strerror))
     print("wrote %s (%d kB)" % (args.out, len(text) // 1024))
     return 0
