@@ -227,7 +227,8 @@ class Recorder:
                 self.con.execute(
                     "UPDATE recording SET duration_s=?, samples=?, frames_good=?, frames_bad=?, "
                     "seq_gaps=? WHERE id=?",
-                    (self.samples / float(self.w.header["rate_hz"]), self.samples,
+                    (self.w.flushed_samples / float(self.w.header["rate_hz"]),
+                     self.w.flushed_samples,
                      self.good + (self.ln.dec.good if self.ln else 0),
                      self.bad + (self.ln.dec.bad if self.ln else 0),
                      self.gaps + (self.ln.dec.gaps if self.ln else 0), self.rec_id))
