@@ -259,3 +259,19 @@ def test_report_with_a_long_path_in_the_database(tmp_path, capsys):
     c.close()
     rc, out, err = _run(["--db", dbp, "report", "--out", tmp_path / "r.html"], capsys)
     assert rc == 0 and "file not found" in (tmp_path / "r.html").read_text(), err
+
+
+def test_another_device_after_a_restart_stops_the_recording(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(R.Recorder, "STALL_S", 0.5)
+    fake = FakeStream(restart_after=20, id_after_restart="OTHER-1")
+    rec, dbp = tmp_path / "r.oimrec", tmp_path / "db.sqlite"
+    try:
+        rc, out, err = _run(["--port", fake.url, "--db", dbp, "record", "--duration", "120",
+                             "--out", rec], capsys)
+    finally:
+        fake.close()
+    assert rc == 2 and err.count("\n") == 1 and "now OTHER-1, not FAKE-STREAM" in err, err
+    h, index, samples, events, error = recording.load(rec)
+    assert error is None and len(samples) == 20 * 50 and h["device_id"] == "FAKE-STREAM"
+    row = sqlite3.connect(dbp).execute("SELECT samples FROM recording").fetchone()
+    assert row[0] == len(samples)

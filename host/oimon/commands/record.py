@@ -34,6 +34,10 @@ def register(sub):
     p.set_defaults(func=cmd_events)
 
 
+class RecordStopped(OimonError):
+    """The recording cannot go on (another device on the port): not retried."""
+
+
 class Recorder:
     """Streams one device into a recording file and the database.
 
@@ -90,7 +94,14 @@ class Recorder:
 
     def _handshake(self):
         ln = self.ln
-        self.info = ln.command(P.C_INFO)
+        info = ln.command(P.C_INFO)
+        if self.info is not None and info.get("device_id") != self.info.get("device_id"):
+            ln.close()
+            self.ln = None
+            raise RecordStopped("the device on %s is now %s, not %s: recording stopped; what was "
+                                "recorded is kept" % (self.port, info.get("device_id"),
+                                                      self.info.get("device_id")))
+        self.info = info
         ln.command(P.C_TIME, {"t": int(time.time())})
         session = int.from_bytes(os.urandom(4), "little")
         r = ln.command(P.C_STREAM, {"mode": "raw" if self.raw else "cal", "session": session},
@@ -255,6 +266,8 @@ class Recorder:
                 # bridge: the stream is off after boot): ask again
                 try:
                     self._handshake()
+                except RecordStopped:
+                    raise
                 except OimonError:
                     self._count()
                     self.ln.close()
@@ -291,7 +304,7 @@ class Recorder:
             try:
                 self._connect()
                 return
-            except link.PortBusy:
+            except (link.PortBusy, RecordStopped):
                 raise
             except OimonError:
                 if self.ln is not None:
