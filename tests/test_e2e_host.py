@@ -78,6 +78,7 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
             # the device is back, then SIGTERM ends the recording cleanly
             try:
                 _until(lambda: in_file() >= 2000, "no samples before the pull")
+                box["pulled"] = in_file()
                 n0 = in_file()
                 box["vd"].stop()                              # the cable is pulled
                 time.sleep(1.0)
@@ -85,6 +86,9 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
                 relay.retarget(box["vd"].path)                # ... and plugged in again
                 _until(lambda: in_file() >= n0 + 2000 and live.exists(),
                        "no samples after the reconnect")
+            except BaseException:
+                import traceback
+                box["error"] = traceback.format_exc()
             finally:
                 os.kill(os.getpid(), signal.SIGTERM)
 
@@ -97,8 +101,9 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
         finally:
             th.join(30)
             vd = box["vd"]
+        assert "error" not in box, box.get("error")
         assert rc == 0, err
-        assert "reconnects" in out
+        assert "reconnects" in out, (out, box)
         header, index, samples, events, error = recording.load(rec)
         assert error is None
         assert len(samples) > 3000, len(samples)         # both sides of the gap are kept

@@ -92,7 +92,10 @@ class Recorder:
         self.ln = link.Link(self.port)
         self._handshake()
 
-    def _handshake(self):
+    def _handshake(self, fresh=True):
+        """fresh: a new connection (frames before the answer are stale); else the same link
+        after a silence (a busy machine can starve the stream for seconds): the frames that
+        came meanwhile are this stream's and are kept."""
         ln = self.ln
         info = ln.command(P.C_INFO)
         if self.info is not None and info.get("device_id") != self.info.get("device_id"):
@@ -107,7 +110,11 @@ class Recorder:
         r = ln.command(P.C_STREAM, {"mode": "raw" if self.raw else "cal", "session": session},
                        match=lambda d: isinstance(d, dict) and d.get("session", session) == session)
         ln.dec.reset_seq()
-        self.stale += len(ln.pending)         # everything before the answer: not this stream
+        if fresh:
+            self.stale += len(ln.pending)     # everything before the answer: not this stream
+        else:
+            for ftype, _seq, pl in ln.pending:
+                self._frame(ftype, pl)
         ln.pending = []
         now = time.monotonic()
         self._last_sample_at = now
@@ -265,7 +272,7 @@ class Recorder:
                 # the device went quiet on a port that stayed open (a restart behind a USB-UART
                 # bridge: the stream is off after boot): ask again
                 try:
-                    self._handshake()
+                    self._handshake(fresh=False)
                 except RecordStopped:
                     raise
                 except OimonError:
