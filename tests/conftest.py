@@ -17,6 +17,10 @@ from oimon_sim import mp  # noqa: E402
 # A shared, loaded machine: the virtual device (real-time MicroPython) may answer a command
 # late; the host's answer timeout (docs/host.md, OIMON_LINK_TIMEOUT) is generous in tests.
 os.environ.setdefault("OIMON_LINK_TIMEOUT", "10")
+# Commands run without --db (and so the key store beside it) never touch the user's own
+# ~/.local/share/oimon: a database of this test session instead.
+os.environ.setdefault("OIMON_DB", os.path.join(tempfile.mkdtemp(prefix="oimon-test-db-"),
+                                               "oimon.sqlite"))
 
 
 class MicroPythonFailure(Exception):

@@ -12,7 +12,7 @@ import time
 
 from oimon_common import protocol as P
 
-INFO = {"device_id": "FAKE-STREAM", "fw": "0.1.0", "platform": "fake", "rate": 1000,
+INFO = {"device_id": "FAKE-STREAM", "protocol": P.VERSION, "fw": "0.1.0", "platform": "fake", "rate": 1000,
         "calibrated": True, "config_state": "set", "phase": "II",
         "limits": {"comp": 9000, "tens": 1500, "moment": 3000}, "body_weight_kg": 70,
         "clock": 1767225600, "samples": 0, "retighten_last": "", "retighten_interval_months": 3}
@@ -21,8 +21,9 @@ STALE_AXIAL = -7777            # the value of every stale sample: must never rea
 
 class FakeStream:
     def __init__(self, stale_batches=0, repeat_batch=None, restart_after=None, batch=50,
-                 period_s=0.05, info=None):
+                 period_s=0.05, info=None, id_after_restart=None):
         self.info = dict(INFO, **(info or {}))
+        self.id_after_restart = id_after_restart
         self.stale_batches = stale_batches
         self.repeat_batch = repeat_batch
         self.restart_after = restart_after
@@ -132,6 +133,8 @@ class FakeStream:
             if self.restart_after is not None and self.sent == self.restart_after \
                     and not self.restarted:
                 self.restarted = True
+                if self.id_after_restart:
+                    self.info["device_id"] = self.id_after_restart
                 self.boot = 0x2222
                 self.count = 0
                 self.stream = False                        # after boot the stream is off

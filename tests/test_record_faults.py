@@ -206,3 +206,73 @@ def test_signal_ends_a_recording_in_a_subprocess(tmp_path, sig):
     row = sqlite3.connect(dbp).execute("SELECT samples FROM recording").fetchone()
     assert row[0] == len(samples)
     assert fake.commands[-1] == (P.C_STREAM, {"mode": "off"})
+
+
+def test_sigkill_leaves_a_readable_file_and_a_row_with_samples(tmp_path):
+    """SIGKILL cannot be caught: the recorder flushes the file every second and the row every
+    5 s, so both hold what came before the last flush."""
+    import time
+    fake = FakeStream()
+    rec, dbp = tmp_path / "r.oimrec", tmp_path / "db.sqlite"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "host"), str(ROOT / "common")]),
+               OIMON_LOCK_DIR=str(tmp_path / "locks"))
+    p = subprocess.Popen([sys.executable, "-m", "oimon", "--port", fake.url, "--db", str(dbp),
+                          "record", "--out", str(rec)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=env)
+
+    def row_samples():
+        try:
+            c = sqlite3.connect("file:%s?mode=ro" % dbp, uri=True, timeout=5)
+            try:
+                r = c.execute("SELECT samples FROM recording").fetchone()
+            finally:
+                c.close()
+            return r[0] if r else 0
+        except sqlite3.Error:
+            return 0
+    try:
+        t_end = time.monotonic() + 120
+        while row_samples() == 0:
+            assert time.monotonic() < t_end and p.poll() is None
+            time.sleep(0.1)
+        p.kill()
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        fake.close()
+    n_row = row_samples()
+    with recording.Reader(rec) as r:
+        n = sum(len(c[2]) for c in r.chunks() if c[0] == "samples")
+        assert len(r.errors) == 1 and "cut short" in str(r.errors[0])   # no END, nothing else
+    assert n >= n_row > 0
+
+
+def test_report_with_a_long_path_in_the_database(tmp_path, capsys):
+    dbp = tmp_path / "db.sqlite"
+    assert cli.main(["--db", str(dbp), "retighten", "record", "OI-1", "--date", "2025-01-01",
+                     "--host-only"]) == 0
+    c = sqlite3.connect(dbp)
+    c.execute("INSERT INTO recording(device_id, path, started, samples) VALUES (?,?,?,?)",
+              ("OI-1", str(tmp_path / ("x" * 300 + ".oimrec")), "2025-01-01T00:00:00", 10))
+    c.commit()
+    c.close()
+    rc, out, err = _run(["--db", dbp, "report", "--out", tmp_path / "r.html"], capsys)
+    assert rc == 0, err
+    assert "x" * 300 not in (tmp_path / "r.html").read_text()   # no machine path in a report
+
+
+def test_another_device_after_a_restart_stops_the_recording(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(R.Recorder, "STALL_S", 0.5)
+    fake = FakeStream(restart_after=20, id_after_restart="OTHER-1")
+    rec, dbp = tmp_path / "r.oimrec", tmp_path / "db.sqlite"
+    try:
+        rc, out, err = _run(["--port", fake.url, "--db", dbp, "record", "--duration", "120",
+                             "--out", rec], capsys)
+    finally:
+        fake.close()
+    assert rc == 2 and err.count("\n") == 1 and "now OTHER-1, not FAKE-STREAM" in err, err
+    h, index, samples, events, error = recording.load(rec)
+    assert error is None and len(samples) == 20 * 50 and h["device_id"] == "FAKE-STREAM"
+    row = sqlite3.connect(dbp).execute("SELECT samples FROM recording").fetchone()
+    assert row[0] == len(samples)

@@ -96,6 +96,8 @@ class Writer:
         self.samples = 0
         self.events = 0
         self.segments = 0
+        self.flushed_samples = 0     # samples in chunks handed to the OS (flush() succeeded)
+        self._unflushed = 0
 
     def _chunk(self, tag, body):
         head = tag + struct.pack("<I", len(body))
@@ -141,12 +143,15 @@ class Writer:
         if self._rows:
             body = struct.pack("<Q", self._first) + np.concatenate(self._rows).astype("<i4").tobytes()
             self._chunk(TAG_SAMPLES, body)
+            self._unflushed += self._nrows
             self._rows, self._nrows, self._first = [], 0, None
 
     def flush(self):
         self._flush_rows()
         try:
             self._f.flush()
+            self.flushed_samples += self._unflushed
+            self._unflushed = 0
         except OSError as e:
             raise OimonError("%s: %s: %s" % (
                 self.path, _os_reason(e), "nothing was written" if self.atomic else
@@ -165,6 +170,8 @@ class Writer:
                     end["segments"] = self.segments + 1
                 self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
                 f.flush()
+                self.flushed_samples += self._unflushed
+                self._unflushed = 0
             except (OSError, OimonError) as e:
                 self._f = None
                 try:

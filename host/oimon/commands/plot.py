@@ -47,6 +47,8 @@ def _certificate(args, path):
 
 
 def cmd_plot(args):
+    from oimon import validate
+    validate.check_out_path(args.out, "--out")
     err = plot(args.recording, args.out, calibration=_certificate(args, args.recording))
     print("wrote %s" % args.out)
     if err:

@@ -34,6 +34,10 @@ def register(sub):
     p.set_defaults(func=cmd_events)
 
 
+class RecordStopped(OimonError):
+    """The recording cannot go on (another device on the port): not retried."""
+
+
 class Recorder:
     """Streams one device into a recording file and the database.
 
@@ -88,15 +92,29 @@ class Recorder:
         self.ln = link.Link(self.port)
         self._handshake()
 
-    def _handshake(self):
+    def _handshake(self, fresh=True):
+        """fresh: a new connection (frames before the answer are stale); else the same link
+        after a silence (a busy machine can starve the stream for seconds): the frames that
+        came meanwhile are this stream's and are kept."""
         ln = self.ln
-        self.info = ln.command(P.C_INFO)
+        info = ln.command(P.C_INFO)
+        if self.info is not None and info.get("device_id") != self.info.get("device_id"):
+            ln.close()
+            self.ln = None
+            raise RecordStopped("the device on %s is now %s, not %s: recording stopped; what was "
+                                "recorded is kept" % (self.port, info.get("device_id"),
+                                                      self.info.get("device_id")))
+        self.info = info
         ln.command(P.C_TIME, {"t": int(time.time())})
         session = int.from_bytes(os.urandom(4), "little")
         r = ln.command(P.C_STREAM, {"mode": "raw" if self.raw else "cal", "session": session},
                        match=lambda d: isinstance(d, dict) and d.get("session", session) == session)
         ln.dec.reset_seq()
-        self.stale += len(ln.pending)         # everything before the answer: not this stream
+        if fresh:
+            self.stale += len(ln.pending)     # everything before the answer: not this stream
+        else:
+            for ftype, _seq, pl in ln.pending:
+                self._frame(ftype, pl)
         ln.pending = []
         now = time.monotonic()
         self._last_sample_at = now
@@ -227,7 +245,8 @@ class Recorder:
                 self.con.execute(
                     "UPDATE recording SET duration_s=?, samples=?, frames_good=?, frames_bad=?, "
                     "seq_gaps=? WHERE id=?",
-                    (self.samples / float(self.w.header["rate_hz"]), self.samples,
+                    (self.w.flushed_samples / float(self.w.header["rate_hz"]),
+                     self.w.flushed_samples,
                      self.good + (self.ln.dec.good if self.ln else 0),
                      self.bad + (self.ln.dec.bad if self.ln else 0),
                      self.gaps + (self.ln.dec.gaps if self.ln else 0), self.rec_id))
@@ -253,7 +272,9 @@ class Recorder:
                 # the device went quiet on a port that stayed open (a restart behind a USB-UART
                 # bridge: the stream is off after boot): ask again
                 try:
-                    self._handshake()
+                    self._handshake(fresh=False)
+                except RecordStopped:
+                    raise
                 except OimonError:
                     self._count()
                     self.ln.close()
@@ -264,6 +285,8 @@ class Recorder:
                 self.w.flush()
                 last_flush = now
             if now - last_db >= self.DB_UPDATE_S:
+                self.w.flush()               # the row never counts more than the file holds
+                last_flush = now
                 self._update_row()
                 last_db = now
             if now - last_status > 1.0:
@@ -288,7 +311,7 @@ class Recorder:
             try:
                 self._connect()
                 return
-            except link.PortBusy:
+            except (link.PortBusy, RecordStopped):
                 raise
             except OimonError:
                 if self.ln is not None:

@@ -4,7 +4,7 @@ headless Chromium."""
 import datetime as dt
 import os
 
-from oimon import db, report, retighten
+from oimon import db, report
 from oimon.errors import OimonError
 
 
@@ -34,13 +34,15 @@ def _write(path, text):
             os.unlink(tmp)
         except OSError:
             pass
-        raise OimonError("cannot write %s: %s" % (path, e.strerror))
+        raise OimonError("cannot write %s: %s" % (path, "disk full" if e.errno == 28 else e.strerror))
 
 
 def cmd_report(args):
-    today = retighten.parse_date(args.today, "--today") if args.today else dt.date.today()
-    since = retighten.parse_date(args.since, "--since") if args.since else None
-    until = retighten.parse_date(args.until, "--until") if args.until else None
+    from oimon import validate
+    today = validate.parse_date(args.today, "--today", latest_days_ahead=None) if args.today \
+        else dt.date.today()
+    since = validate.parse_date(args.since, "--since", latest_days_ahead=None) if args.since else None
+    until = validate.parse_date(args.until, "--until", latest_days_ahead=None) if args.until else None
     if since and until and since > until:
         raise OimonError("--since %s is after --until %s" % (since, until))
     out = str(args.out)
@@ -49,6 +51,9 @@ def cmd_report(args):
         raise OimonError("--out %s: give a file name ending in .html or .pdf" % args.out)
     if args.pdf and not str(args.pdf).lower().endswith(".pdf"):
         raise OimonError("--pdf %s: give a file name ending in .pdf" % args.pdf)
+    validate.check_out_path(args.out, "--out")
+    if args.pdf:
+        validate.check_out_path(args.pdf, "--pdf")
     con = db.connect(args.db)
     kw = dict(today=today, max_plots=max(0, args.max_plots), since=since, until=until)
     pdfs = [args.pdf] if args.pdf else []

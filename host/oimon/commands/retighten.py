@@ -76,7 +76,8 @@ def _record_on_device(args, dev, d):
 
 
 def cmd_status(args):
-    today = retighten.parse_date(args.today, "--today") if args.today else dt.date.today()
+    today = validate.parse_date(args.today, "--today", latest_days_ahead=None) if args.today \
+        else dt.date.today()
     con = db.connect(args.db)
     rows = retighten.all_status(con, today)
     if args.json:

@@ -177,6 +177,7 @@ def cmd_list(args):
 
 
 def cmd_generate(args):
+    validate.check_out_path(args.out, "--out")
     params = check_scenario_params(args.scenario, dict(args.set))
     h = generate_recording(args.out, args.scenario, args.duration, args.seed, args.body_weight,
                            args.rate, args.raw, params, not args.no_noise, args.start,
@@ -272,6 +273,9 @@ def cmd_metrics(args):
 
 def cmd_sweep(args):
     from oimon_sim import sweep
+    validate.check_out_path(args.csv, "--csv")
+    if args.png:
+        validate.check_out_path(args.png, "--png")
     values = sweep.parse_values(args.values)
     rows = sweep.run(args.recordings, args.param, values, _load_config(args.config),
                      tolerance_s=args.tolerance, progress=args.progress or None,
