@@ -24,6 +24,10 @@ _OUT_N = const(8)
 _STREAM_OFF = const(0)
 _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
+_M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
+_CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
+_TX_SLOW_MS = const(20)         # a stream write that took longer: the host is not reading
+_TX_HOLD_MS = const(1000)       # then the stream drops (and counts) frames this long
 CALIB_PATH = hal.STORAGE + "/calib.bin"
 CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
 OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
@@ -59,9 +63,22 @@ class Device:
         self.det.bind(self.out)
         self._pk, self._pt = dsp.kernel, self.pipe.tab
         self._dk, self._dt = detect.kernel, self.det.tab
-        self.count = 0                       # samples since boot (wraps at 2**32 on the wire)
+        # ACQUIRED samples since boot, lost ones included (a gap shows as a jump): count wraps at
+        # 2**30 and count_hi counts the wraps (the wire's u32 = (count_hi & 3) << 30 | count)
+        self.count = 0
+        self.count_hi = 0
+        self.lost = 0                        # samples lost in acquisition (wraps at 2**30)
+        self.gaps = 0                        # gaps (runs of lost samples)
+        self.tx_dropped = 0                  # stream frames dropped (host not reading)
+        self._drop_first = -1                # counter / wraps of the first sample not streamed
+        self._drop_hi = 0
+        self._drop_n = 0
+        self._tx_hold = 0                    # ticks_ms until which the stream stays dropped
+        self._tx_held = False
+        self._has_gap = hasattr(self.src, "gap")
         self.rx, self.tx = hal.serial()
         self.enc = P.Encoder()
+        self._gapsave = bytearray(self.enc.max_payload)   # a batch's samples while a gap record goes out
         self.dec = P.Decoder(512)
         self._rxb = bytearray(1)
         self.stream = _STREAM_OFF
@@ -86,6 +103,8 @@ class Device:
         self._day_next = 0                   # ticks_ms of the next look at the clock
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
+        if hasattr(self.src, "restart"):
+            self.src.restart()               # monitoring starts now, not at the ADC's power-up
 
     def set_calibration(self, cal):
         """C_CALIB: store a checked calibration and use it from the next sample on."""
@@ -120,6 +139,8 @@ class Device:
     def sample(self):
         if not self.src.read(self.raw):
             return 0
+        if self._has_gap and self.src.gap:
+            self._on_gap(self.src.gap)
         out = self.out
         self._pk(self._pt)                   # = self.pipe.step(self.raw, out)
         self.snip.push(out)                  # the event log's 1 s pre-trigger ring
@@ -132,8 +153,76 @@ class Device:
                 self.alarm.cue(min(z, exercise.ZONE_OVER) - 1)   # CUE_UNDER/IN/OVER = 0/1/2
         if self.stream:
             self._batch_add()
-        self.count += 1
+        c = self.count + 1
+        if c > _M30:
+            c = 0
+            self.count_hi = (self.count_hi + 1) & _M30
+        self.count = c
         return 1
+
+    def _advance(self, n):
+        # count += n for samples that were lost (their counter values are skipped)
+        c = self.count + n
+        while c > _M30:
+            c -= _M30 + 1
+            self.count_hi = (self.count_hi + 1) & _M30
+        self.count = c
+
+    def _on_gap(self, n):
+        # n samples were lost before this one: mark it (FL_GAP, no load rate across the gap),
+        # put a gap record in the stream and the log, skip their counter values.
+        self.pipe.gap()
+        self.lost = (self.lost + n) & _M30
+        self.gaps = (self.gaps + 1) & _M30
+        first, hi = self.count, self.count_hi
+        if self.stream and self.batch_n:
+            self._batch_send()               # the batch before the gap ends here
+        self._advance(n)
+        if self.stream:
+            self._send_gap(first, hi, n, P.GAP_ACQ)
+        self.log.append(P.K_GAP, b'{"first":%d,"hi":%d,"lost":%d}' % (first, hi, n))
+
+    def _send_gap(self, first, hi, n, cause):
+        pl = self.enc.payload
+        P.pack_gap(pl, first, n, cause)
+        pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
+        if self._tx_ok():
+            self._tx(P.T_GAP, P.GAP_BYTES)
+
+    # --- stream: never blocks sampling; drops and counts whole frames ---------------------------
+    def _tx_ok(self):
+        # a frame may go out now: the host is reading (or no host holds the port)
+        if self._tx_held:
+            if hal.ticks_diff(hal.ticks_ms(), self._tx_hold) < 0:
+                return False
+            self._tx_held = False
+        return hal.tx_ready() == 1
+
+    def _tx(self, ftype, n):
+        # write one frame; a write that waited (host holds the port, not reading) holds the
+        # stream back for _TX_HOLD_MS so that the next frames are dropped, not waited for
+        t0 = hal.ticks_ms()
+        self.enc.write(self.tx, ftype, n)    # no allocation
+        t1 = hal.ticks_ms()
+        if hal.ticks_diff(t1, t0) >= _TX_SLOW_MS:
+            self._tx_held = True
+            self._tx_hold = hal.ticks_add(t1, _TX_HOLD_MS)
+
+    def _drop(self, first, n):
+        # a stream frame of n samples from counter `first` was not sent
+        self.tx_dropped = (self.tx_dropped + 1) & _M30
+        if self._drop_first < 0:
+            self._drop_first = first
+            self._drop_hi = self.count_hi if first <= self.count else self.count_hi - 1
+            self._drop_n = 0
+        self._drop_n = (self._drop_n + n) & _M30
+
+    def _flush_drops(self):
+        # the link takes frames again: tell the host which samples it did not get
+        if self._drop_first >= 0:
+            f, h, n = self._drop_first, self._drop_hi, self._drop_n
+            self._drop_first = -1
+            self._send_gap(f, h, n, P.GAP_STREAM)
 
     def _batch_add(self):
         pl = self.enc.payload
@@ -149,11 +238,26 @@ class Device:
 
     def _batch_send(self):
         n = self.batch_n
-        per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
-        P.pack_samples(self.enc.payload, self.batch_first, self.rate, n)
-        t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
-        self.enc.write(self.tx, t, P.SAMPLE_HDR + per * n)     # no allocation
         self.batch_n = 0
+        if not self._tx_ok():
+            self._drop(self.batch_first, n)
+            return
+        if self._drop_first >= 0:
+            # the gap record goes first; it uses the payload buffer: keep the batch's samples
+            per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
+            self._gapsave[:per * n] = self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n]
+            self._flush_drops()
+            self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n] = self._gapsave[:per * n]
+            if not self._tx_ok():
+                self._drop(self.batch_first, n)
+                return
+        per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
+        pl = self.enc.payload
+        P.pack_samples(pl, self.batch_first, self.rate, n)
+        hi = self.count_hi if self.batch_first <= self.count else self.count_hi - 1
+        pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
+        t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
+        self._tx(t, P.SAMPLE_HDR + per * n)
 
     # --- events and link ---------------------------------------------------------------------
     def on_event(self, code):
@@ -278,10 +382,15 @@ class Device:
     def send(self, ftype, obj):
         if self.stream and self.batch_n:
             self._batch_send()               # keep samples in order with what follows
+        if not self._tx_ok():
+            self.tx_dropped = (self.tx_dropped + 1) & _M30    # it is in the log all the same
+            return
         body = json.dumps(obj).encode()
         if len(body) > self.enc.max_payload:
             return
-        self.tx.write(self.enc.frame(ftype, body))
+        n = len(body)
+        self.enc.payload[:n] = body
+        self._tx(ftype, n)
 
     def respond(self, cmd, status, data):
         if self.stream and self.batch_n:
@@ -336,17 +445,21 @@ class Device:
         self.reminder.check(self)
         self._service_outputs(hal.ticks_ms())
 
-    def run(self):
+    def run(self, stop=None):
+        """The main loop. stop: None on the device; the simulator's bounded runs pass a
+        function called after each idle() pass that returns True to end the loop."""
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt
         try:
             k = 0
             while self.running:
                 if self.sample():
                     k += 1
-                    if k < 8:
+                    if k < _CATCH_UP:
                         continue              # catch up first when samples queued up
                 k = 0
                 self.idle()
+                if stop is not None and stop():
+                    break
         finally:
             micropython.kbd_intr(3)
 
