@@ -26,7 +26,8 @@ _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
 _M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
 _CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
-_TX_SLOW_MS = const(20)         # a stream write that took longer: the host is not reading
+_TX_SLOW_MS = const(10)         # a stream write that waited this long: the host is not
+                                # reading (our image gives up after 5 ms per 64-byte packet)
 _TX_HOLD_MS = const(1000)       # then the stream drops (and counts) frames this long
 CALIB_PATH = hal.STORAGE + "/calib.bin"
 CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
@@ -45,6 +46,28 @@ def _put_raw(buf, off: int, raw):
         p[off + 1] = v >> 8
         p[off + 2] = v >> 16
         off += 3
+
+
+@micropython.viper
+def _put_cal(buf, off: int, out):
+    # = P.put_cal(buf, off, out[0], out[1], out[2]): three int16 LE, axial >> AXIAL_WIRE_SHIFT
+    # (0.1 N -> 0.2 N), each clamped to int16 (the Python version costs ~1/3 ms per sample on
+    # the ESP32-S3 in the timing model: docs/timing-model.md)
+    p = ptr8(buf)
+    o = ptr32(out)
+    i = 0
+    while i < 3:
+        v = o[i]
+        if i == 0:
+            v = v >> 1
+        if v > 32767:
+            v = 32767
+        elif v < -32768:
+            v = -32768
+        p[off] = v
+        p[off + 1] = v >> 8
+        off += 2
+        i += 1
 
 
 class Device:
@@ -76,6 +99,8 @@ class Device:
         self._tx_hold = 0                    # ticks_ms until which the stream stays dropped
         self._tx_held = False
         self._has_gap = hasattr(self.src, "gap")
+        self._glog_first = self._glog_hi = self._glog_n = self._glog_k = 0   # K_GAP not yet logged
+        self._glog_t = hal.ticks_ms()
         self.rx, self.tx = hal.serial()
         self.enc = P.Encoder()
         self._gapsave = bytearray(self.enc.max_payload)   # a batch's samples while a gap record goes out
@@ -180,7 +205,19 @@ class Device:
         self._advance(n)
         if self.stream:
             self._send_gap(first, hi, n, P.GAP_ACQ)
-        self.log.append(P.K_GAP, b'{"first":%d,"hi":%d,"lost":%d}' % (first, hi, n))
+        # the log gets one K_GAP record per second at most, from idle(): nothing allocates here
+        if self._glog_n == 0:
+            self._glog_first, self._glog_hi = first, hi
+        self._glog_n = (self._glog_n + n) & _M30
+        self._glog_k += 1
+
+    def _log_gaps(self):
+        # idle(): the gaps since the last record: first lost counter, samples lost, gaps
+        if self._glog_n and hal.ticks_diff(hal.ticks_ms(), self._glog_t) >= 1000:
+            self.log.append(P.K_GAP, b'{"first":%d,"hi":%d,"lost":%d,"gaps":%d}' % (
+                self._glog_first, self._glog_hi, self._glog_n, self._glog_k))
+            self._glog_n = self._glog_k = 0
+            self._glog_t = hal.ticks_ms()
 
     def _send_gap(self, first, hi, n, cause):
         pl = self.enc.payload
@@ -199,14 +236,18 @@ class Device:
         return hal.tx_ready() == 1
 
     def _tx(self, ftype, n):
-        # write one frame; a write that waited (host holds the port, not reading) holds the
-        # stream back for _TX_HOLD_MS so that the next frames are dropped, not waited for
+        # Write one frame; True if it went out whole as far as we can tell. A write that
+        # waited (a host holds the port without reading; USB CDC waits for FIFO room, then
+        # gives up the rest) holds the stream back for _TX_HOLD_MS: the next frames are
+        # dropped and counted, not waited for.
         t0 = hal.ticks_ms()
         self.enc.write(self.tx, ftype, n)    # no allocation
         t1 = hal.ticks_ms()
         if hal.ticks_diff(t1, t0) >= _TX_SLOW_MS:
             self._tx_held = True
             self._tx_hold = hal.ticks_add(t1, _TX_HOLD_MS)
+            return False
+        return True
 
     def _drop(self, first, n):
         # a stream frame of n samples from counter `first` was not sent
@@ -229,7 +270,7 @@ class Device:
         if self.batch_n == 0:
             self.batch_first = self.count
         if self.stream == _STREAM_CAL:
-            P.put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out[0], self.out[1], self.out[2])
+            _put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out)
         else:
             _put_raw(pl, P.SAMPLE_HDR + P.RAW_BYTES * self.batch_n, self.raw)
         self.batch_n += 1
@@ -257,7 +298,8 @@ class Device:
         hi = self.count_hi if self.batch_first <= self.count else self.count_hi - 1
         pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
         t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
-        self._tx(t, P.SAMPLE_HDR + per * n)
+        if not self._tx(t, P.SAMPLE_HDR + per * n):
+            self._drop(self.batch_first, n)  # maybe cut short: the host hears of it as a gap
 
     # --- events and link ---------------------------------------------------------------------
     def on_event(self, code):
@@ -441,6 +483,8 @@ class Device:
         if self.events:
             self.flush_events()
         self._tare_finish()
+        if self._glog_n:
+            self._log_gaps()
         self.log.service()
         self.reminder.check(self)
         self._service_outputs(hal.ticks_ms())

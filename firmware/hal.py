@@ -16,9 +16,11 @@ if sys.platform == "esp32":
 
     def vflash_worst():
         return 0
+
+    FLASH_AUTO_SUSPEND = 1      # the board image's CONFIG_SPI_FLASH_AUTO_SUSPEND (hardware/README.md)
 else:
     from hal_unix import *  # noqa: F401,F403
-    from hal_unix import VIRTUAL, vstall, vflash_worst
+    from hal_unix import VIRTUAL, vstall, vflash_worst, FLASH_AUTO_SUSPEND
     if VIRTUAL:
         from hal_unix import vserial, vrx_any, vtx_ready
 
@@ -39,7 +41,6 @@ _SE_US = (45000, 400000)             # 4 KB sector erase                     W25
 _RD_10US_PER_KB = const(300)         # read at 80 MHz QIO incl. command: ~30 us per KB
 _SUS_US = (20, 40)                   # suspend latency with auto suspend (GD25Q64E tSUS)
 _META_B = const(64)                  # littlefs metadata commit (sync): about one short program
-FLASH_AUTO_SUSPEND = 1               # the board image's CONFIG_SPI_FLASH_AUTO_SUSPEND
 
 
 def flash_estimate(op, nbytes=0, worst=0, suspend=-1):

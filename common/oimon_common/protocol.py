@@ -347,14 +347,20 @@ class Decoder:
 def pack_samples(payload, first, rate, n):
     """Write the batch header of a T_SAMPLES / T_RAW payload; returns its length.
     first = the device's sample counter at the batch's first sample (wraps at 2**32)."""
-    struct.pack_into("<IHH", payload, 0, first & 0xFFFFFFFF, rate, n)
+    if first < 0 or first >> 30:          # a small int (< 2**30) needs no mask: & 0xFFFFFFFF
+        first &= 0xFFFFFFFF               # would make a big-int temporary on the 32-bit port
+    struct.pack_into("<IHH", payload, 0, first, rate, n)
     return SAMPLE_HDR
 
 
 def pack_gap(payload, first, n, cause):
     """T_GAP payload: n samples from counter `first` (wire u32) are missing; returns length.
     Allocation-free on the device (first may be given as a wrapped small int)."""
-    struct.pack_into("<IIB", payload, 0, first & 0xFFFFFFFF, n & 0xFFFFFFFF, cause)
+    if first < 0 or first >> 30:
+        first &= 0xFFFFFFFF
+    if n < 0 or n >> 30:
+        n &= 0xFFFFFFFF
+    struct.pack_into("<IIB", payload, 0, first, n, cause)
     return GAP_BYTES
 
 

@@ -18,6 +18,8 @@ import time
 from array import array
 
 VIRTUAL = 1 if os.getenv("OIMON_VCLOCK") == "1" else 0
+# our board image flashes with CONFIG_SPI_FLASH_AUTO_SUSPEND (0: the stock image's full stalls)
+FLASH_AUTO_SUSPEND = int(os.getenv("OIMON_FLASH_AUTOSUSPEND") or 1)
 ticks_diff = time.ticks_diff
 ticks_add = time.ticks_add
 

@@ -16,7 +16,6 @@ class _Counts:
     # raw counts file -> 4 ints per conversion, chunked, looping or holding the last sample
     def __init__(self, path, loop=1, chunk=256):
         self._f = open(path, "rb") if path else None
-        self._buf = bytearray(16 * chunk)
         self._w = array("i", bytes(16 * chunk))
         self._n = 0
         self._i = 0
@@ -24,24 +23,17 @@ class _Counts:
         self.ended = False
 
     def _fill(self):
-        n = self._f.readinto(self._buf)
+        # int32 little-endian straight into the array (x86 is little-endian): no conversion,
+        # no big ints
+        n = self._f.readinto(self._w)
         if not n and self._loop:
             self._f.seek(0)
-            n = self._f.readinto(self._buf)
+            n = self._f.readinto(self._w)
         if not n:
             return 0
-        n //= 16
-        b = self._buf
-        w = self._w
-        for k in range(4 * n):
-            j = 4 * k
-            v = b[j] | (b[j + 1] << 8) | (b[j + 2] << 16) | ((b[j + 3] & 0x7F) << 24)
-            if b[j + 3] & 0x80:
-                v -= 0x80000000
-            w[k] = v
-        self._n = n
+        self._n = n // 16
         self._i = 0
-        return n
+        return self._n
 
     def next(self, dst):
         if self._f is None:
@@ -147,7 +139,7 @@ class VADC:
         clk.excl += (clk._cpu() - c0) & 0x3FFFFFFF
 
     def _xfer(self, tx, rx):
-        o = self._out
+        o = rx                                   # built in place: no slice, no allocation
         d = self._last
         if self.response >= 0:
             st = self.response
@@ -174,7 +166,6 @@ class VADC:
         o[15] = c >> 8
         o[16] = c & 0xFF
         o[17] = 0
-        rx[:] = o
         cmd = (tx[0] << 8) | tx[1]
         if cmd == 0:
             self.response = -1

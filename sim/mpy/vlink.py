@@ -1,7 +1,8 @@
 # The host link as the virtual clock sees it (docs/timing-model.md, table "link"):
 #   USB CDC (TinyUSB, shared/tinyusb/mp_usbd_cdc.c): a 256-byte TX FIFO; with a host holding
 #   the port (DTR set) a write waits in 1 ms steps (mp_event_wait_ms: soft interrupts run) until
-#   the FIFO has room, at most 500 ms, then gives up the rest of that write; without a host the
+#   the FIFO has room, at most MICROPY_HW_USB_CDC_TX_TIMEOUT (500 ms stock, 5 ms in our
+#   image) per 64-byte chunk, and gives up the rest of that write when none came free; without a host the
 #   FIFO just keeps the newest bytes and nothing waits. A reading host drains ~1 MB/s.
 #   UART REPL mirror (stock ESP32_GENERIC_S3: MICROPY_HW_ENABLE_UART_REPL): every byte also
 #   goes through UART0 at 115200 baud, 128-byte FIFO, refilled after a 1-tick wait without
@@ -101,7 +102,7 @@ class Link:
                 k = _PKT
             if self.mode == HOST_HELD or self.mode == HOST_READING:
                 waited = 0
-                while k > self.room() and waited < vclock.CDC_TIMEOUT_US:
+                while k > self.room() and waited < c.cdc_timeout_us:
                     c.wait(1000)
                     waited += 1000
                 self.wait_us += waited
