@@ -117,6 +117,12 @@ def _decode(rx: ptr8, ring: ptr32, base: int):
         ch += 1
 
 
+def _wrap_add(v, k):
+    # (v + k) mod 2**30 for 0 <= v, k < 2**30 without a big-int temporary on the 32-bit port
+    room = _M30 - v
+    return v + k if k <= room else k - room - 1
+
+
 def sign24(v):
     # 24-bit two's complement -> int (for callers and tests; the data path uses _decode).
     v &= 0xFFFFFF
@@ -329,7 +335,7 @@ class ADS131M04:
         # No allocation; counters wrap at 2**30 (small ints on the 32-bit port).
         io = self.io
         if not io.drdy_low():            # queued edge for data an earlier call drained
-            self.stale = (self.stale + 1) & _M30
+            self.stale = _wrap_add(self.stale, 1)
             return
         n = 0
         while n < 4:
@@ -338,14 +344,14 @@ class ADS131M04:
             rx = self._rx
             now = self._ticks()
             if self.crc and crc16(rx, 15) != (rx[15] << 8) | rx[16]:
-                self.crc_errors = (self.crc_errors + 1) & _M30
+                self.crc_errors = _wrap_add(self.crc_errors, 1)
                 self._lose(1)            # the frame held a conversion: a lost sample
                 self._grid_step(now, 1)
             else:
                 st = (rx[0] << 8) | rx[1]
                 self.status = st
                 if st & _ST_DRDY_ALL != _ST_DRDY_ALL:
-                    self.stale = (self.stale + 1) & _M30
+                    self.stale = _wrap_add(self.stale, 1)
                     return
                 m = self._grid_step(now, 1 if io.drdy_low() else 0)
                 if m > 1:
@@ -377,7 +383,7 @@ class ADS131M04:
 
     def _lose(self, k):
         self._pend += k
-        self.overruns = (self.overruns + k) & _M30
+        self.overruns = _wrap_add(self.overruns, k)
 
     def _store(self, rx):
         h = self._head
@@ -392,7 +398,8 @@ class ADS131M04:
         self._gap[h] = g if g < 0xFFFF else 0xFFFF
         self._pend = 0
         self._head = nh
-        self.samples = (self.samples + 1) & _M30
+        c = self.samples
+        self.samples = 0 if c == _M30 else c + 1     # compare first: 2**30 is a big int
 
     def available(self):
         d = self._head - self._tail

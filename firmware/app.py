@@ -35,6 +35,12 @@ OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
 BUTTON_LONG_MS = 1500
 
 
+def _wrap_add(v, k):
+    # (v + k) mod 2**30 for 0 <= v, k < 2**30 without a big-int temporary on the 32-bit port
+    room = _M30 - v
+    return v + k if k <= room else k - room - 1
+
+
 @micropython.viper
 def _put_raw(buf, off: int, raw):
     # four int24 little-endian
@@ -178,27 +184,30 @@ class Device:
                 self.alarm.cue(min(z, exercise.ZONE_OVER) - 1)   # CUE_UNDER/IN/OVER = 0/1/2
         if self.stream:
             self._batch_add()
-        c = self.count + 1
-        if c > _M30:
-            c = 0
-            self.count_hi = (self.count_hi + 1) & _M30
-        self.count = c
+        c = self.count
+        if c == _M30:                        # compare first: 2**30 itself is a big int
+            self.count = 0
+            self.count_hi = _wrap_add(self.count_hi, 1)
+        else:
+            self.count = c + 1
         return 1
 
     def _advance(self, n):
         # count += n for samples that were lost (their counter values are skipped)
-        c = self.count + n
-        while c > _M30:
-            c -= _M30 + 1
-            self.count_hi = (self.count_hi + 1) & _M30
-        self.count = c
+        room = _M30 - self.count             # values left before the wrap (no big int)
+        while n > room:
+            n -= room + 1
+            room = _M30
+            self.count = 0
+            self.count_hi = _wrap_add(self.count_hi, 1)
+        self.count += n
 
     def _on_gap(self, n):
         # n samples were lost before this one: mark it (FL_GAP, no load rate across the gap),
         # put a gap record in the stream and the log, skip their counter values.
         self.pipe.gap()
-        self.lost = (self.lost + n) & _M30
-        self.gaps = (self.gaps + 1) & _M30
+        self.lost = _wrap_add(self.lost, n)
+        self.gaps = _wrap_add(self.gaps, 1)
         first, hi = self.count, self.count_hi
         if self.stream and self.batch_n:
             self._batch_send()               # the batch before the gap ends here
@@ -208,7 +217,7 @@ class Device:
         # the log gets one K_GAP record per second at most, from idle(): nothing allocates here
         if self._glog_n == 0:
             self._glog_first, self._glog_hi = first, hi
-        self._glog_n = (self._glog_n + n) & _M30
+        self._glog_n = _wrap_add(self._glog_n, n)
         self._glog_k += 1
 
     def _log_gaps(self):
@@ -251,12 +260,12 @@ class Device:
 
     def _drop(self, first, n):
         # a stream frame of n samples from counter `first` was not sent
-        self.tx_dropped = (self.tx_dropped + 1) & _M30
+        self.tx_dropped = _wrap_add(self.tx_dropped, 1)
         if self._drop_first < 0:
             self._drop_first = first
             self._drop_hi = self.count_hi if first <= self.count else self.count_hi - 1
             self._drop_n = 0
-        self._drop_n = (self._drop_n + n) & _M30
+        self._drop_n = _wrap_add(self._drop_n, n)
 
     def _flush_drops(self):
         # the link takes frames again: tell the host which samples it did not get
@@ -425,7 +434,7 @@ class Device:
         if self.stream and self.batch_n:
             self._batch_send()               # keep samples in order with what follows
         if not self._tx_ok():
-            self.tx_dropped = (self.tx_dropped + 1) & _M30    # it is in the log all the same
+            self.tx_dropped = _wrap_add(self.tx_dropped, 1)    # it is in the log all the same
             return
         body = json.dumps(obj).encode()
         if len(body) > self.enc.max_payload:
