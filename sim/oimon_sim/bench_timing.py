@@ -42,6 +42,9 @@ def run_plan(plan, storage=None, raw=None, heapsize=BOARD_HEAP, timeout=600, **e
         if raw:
             e["OIMON_SIM_SENSOR"] = str(raw)
         e.update(env)
+        cap = int(env.get("OIMON_VLINK_CAPTURE", 0))
+        if heapsize and cap:      # the host's capture buffer is not the device's: add its size
+            heapsize = "%dk" % (int(heapsize.rstrip("k")) + (cap + 1023) // 1024 + 4)
         p = mp.run([str(SCRIPT), json.dumps(plan)], timeout=timeout, heapsize=heapsize,
                    compiled=True, **e)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]

@@ -24,6 +24,8 @@ dev = app.Device()
 if plan.get("costfs"):
     import flashlog
     import vfs_cost
+    dev.log = None                       # one log in memory, as on the board
+    gc.collect()
     dev.log = flashlog.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
 if plan.get("legacy_stream"):
     dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
@@ -151,4 +153,4 @@ print(json.dumps(res))
 
 if plan.get("dump"):
     with open(plan["dump"], "wb") as f:
-        f.write(LINK.received())
+        f.write(memoryview(LINK.cap)[:LINK.cap_n])
