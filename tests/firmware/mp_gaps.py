@@ -3,6 +3,7 @@
 #   - app: the sample counter counts ACQUIRED samples (a gap is a jump), the stream carries a
 #     T_GAP record, counters wrap at 2**30 with no allocation, the wire's u32 runs across
 #     2**30 and 2**31 without a jump.
+import gc
 import micropython
 from array import array
 
@@ -66,7 +67,7 @@ class _Src:
 class _Tx:
     # the host side: frames into a pre-allocated buffer (no allocation while locked)
     def __init__(self):
-        self.buf = bytearray(65536)
+        self.buf = bytearray(8192)
         self.n = 0
 
     def write(self, b, n=-1):
@@ -152,3 +153,5 @@ def test_counters_wrap_across_2_30_and_2_31_without_allocation_or_jump():
         assert firsts[0] == wire0, (firsts[0], wire0)
         for a, b in zip(firsts, firsts[1:]):
             assert (b - a) % (1 << 32) == 10, (a, b)      # no jump at 2**30 or 2**31
+        d = None                                          # one Device at a time in the heap
+        gc.collect()
