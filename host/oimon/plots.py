@@ -75,6 +75,13 @@ def plot(path, out):
                 for s in (1, -1):
                     ax.axhline(s * lim["moment"] * 0.01, color="r", ls="--", lw=0.8)
         for ev in events:
+            if ev.get("kind") == "gap" and ev.get("sample") is not None:   # samples missing
+                x = (ev["sample"] - index[0]) / rate
+                ax.axvspan(x, x + max(int(ev.get("n", 1)), 1) / rate, color="orange", alpha=0.35, lw=0)
+                if c == 0:
+                    ax.annotate("gap %d" % int(ev.get("n", 0)), (x, 0), xycoords=("data", "axes fraction"),
+                                fontsize=8, rotation=90, va="bottom", ha="right", color="darkorange")
+                continue
             if ev.get("sample") is not None:
                 x = (ev["sample"] - index[0]) / rate
                 ax.axvline(x, color="k", lw=0.8, alpha=0.6)

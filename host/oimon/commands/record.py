@@ -162,6 +162,17 @@ class Recorder:
             self.samples += len(rows)
             if self.live:
                 self.live.add(first, rows)
+        elif ftype == P.T_GAP:
+            # samples missing from the stream (lost in acquisition, or frames dropped while the
+            # host did not read): kept in the recording as a "gap" event at the first missing one
+            try:
+                first, n, cause = P.unpack_gap(pl)
+            except ValueError:
+                self.batch_errors += 1
+                return
+            w.event({"kind": "gap", "sample": first, "n": n,
+                     "cause": P.GAP_CAUSES.get(cause, str(cause))})
+            self.sample_gaps = getattr(self, "sample_gaps", 0) + n
         elif ftype == P.T_EVENT:
             try:
                 ev = json.loads(pl)
