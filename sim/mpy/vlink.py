@@ -35,6 +35,9 @@ class Link:
         self.uart_stall_us = 0
         self.uart_fill = 0       # bytes in the UART FIFO
         self._ut = 0             # model us (ticks) of the last UART drain
+        # 1: POLLOUT is always reported (ports/esp32 mphalport.c mp_hal_stdio_poll in some
+        # versions): the firmware then learns of a silent host only from a write that waited
+        self.poll_always = int(__import__("os").getenv("OIMON_POLLOUT_ALWAYS") or 0)
         self.rx = _Rx(self)
         self.tx = _Tx(self)
 
@@ -128,7 +131,7 @@ class Link:
         c = vclock.CLOCK
         c.tick()
         r = 1
-        if self.mode == HOST_HELD or self.mode == HOST_READING:
+        if (self.mode == HOST_HELD or self.mode == HOST_READING) and not self.poll_always:
             r = 1 if self.room() > 0 else 0
         c.leave()
         return r
