@@ -27,7 +27,8 @@ _STREAM_RAW = const(2)
 _M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
 _CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
 _TX_SLOW_MS = const(10)         # a stream write that waited this long: the host is not
-                                # reading (our image gives up after 5 ms per 64-byte packet)
+                                # reading (our image gives up after 5 ms per 64-byte packet;
+                                # MicroPython's stdout write also says how much it took)
 _TX_HOLD_MS = const(1000)       # then the stream drops (and counts) frames this long
 CALIB_PATH = hal.STORAGE + "/calib.bin"
 CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
@@ -101,7 +102,6 @@ class Device:
         self.tx_dropped = 0                  # stream frames dropped (host not reading)
         self._drop_first = -1                # counter / wraps of the first sample not streamed
         self._drop_hi = 0
-        self._drop_n = 0
         self._tx_hold = 0                    # ticks_ms until which the stream stays dropped
         self._tx_held = False
         self._has_gap = hasattr(self.src, "gap")
@@ -229,11 +229,14 @@ class Device:
             self._glog_t = hal.ticks_ms()
 
     def _send_gap(self, first, hi, n, cause):
+        if not self._tx_ok():
+            if cause == P.GAP_ACQ and self._drop_first < 0:
+                self._drop_first, self._drop_hi = first, hi   # the stream gap will cover it
+            return
         pl = self.enc.payload
         P.pack_gap(pl, first, n, cause)
         pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
-        if self._tx_ok():
-            self._tx(P.T_GAP, P.GAP_BYTES)
+        self._tx(P.T_GAP, P.GAP_BYTES)
 
     # --- stream: never blocks sampling; drops and counts whole frames ---------------------------
     def _tx_ok(self):
@@ -249,14 +252,17 @@ class Device:
         # waited (a host holds the port without reading; USB CDC waits for FIFO room, then
         # gives up the rest) holds the stream back for _TX_HOLD_MS: the next frames are
         # dropped and counted, not waited for.
+        k = self.enc.finish_n(ftype, n)      # framing first: only the write itself is timed
         t0 = hal.ticks_ms()
-        self.enc.write(self.tx, ftype, n)    # no allocation
+        r = self.tx.write(self.enc.out, k)   # no allocation; bytes taken (None: not told)
         t1 = hal.ticks_ms()
-        if hal.ticks_diff(t1, t0) >= _TX_SLOW_MS:
+        slow = hal.ticks_diff(t1, t0) >= _TX_SLOW_MS
+        if slow or (r is not None and r < k):
             self._tx_held = True
             self._tx_hold = hal.ticks_add(t1, _TX_HOLD_MS)
-            return False
-        return True
+        if r is not None:
+            return r >= k                    # cut short: the host missed this frame
+        return not slow
 
     def _drop(self, first, n):
         # a stream frame of n samples from counter `first` was not sent
@@ -264,13 +270,15 @@ class Device:
         if self._drop_first < 0:
             self._drop_first = first
             self._drop_hi = self.count_hi if first <= self.count else self.count_hi - 1
-            self._drop_n = 0
-        self._drop_n = _wrap_add(self._drop_n, n)
 
     def _flush_drops(self):
-        # the link takes frames again: tell the host which samples it did not get
+        # The link takes frames again: tell the host which counters it did not get, from the
+        # first not sent up to the batch about to go (acquisition gaps meanwhile included).
         if self._drop_first >= 0:
-            f, h, n = self._drop_first, self._drop_hi, self._drop_n
+            f, h = self._drop_first, self._drop_hi
+            n = self.batch_first - f
+            if n < 0:
+                n += _M30 + 1
             self._drop_first = -1
             self._send_gap(f, h, n, P.GAP_STREAM)
 

@@ -72,7 +72,8 @@ def test_forced_stall_is_marked_in_stream_and_counters(tmp_path):
     assert 25 <= lost <= 30, r                          # 30 ms halted, 2 conversions kept
     assert r["driver_lost"] == lost and r["app_lost"] == lost and r["gaps"] == 1, r
     gaps = _check_stream(_frames(dump.read_bytes()))
-    assert [(n, c) for f, n, c in gaps] == [(lost, P.GAP_ACQ)], gaps
+    # (a stream gap may appear too if a write happened to wait: frames, not samples)
+    assert [(n, c) for f, n, c in gaps if c == P.GAP_ACQ] == [(lost, P.GAP_ACQ)], gaps
 
 
 def test_our_design_loses_nothing_streaming_syncing_and_with_a_silent_host(tmp_path):

@@ -88,6 +88,7 @@ class Link:
                 self.uart_fill = 0 if gone >= self.uart_fill else self.uart_fill - gone
         if st:
             self.uart_stall_us += st
+            c.leave()
             c.stall(st)
             self._ut = c.tus
 
@@ -106,6 +107,7 @@ class Link:
             if self.mode == HOST_HELD or self.mode == HOST_READING:
                 waited = 0
                 while k > self.room() and waited < c.cdc_timeout_us:
+                    c.leave()                   # the model's own Python is not firmware time
                     c.wait(1000)
                     waited += 1000
                 self.wait_us += waited
