@@ -104,6 +104,7 @@ class Device:
         self._drop_hi = 0
         self._tx_hold = 0                    # ticks_ms until which the stream stays dropped
         self._tx_held = False
+        self._nonblock = hal.STREAM_NONBLOCK
         self._has_gap = hasattr(self.src, "gap")
         self._glog_first = self._glog_hi = self._glog_n = self._glog_k = 0   # K_GAP not yet logged
         self._glog_t = hal.ticks_ms()
@@ -134,6 +135,7 @@ class Device:
         self._day_next = 0                   # ticks_ms of the next look at the clock
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
+        self._daily(hal.ticks_ms())          # the day the counters belong to, before any command
         if hasattr(self.src, "restart"):
             self.src.restart()               # monitoring starts now, not at the ADC's power-up
 
@@ -241,6 +243,8 @@ class Device:
     # --- stream: never blocks sampling; drops and counts whole frames ---------------------------
     def _tx_ok(self):
         # a frame may go out now: the host is reading (or no host holds the port)
+        if not self._nonblock:
+            return True
         if self._tx_held:
             if hal.ticks_diff(hal.ticks_ms(), self._tx_hold) < 0:
                 return False
@@ -256,7 +260,7 @@ class Device:
         t0 = hal.ticks_ms()
         r = self.tx.write(self.enc.out, k)   # no allocation; bytes taken (None: not told)
         t1 = hal.ticks_ms()
-        slow = hal.ticks_diff(t1, t0) >= _TX_SLOW_MS
+        slow = self._nonblock and hal.ticks_diff(t1, t0) >= _TX_SLOW_MS
         if slow or (r is not None and r < k):
             self._tx_held = True
             self._tx_hold = hal.ticks_add(t1, _TX_HOLD_MS)

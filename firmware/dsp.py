@@ -63,15 +63,15 @@ _S_TCNT = const(34)
 _S_TFAIL = const(35)
 _S_TLO = const(36)     # 4 sums of raw & 0xFFFF
 _S_THI = const(40)     # 4 sums of raw >> 16
-_S_GAP = const(44)     # 1: samples were lost before this one (set by Pipeline.gap)
-_S_N = const(45)
+_S_N = const(44)
 
 # ---- binding table tab[] (array('i', _T_N)): addresses of the kernel's buffers -------------
 _T_RAW = const(0)      # raw counts, array('i', 4)
 _T_OUT = const(1)      # out, array('i', 8)
 _T_ST = const(2)       # st
 _T_K = const(3)        # k
-_T_N = const(4)
+_T_GAP = const(4)      # not an address: 1 = samples were lost before this one (Pipeline.gap)
+_T_N = const(5)
 
 TARE_IDLE = 0
 TARE_RUNNING = 1
@@ -131,10 +131,10 @@ def kernel(t: ptr32) -> int:
             st[_S_PREV + c] = r
             st[_S_RUN + c] = 1
         c += 1
-    gap = st[_S_GAP]
+    gap = t[_T_GAP]
     if gap:
         fl |= FL_GAP
-        st[_S_GAP] = 0
+        t[_T_GAP] = 0
     # -- tare: 64-bit sums as lo (raw & 0xFFFF, < 2^30 for n <= 16384) + hi (raw >> 16) ------
     tn = st[_S_TN]
     if tn > 0:
@@ -354,7 +354,7 @@ class Pipeline:
     def gap(self):
         """Samples were lost before the next one: it carries FL_GAP and the load rate does not
         difference across the gap (docs/algorithm.md). Not per sample: only after a loss."""
-        self.st[_S_GAP] = 1
+        self.tab[_T_GAP] = 1
 
     def tare_start(self, n=TARE_N_DEFAULT):
         """Average the next n raw samples (prosthesis unloaded) as new offsets."""

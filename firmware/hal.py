@@ -114,6 +114,12 @@ def rx_any():
     return 0
 
 
+# The stream drops frames rather than wait (app.py) where waiting costs samples: on the board
+# and in the timing model. The real-time virtual device's pty is host flow control (the host
+# reads; a write that waits there is the shared machine, not the link): it keeps blocking writes.
+STREAM_NONBLOCK = 1 if (sys.platform == "esp32" or VIRTUAL) else 0
+
+
 def tx_ready():
     """1 if the link takes a write now without waiting (USB CDC: the TX FIFO has room or no
     host holds the port; TinyUSB's write otherwise waits up to 500 ms per packet)."""
