@@ -139,7 +139,7 @@ res = {
     "log_writes": dev.log.stats().get("writes", 0) if hasattr(dev.log, "stats") else 0,
     "events": EV[0],
     "stall_ms": CLK.stall_total // 1000,
-    "scale16": CLK.scale16, "mhz": CLK.mhz,
+    "scale16": CLK.scale16, "mhz": CLK.mhz, "capped": CLK.capped,
 }
 if plan.get("cpu"):
     # the loop's own costs, measured after the run in blocks (no per-call instrumentation):
