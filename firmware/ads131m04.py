@@ -178,6 +178,7 @@ class ADS131M04:
         self.crc = crc
         self.period = 1000000 // self.RATE
         self.overruns = 0        # samples lost: overwritten in the ADC FIFO, bad CRC, ring full
+        self.boot_lost = 0       # lost before restart() (the main loop's start)
         self.crc_errors = 0      # frames dropped because their CRC did not match
         self.stale = 0           # DRDY handler calls that found no new data (not a loss)
         self.samples = 0         # samples stored in the ring (wraps at 2**30)
@@ -306,10 +307,12 @@ class ADS131M04:
 
     def restart(self):
         """Forget what queued before the main loop began (boot): the ring starts empty and the
-        loss accounting starts at the next conversion."""
+        loss accounting (overruns) starts at the next conversion; what boot lost is boot_lost."""
         self._tail = self._head
         self._pend = 0
         self._tg_ok = False
+        self.boot_lost = self.overruns       # before monitoring began (boot), not in overruns
+        self.overruns = 0
 
     def stop(self):
         if self._running:

@@ -27,6 +27,7 @@ if plan.get("costfs"):
     dev.log = None                       # one log in memory, as on the board
     gc.collect()
     dev.log = flashlog.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
+    dev.src.restart()                    # that was boot too
 if plan.get("legacy_stream"):
     dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
 c0 = plan.get("count0", 0)
