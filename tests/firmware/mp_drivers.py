@@ -11,10 +11,21 @@ def _nosleep(ms):
     pass
 
 
+class _Ticks:
+    # the driver's clock in a test: the ADC converts every 1000 us of it; it stands still
+    # unless a test moves it (the fake converts when told, not on a clock: wall time between
+    # two convert() calls on a loaded machine must not look like lost samples)
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+
 def make(crc=True, ring=8, gains=(128, 128, 128, 1), id_word=0x2400):
     dev = FakeADS131M04(id_word)
     io = ADS131M04IO(dev.spi, dev.cs, dev.drdy, dev.sync_reset, sleep_ms=_nosleep)
-    adc = ADS131M04(io, gains=gains, ring=ring, crc=crc)
+    adc = ADS131M04(io, gains=gains, ring=ring, crc=crc, ticks_us=_Ticks())
     return dev, adc
 
 
@@ -99,15 +110,6 @@ def test_ring_buffer_order_and_overrun():
         dev.convert(k, 0, 0, 0)
         assert adc.read(buf) == 1 and buf[0] == k
     assert adc.overruns == 3
-
-
-class _Ticks:
-    # the driver's clock in a test: the ADC converts every 1000 us of it
-    def __init__(self):
-        self.t = 0
-
-    def __call__(self):
-        return self.t
 
 
 def test_late_interrupt_counts_lost_sample():
