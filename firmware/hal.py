@@ -89,8 +89,11 @@ def flash_cost(op, nbytes=0):
 # pty the virtual device's stdin/stdout are (or, under the virtual clock, the modelled link).
 _poll = select.poll()
 _poll.register(sys.stdin, select.POLLIN)
-_opoll = select.poll()
-_opoll.register(sys.stdout, select.POLLOUT)
+try:
+    _opoll = select.poll()
+    _opoll.register(sys.stdout, select.POLLOUT)
+except Exception:           # a port whose stdout cannot be polled: the stream then learns of a
+    _opoll = None           # silent host from a write that waited (app.py _tx)
 
 
 def serial():
@@ -125,6 +128,8 @@ def tx_ready():
     host holds the port; TinyUSB's write otherwise waits up to 500 ms per packet)."""
     if VIRTUAL:
         return vtx_ready()
+    if _opoll is None:
+        return 1
     for obj, ev in _opoll.ipoll(0):
         if ev & select.POLLOUT:
             return 1
