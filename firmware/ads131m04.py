@@ -78,6 +78,12 @@ _NWORDS = const(6)               # status/response, 4 channels, CRC
 _FRAME = const(18)
 _NCH = const(4)
 
+_M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port
+# Ring of samples between the DRDY handler and the main loop: 512 (8 KB + 1 KB gap words)
+# holds 512 ms at 1 kSPS: the longest main-loop pass in the model (a C_LOG answer) is shorter,
+# and our board image caps a USB CDC write's wait at 5 ms (docs/timing-model.md).
+RING_DEFAULT = const(512)
+
 _OSR = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)     # code 0..7 in CLOCK[4:2]
 _GAIN = (1, 2, 4, 8, 16, 32, 64, 128)                     # code 0..7 in GAIN1 nibbles
 
@@ -109,6 +115,12 @@ def _decode(rx: ptr8, ring: ptr32, base: int):
             v -= 0x1000000
         ring[base + ch] = v
         ch += 1
+
+
+def _wrap_add(v, k):
+    # (v + k) mod 2**30 for 0 <= v, k < 2**30 without a big-int temporary on the 32-bit port
+    room = _M30 - v
+    return v + k if k <= room else k - room - 1
 
 
 def sign24(v):
@@ -151,7 +163,8 @@ class ADS131M04IO:
 
 
 class ADS131M04:
-    def __init__(self, io, gains=(128, 128, 128, 1), osr=4096, clkin=8192000, ring=64, crc=True):
+    def __init__(self, io, gains=(128, 128, 128, 1), osr=4096, clkin=8192000, ring=None, crc=True,
+                 ticks_us=None):
         if osr not in _OSR:
             raise ValueError("osr")
         for g in gains:
@@ -163,14 +176,25 @@ class ADS131M04:
         self.clkin = clkin
         self.RATE = clkin // 2 // osr
         self.crc = crc
-        self.overruns = 0        # samples lost: ring full, or overwritten in the ADC (late interrupt)
+        self.period = 1000000 // self.RATE
+        self.overruns = 0        # samples lost: overwritten in the ADC FIFO, bad CRC, ring full
+        self.boot_lost = 0       # lost before restart() (the main loop's start)
         self.crc_errors = 0      # frames dropped because their CRC did not match
-        self.stale = 0           # DRDY edges whose frame had no new data (also counted in overruns)
-        self.samples = 0         # samples stored in the ring
+        self.stale = 0           # DRDY handler calls that found no new data (not a loss)
+        self.samples = 0         # samples stored in the ring (wraps at 2**30)
+        self.gap = 0             # samples lost just before the one read() returned last
         self.status = 0          # STATUS word of the last data frame
         self.id = 0
+        ring = ring or RING_DEFAULT
         self._n = ring
         self._ring = array("i", bytes(4 * _NCH * ring))
+        self._gap = array("H", bytes(2 * ring))    # lost before each slot's sample (<= 65535)
+        self._pend = 0           # lost since the last sample stored
+        self._ticks = ticks_us or time.ticks_us
+        self._tdiff = time.ticks_diff
+        self._tadd = time.ticks_add
+        self._tg = 0             # conversion instant of the last sample read (estimate)
+        self._tg_ok = False
         self._head = 0           # written by the interrupt only
         self._tail = 0           # written by read() only
         self._tx = bytearray(_FRAME)
@@ -274,10 +298,21 @@ class ADS131M04:
 
     def start(self):
         self._head = self._tail = 0
+        self._pend = 0
+        self._tg_ok = False
         self._running = True
         self.io.on_drdy(self._cb)
         if self.io.drdy_low():        # a sample is already waiting: its edge is gone
             self._isr(None)
+
+    def restart(self):
+        """Forget what queued before the main loop began (boot): the ring starts empty and the
+        loss accounting (overruns) starts at the next conversion; what boot lost is boot_lost."""
+        self._tail = self._head
+        self._pend = 0
+        self._tg_ok = False
+        self.boot_lost = self.overruns       # before monitoring began (boot), not in overruns
+        self.overruns = 0
 
     def stop(self):
         if self._running:
@@ -295,38 +330,86 @@ class ADS131M04:
 
     # --- data path -----------------------------------------------------------------------
     def _isr(self, pin):
-        # DRDY falling edge: one frame -> ring. Runs as a (soft) interrupt; no allocation.
-        # Lost samples: when this handler runs more than one period late, the ADC has already
-        # replaced sample k by k+1; this call reads k+1 and the queued call for the edge of
-        # k+1 then finds no new data (STATUS.DRDYn clear): each such stale frame is one lost
-        # sample. (Edges dropped because the scheduler queue was full are not seen.)
-        self.io.xfer(self._null, self._rx)
-        rx = self._rx
-        if self.crc and crc16(rx, 15) != (rx[15] << 8) | rx[16]:
-            self.crc_errors += 1
+        # DRDY falling edge (a soft IRQ on the ESP32: it runs between bytecodes, late by any
+        # stall of the interpreter). Drains the ADC's output FIFO (two conversions deep) into
+        # the ring and counts what was lost, from the time since the last conversion read:
+        # the ADC converts every `period` us on its crystal whether or not anyone reads.
+        # Each sample in the ring carries the number of samples lost just before it (gap).
+        # No allocation; counters wrap at 2**30 (small ints on the 32-bit port).
+        io = self.io
+        if not io.drdy_low():            # queued edge for data an earlier call drained
+            self.stale = _wrap_add(self.stale, 1)
             return
-        st = (rx[0] << 8) | rx[1]
-        self.status = st
-        if st & _ST_DRDY_ALL != _ST_DRDY_ALL:
-            self.stale += 1
-            self.overruns += 1
-            return
+        n = 0
+        while n < 4:
+            n += 1
+            io.xfer(self._null, self._rx)
+            rx = self._rx
+            now = self._ticks()
+            if self.crc and crc16(rx, 15) != (rx[15] << 8) | rx[16]:
+                self.crc_errors = _wrap_add(self.crc_errors, 1)
+                self._lose(1)            # the frame held a conversion: a lost sample
+                self._grid_step(now, 1)
+            else:
+                st = (rx[0] << 8) | rx[1]
+                self.status = st
+                if st & _ST_DRDY_ALL != _ST_DRDY_ALL:
+                    self.stale = _wrap_add(self.stale, 1)
+                    return
+                m = self._grid_step(now, 1 if io.drdy_low() else 0)
+                if m > 1:
+                    self._lose(m - 1)
+                self._store(rx)
+            if not io.drdy_low():
+                return
+
+    def _grid_step(self, now, pending):
+        # Conversions since the last one read (>= 1). self._tg estimates the conversion instant
+        # of the last sample read, never later than it: the read is at or after a conversion.
+        p = self.period
+        if not self._tg_ok:
+            self._tg = self._tadd(now, -(p // 2))
+            self._tg_ok = True
+            return 1
+        d = self._tdiff(now, self._tg)
+        m = d // p - pending             # a newer conversion waits: this one is one older
+        if m < 1:
+            m = 1
+        g = self._tadd(self._tg, m * p)
+        r = self._tdiff(now, g)
+        if r < 0:                        # a conversion is never in the future: grid was late
+            g = now
+        elif not pending:                # creep toward the earliest read (latency >= 0)
+            g = self._tadd(g, r if r < 2 else 2)
+        self._tg = g
+        return m
+
+    def _lose(self, k):
+        self._pend += k
+        self.overruns = _wrap_add(self.overruns, k)
+
+    def _store(self, rx):
         h = self._head
         nh = h + 1
         if nh == self._n:
             nh = 0
-        if nh == self._tail:
-            self.overruns += 1
+        if nh == self._tail:             # the main loop did not drain the ring in time
+            self._lose(1)
             return
         _decode(rx, self._ring, 4 * h)
+        g = self._pend
+        self._gap[h] = g if g < 0xFFFF else 0xFFFF
+        self._pend = 0
         self._head = nh
-        self.samples += 1
+        c = self.samples
+        self.samples = 0 if c == _M30 else c + 1     # compare first: 2**30 is a big int
 
     def available(self):
         d = self._head - self._tail
         return d + self._n if d < 0 else d
 
     def read(self, buf):
+        """Oldest sample -> buf[0..3]; 1, or 0 if none. self.gap = samples lost just before it."""
         t = self._tail
         if t == self._head:
             return 0
@@ -336,6 +419,7 @@ class ADS131M04:
         buf[1] = r[j + 1]
         buf[2] = r[j + 2]
         buf[3] = r[j + 3]
+        self.gap = self._gap[t]
         t += 1
         self._tail = 0 if t == self._n else t
         return 1

@@ -24,10 +24,22 @@ _OUT_N = const(8)
 _STREAM_OFF = const(0)
 _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
+_M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
+_CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
+_TX_SLOW_MS = const(10)         # a stream write that waited this long: the host is not
+                                # reading (our image gives up after 5 ms per 64-byte packet;
+                                # MicroPython's stdout write also says how much it took)
+_TX_HOLD_MS = const(1000)       # then the stream drops (and counts) frames this long
 CALIB_PATH = hal.STORAGE + "/calib.bin"
 CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
 OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
 BUTTON_LONG_MS = 1500
+
+
+def _wrap_add(v, k):
+    # (v + k) mod 2**30 for 0 <= v, k < 2**30 without a big-int temporary on the 32-bit port
+    room = _M30 - v
+    return v + k if k <= room else k - room - 1
 
 
 @micropython.viper
@@ -41,6 +53,28 @@ def _put_raw(buf, off: int, raw):
         p[off + 1] = v >> 8
         p[off + 2] = v >> 16
         off += 3
+
+
+@micropython.viper
+def _put_cal(buf, off: int, out):
+    # = P.put_cal(buf, off, out[0], out[1], out[2]): three int16 LE, axial >> AXIAL_WIRE_SHIFT
+    # (0.1 N -> 0.2 N), each clamped to int16 (the Python version costs ~1/3 ms per sample on
+    # the ESP32-S3 in the timing model: docs/timing-model.md)
+    p = ptr8(buf)
+    o = ptr32(out)
+    i = 0
+    while i < 3:
+        v = o[i]
+        if i == 0:
+            v = v >> 1
+        if v > 32767:
+            v = 32767
+        elif v < -32768:
+            v = -32768
+        p[off] = v
+        p[off + 1] = v >> 8
+        off += 2
+        i += 1
 
 
 class Device:
@@ -59,9 +93,24 @@ class Device:
         self.det.bind(self.out)
         self._pk, self._pt = dsp.kernel, self.pipe.tab
         self._dk, self._dt = detect.kernel, self.det.tab
-        self.count = 0                       # samples since boot (wraps at 2**32 on the wire)
+        # ACQUIRED samples since boot, lost ones included (a gap shows as a jump): count wraps at
+        # 2**30 and count_hi counts the wraps (the wire's u32 = (count_hi & 3) << 30 | count)
+        self.count = 0
+        self.count_hi = 0
+        self.lost = 0                        # samples lost in acquisition (wraps at 2**30)
+        self.gaps = 0                        # gaps (runs of lost samples)
+        self.tx_dropped = 0                  # stream frames dropped (host not reading)
+        self._drop_first = -1                # counter / wraps of the first sample not streamed
+        self._drop_hi = 0
+        self._tx_hold = 0                    # ticks_ms until which the stream stays dropped
+        self._tx_held = False
+        self._nonblock = hal.STREAM_NONBLOCK
+        self._has_gap = hasattr(self.src, "gap")
+        self._glog_first = self._glog_hi = self._glog_n = self._glog_k = 0   # K_GAP not yet logged
+        self._glog_t = hal.ticks_ms()
         self.rx, self.tx = hal.serial()
         self.enc = P.Encoder()
+        self._gapsave = bytearray(self.enc.max_payload)   # a batch's samples while a gap record goes out
         self.dec = P.Decoder(512)
         self._rxb = bytearray(1)
         self.stream = _STREAM_OFF
@@ -86,6 +135,9 @@ class Device:
         self._day_next = 0                   # ticks_ms of the next look at the clock
         self.released = False                # C_REPL or mpremote's break-in ended the loop
         self.running = True
+        self._daily(hal.ticks_ms())          # the day the counters belong to, before any command
+        if hasattr(self.src, "restart"):
+            self.src.restart()               # monitoring starts now, not at the ADC's power-up
 
     def set_calibration(self, cal):
         """C_CALIB: store a checked calibration and use it from the next sample on."""
@@ -120,6 +172,8 @@ class Device:
     def sample(self):
         if not self.src.read(self.raw):
             return 0
+        if self._has_gap and self.src.gap:
+            self._on_gap(self.src.gap)
         out = self.out
         self._pk(self._pt)                   # = self.pipe.step(self.raw, out)
         self.snip.push(out)                  # the event log's 1 s pre-trigger ring
@@ -132,15 +186,112 @@ class Device:
                 self.alarm.cue(min(z, exercise.ZONE_OVER) - 1)   # CUE_UNDER/IN/OVER = 0/1/2
         if self.stream:
             self._batch_add()
-        self.count += 1
+        c = self.count
+        if c == _M30:                        # compare first: 2**30 itself is a big int
+            self.count = 0
+            self.count_hi = _wrap_add(self.count_hi, 1)
+        else:
+            self.count = c + 1
         return 1
+
+    def _advance(self, n):
+        # count += n for samples that were lost (their counter values are skipped)
+        room = _M30 - self.count             # values left before the wrap (no big int)
+        while n > room:
+            n -= room + 1
+            room = _M30
+            self.count = 0
+            self.count_hi = _wrap_add(self.count_hi, 1)
+        self.count += n
+
+    def _on_gap(self, n):
+        # n samples were lost before this one: mark it (FL_GAP, no load rate across the gap),
+        # put a gap record in the stream and the log, skip their counter values.
+        self.pipe.gap()
+        self.lost = _wrap_add(self.lost, n)
+        self.gaps = _wrap_add(self.gaps, 1)
+        first, hi = self.count, self.count_hi
+        if self.stream and self.batch_n:
+            self._batch_send()               # the batch before the gap ends here
+        self._advance(n)
+        if self.stream:
+            self._send_gap(first, hi, n, P.GAP_ACQ)
+        # the log gets one K_GAP record per second at most, from idle(): nothing allocates here
+        if self._glog_n == 0:
+            self._glog_first, self._glog_hi = first, hi
+        self._glog_n = _wrap_add(self._glog_n, n)
+        self._glog_k += 1
+
+    def _log_gaps(self):
+        # idle(): the gaps since the last record: first lost counter, samples lost, gaps
+        if self._glog_n and hal.ticks_diff(hal.ticks_ms(), self._glog_t) >= 1000:
+            self.log.append(P.K_GAP, b'{"first":%d,"hi":%d,"lost":%d,"gaps":%d}' % (
+                self._glog_first, self._glog_hi, self._glog_n, self._glog_k))
+            self._glog_n = self._glog_k = 0
+            self._glog_t = hal.ticks_ms()
+
+    def _send_gap(self, first, hi, n, cause):
+        if not self._tx_ok():
+            if cause == P.GAP_ACQ and self._drop_first < 0:
+                self._drop_first, self._drop_hi = first, hi   # the stream gap will cover it
+            return
+        pl = self.enc.payload
+        P.pack_gap(pl, first, n, cause)
+        pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
+        self._tx(P.T_GAP, P.GAP_BYTES)
+
+    # --- stream: never blocks sampling; drops and counts whole frames ---------------------------
+    def _tx_ok(self):
+        # a frame may go out now: the host is reading (or no host holds the port)
+        if not self._nonblock:
+            return True
+        if self._tx_held:
+            if hal.ticks_diff(hal.ticks_ms(), self._tx_hold) < 0:
+                return False
+            self._tx_held = False
+        return hal.tx_ready() == 1
+
+    def _tx(self, ftype, n):
+        # Write one frame; True if it went out whole as far as we can tell. A write that
+        # waited (a host holds the port without reading; USB CDC waits for FIFO room, then
+        # gives up the rest) holds the stream back for _TX_HOLD_MS: the next frames are
+        # dropped and counted, not waited for.
+        k = self.enc.finish_n(ftype, n)      # framing first: only the write itself is timed
+        t0 = hal.ticks_ms()
+        r = self.tx.write(self.enc.out, k)   # no allocation; bytes taken (None: not told)
+        t1 = hal.ticks_ms()
+        slow = self._nonblock and hal.ticks_diff(t1, t0) >= _TX_SLOW_MS
+        if slow or (r is not None and r < k):
+            self._tx_held = True
+            self._tx_hold = hal.ticks_add(t1, _TX_HOLD_MS)
+        if r is not None:
+            return r >= k                    # cut short: the host missed this frame
+        return not slow
+
+    def _drop(self, first, n):
+        # a stream frame of n samples from counter `first` was not sent
+        self.tx_dropped = _wrap_add(self.tx_dropped, 1)
+        if self._drop_first < 0:
+            self._drop_first = first
+            self._drop_hi = self.count_hi if first <= self.count else self.count_hi - 1
+
+    def _flush_drops(self):
+        # The link takes frames again: tell the host which counters it did not get, from the
+        # first not sent up to the batch about to go (acquisition gaps meanwhile included).
+        if self._drop_first >= 0:
+            f, h = self._drop_first, self._drop_hi
+            n = self.batch_first - f
+            if n < 0:
+                n += _M30 + 1
+            self._drop_first = -1
+            self._send_gap(f, h, n, P.GAP_STREAM)
 
     def _batch_add(self):
         pl = self.enc.payload
         if self.batch_n == 0:
             self.batch_first = self.count
         if self.stream == _STREAM_CAL:
-            P.put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out[0], self.out[1], self.out[2])
+            _put_cal(pl, P.SAMPLE_HDR + P.SAMPLE_BYTES * self.batch_n, self.out)
         else:
             _put_raw(pl, P.SAMPLE_HDR + P.RAW_BYTES * self.batch_n, self.raw)
         self.batch_n += 1
@@ -149,11 +300,27 @@ class Device:
 
     def _batch_send(self):
         n = self.batch_n
-        per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
-        P.pack_samples(self.enc.payload, self.batch_first, self.rate, n)
-        t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
-        self.enc.write(self.tx, t, P.SAMPLE_HDR + per * n)     # no allocation
         self.batch_n = 0
+        if not self._tx_ok():
+            self._drop(self.batch_first, n)
+            return
+        if self._drop_first >= 0:
+            # the gap record goes first; it uses the payload buffer: keep the batch's samples
+            per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
+            self._gapsave[:per * n] = self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n]
+            self._flush_drops()
+            self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n] = self._gapsave[:per * n]
+            if not self._tx_ok():
+                self._drop(self.batch_first, n)
+                return
+        per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
+        pl = self.enc.payload
+        P.pack_samples(pl, self.batch_first, self.rate, n)
+        hi = self.count_hi if self.batch_first <= self.count else self.count_hi - 1
+        pl[3] = (pl[3] & 0x3F) | ((hi & 3) << 6)
+        t = P.T_SAMPLES if self.stream == _STREAM_CAL else P.T_RAW
+        if not self._tx(t, P.SAMPLE_HDR + per * n):
+            self._drop(self.batch_first, n)  # maybe cut short: the host hears of it as a gap
 
     # --- events and link ---------------------------------------------------------------------
     def on_event(self, code):
@@ -278,10 +445,15 @@ class Device:
     def send(self, ftype, obj):
         if self.stream and self.batch_n:
             self._batch_send()               # keep samples in order with what follows
+        if not self._tx_ok():
+            self.tx_dropped = _wrap_add(self.tx_dropped, 1)    # it is in the log all the same
+            return
         body = json.dumps(obj).encode()
         if len(body) > self.enc.max_payload:
             return
-        self.tx.write(self.enc.frame(ftype, body))
+        n = len(body)
+        self.enc.payload[:n] = body
+        self._tx(ftype, n)
 
     def respond(self, cmd, status, data):
         if self.stream and self.batch_n:
@@ -332,21 +504,27 @@ class Device:
         if self.events:
             self.flush_events()
         self._tare_finish()
+        if self._glog_n:
+            self._log_gaps()
         self.log.service()
         self.reminder.check(self)
         self._service_outputs(hal.ticks_ms())
 
-    def run(self):
+    def run(self, stop=None):
+        """The main loop. stop: None on the device; the simulator's bounded runs pass a
+        function called after each idle() pass that returns True to end the loop."""
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt
         try:
             k = 0
             while self.running:
                 if self.sample():
                     k += 1
-                    if k < 8:
+                    if k < _CATCH_UP:
                         continue              # catch up first when samples queued up
                 k = 0
                 self.idle()
+                if stop is not None and stop():
+                    break
         finally:
             micropython.kbd_intr(3)
 

@@ -24,6 +24,8 @@ FL_FAULT = const(0x1FF)   # any of the three above
 FL_UNCAL = const(0x200)   # no valid calibration: out[0..3] are 0
 FL_TARE = const(0x400)    # tare running (outputs use the previous offsets)
 FL_CLAMP = const(0x800)   # a calibrated value was clamped to +-XMAX (information)
+FL_GAP = const(0x1000)    # first sample after samples were lost (Pipeline.gap): the load
+                          # rate restarts from this sample (0 until RATE_LAG new samples)
 
 SAT_HI = const(0x7FFFFF)
 SAT_LO = const(-0x800000)
@@ -68,7 +70,8 @@ _T_RAW = const(0)      # raw counts, array('i', 4)
 _T_OUT = const(1)      # out, array('i', 8)
 _T_ST = const(2)       # st
 _T_K = const(3)        # k
-_T_N = const(4)
+_T_GAP = const(4)      # not an address: 1 = samples were lost before this one (Pipeline.gap)
+_T_N = const(5)
 
 TARE_IDLE = 0
 TARE_RUNNING = 1
@@ -128,6 +131,10 @@ def kernel(t: ptr32) -> int:
             st[_S_PREV + c] = r
             st[_S_RUN + c] = 1
         c += 1
+    gap = t[_T_GAP]
+    if gap:
+        fl |= FL_GAP
+        t[_T_GAP] = 0
     # -- tare: 64-bit sums as lo (raw & 0xFFFF, < 2^30 for n <= 16384) + hi (raw >> 16) ------
     tn = st[_S_TN]
     if tn > 0:
@@ -197,6 +204,11 @@ def kernel(t: ptr32) -> int:
         out[c] = x          # calibrated, unfiltered (overwritten by the filter output below)
         c += 1
     xa = out[0]
+    if gap:                     # no load rate across a gap: the lag ring restarts here
+        c = 0
+        while c < 16:
+            st[_S_RING + c] = xa
+            c += 1
     if st[_S_PRIMED] == 0:      # start in the steady state of this sample
         c = 0
         while c < 3:
@@ -338,6 +350,11 @@ class Pipeline:
         if raw is not self.raw or out is not self.out:
             self.bind(raw, out)
         return kernel(self.tab)
+
+    def gap(self):
+        """Samples were lost before the next one: it carries FL_GAP and the load rate does not
+        difference across the gap (docs/algorithm.md). Not per sample: only after a loss."""
+        self.tab[_T_GAP] = 1
 
     def tare_start(self, n=TARE_N_DEFAULT):
         """Average the next n raw samples (prosthesis unloaded) as new offsets."""

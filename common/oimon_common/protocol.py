@@ -33,13 +33,21 @@ T_RAW = const(0x02)             # raw-counts batch: first u32, rate u16, n u16, 
 T_EVENT = const(0x03)           # event record (JSON object, utf-8)
 T_SUMMARY = const(0x04)         # daily summary (JSON object)
 T_STATUS = const(0x05)          # status (JSON object)
+T_GAP = const(0x06)             # samples missing from the stream: first u32, n u32, cause u8
 T_RESP = const(0x11)            # command response: cmd u8, status u8, JSON data
 T_LOG = const(0x12)             # log record chunk: seq u32, total u16, off u16, record bytes
 # Host -> device:
 T_CMD = const(0x10)             # command: cmd u8, [auth header], JSON arguments
 
 TYPE_NAMES = {T_SAMPLES: "samples", T_RAW: "raw", T_EVENT: "event", T_SUMMARY: "summary",
-              T_STATUS: "status", T_RESP: "resp", T_LOG: "log", T_CMD: "cmd"}
+              T_STATUS: "status", T_RESP: "resp", T_LOG: "log", T_CMD: "cmd", T_GAP: "gap"}
+# T_GAP causes: the samples were never acquired (the ADC's FIFO overflowed, a CRC error, the
+# driver's ring full), or acquired and processed (detector, log) but their stream frames were
+# dropped because the host did not read.
+GAP_ACQ = const(0)
+GAP_STREAM = const(1)
+GAP_CAUSES = {GAP_ACQ: "acquisition", GAP_STREAM: "stream"}
+GAP_BYTES = const(9)
 
 SAMPLE_HDR = const(8)           # first u32 (sample counter of the first sample), rate u16, n u16
 SAMPLE_BYTES = const(6)         # 3 x i16 per calibrated sample
@@ -350,8 +358,28 @@ class Decoder:
 def pack_samples(payload, first, rate, n):
     """Write the batch header of a T_SAMPLES / T_RAW payload; returns its length.
     first = the device's sample counter at the batch's first sample (wraps at 2**32)."""
-    struct.pack_into("<IHH", payload, 0, first & 0xFFFFFFFF, rate, n)
+    if first < 0 or first >> 30:          # a small int (< 2**30) needs no mask: & 0xFFFFFFFF
+        first &= 0xFFFFFFFF               # would make a big-int temporary on the 32-bit port
+    struct.pack_into("<IHH", payload, 0, first, rate, n)
     return SAMPLE_HDR
+
+
+def pack_gap(payload, first, n, cause):
+    """T_GAP payload: n samples from counter `first` (wire u32) are missing; returns length.
+    Allocation-free on the device (first may be given as a wrapped small int)."""
+    if first < 0 or first >> 30:
+        first &= 0xFFFFFFFF
+    if n < 0 or n >> 30:
+        n &= 0xFFFFFFFF
+    struct.pack_into("<IIB", payload, 0, first, n, cause)
+    return GAP_BYTES
+
+
+def unpack_gap(payload):
+    """Host side: (first, n, cause) of a T_GAP payload; ValueError if malformed."""
+    if len(payload) != GAP_BYTES:
+        raise ValueError("gap record of %d bytes" % len(payload))
+    return struct.unpack_from("<IIB", payload, 0)
 
 
 def pack_samples_bytes(first, rate, rows):
@@ -468,8 +496,10 @@ K_CONFIG = const(4)
 K_CALIB = const(5)
 K_RETIGHTEN = const(6)
 K_SECURITY = const(7)
+K_GAP = const(8)                # samples lost in acquisition: {"first": n, "lost": k} (JSON)
 KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG: "config",
-              K_CALIB: "calibration", K_RETIGHTEN: "retightening", K_SECURITY: "security"}
+              K_CALIB: "calibration", K_RETIGHTEN: "retightening", K_SECURITY: "security",
+              K_GAP: "gap"}
 
 
 def rec_check(buf, off, n):

@@ -294,8 +294,12 @@ def _draw_events(ax, events, xi, label):
     ticks at the top; labels thinned to MAX_LABELS."""
     spans = {}
     points = []
+    gaps = []
     for e in events:
         k = _event_kind(e)
+        if k == "gap" and e.get("sample") is not None:      # samples lost (T_GAP, oimon record)
+            gaps.append((e["sample"], max(int(e.get("n") or 1), 1)))
+            continue
         if k == "overload" and e.get("onset") is not None:
             s = spans.setdefault(e["onset"], [e["onset"], e["onset"] + 20])
             if e.get("end"):
@@ -307,6 +311,12 @@ def _draw_events(ax, events, xi, label):
     for k, (a, b) in enumerate(sorted(spans.values())):
         ax.axvspan(xi(a), xi(b), color=EVENT_COLORS["overload"], alpha=0.3, lw=0,
                    label="overload (device)" if k == 0 else None)
+    for k, (a, n) in enumerate(sorted(gaps)):
+        ax.axvspan(xi(a), xi(a + n), color="orange", alpha=0.45, lw=0,
+                   label="samples lost (gap)" if k == 0 else None)
+        if label and k < MAX_LABELS:
+            ax.annotate("gap %d" % n, (xi(a), 0.02), xycoords=("data", "axes fraction"),
+                        fontsize=7, rotation=90, va="bottom", ha="right", color="darkorange")
     step = max(1, int(math.ceil(len(points) / float(MAX_LABELS))))
     seen = set()
     for j, (s, k) in enumerate(sorted(points)):

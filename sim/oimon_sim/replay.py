@@ -172,12 +172,13 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
         total = expected * rate if expected else max(1, (r.size - r.body_offset) // (4 * r.nch + 0.3))
         bar = prog.Progress(total / rate, "replay", " s", enabled=progress)
         starts, firsts = [], []           # model position -> recording index, per block
-        state = {"gaps": 0, "n": 0, "last": None}
+        state = {"gaps": 0, "n": 0, "last": None, "gap_list": []}
 
         def blocks():
             for first, block in r.blocks(replayer.SEGMENT):
                 if state["last"] is not None and first != state["last"]:
                     state["gaps"] += 1
+                    state["gap_list"].append((state["last"], first - state["last"]))
                 starts.append(state["n"])
                 firsts.append(first)
                 state["n"] += len(block)
@@ -204,7 +205,9 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
         raise OimonError("%s (--salvage replays the good part)" % errors[0])
     res = {"path": str(path), "events": out, "truth": truth, "device_events": device_events,
            "samples": n, "rate": rate, "header": r.header, "config": conf, "errors": errors,
-           "gaps": gaps, "first": firsts[0] if firsts else 0}
+           "gaps": gaps, "first": firsts[0] if firsts else 0,
+           "gap_list": state["gap_list"],                 # (first missing sample, n) per gap
+           "gap_samples": sum(n for _f, n in state["gap_list"])}
     if keep_filtered:
         res["filtered"] = np.concatenate(st.filtered) if st.filtered else None
     return res
@@ -227,4 +230,8 @@ def format_events(res):
                                                      e.get("kind", "?"), describe(e)))
     if not res["events"]:
         lines.append("  no events")
+    gl = res.get("gap_list") or []
+    if gl:      # samples missing from the recording (T_GAP / counter jumps): not replayed
+        lines.append("  %d gaps, %d samples missing: %s" % (len(gl), sum(n for _f, n in gl), ", ".join(
+            "sample %d (+%d)" % (f, n) for f, n in gl[:10]) + (" ..." if len(gl) > 10 else "")))
     return "\n".join(lines)

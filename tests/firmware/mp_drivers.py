@@ -11,10 +11,21 @@ def _nosleep(ms):
     pass
 
 
+class _Ticks:
+    # the driver's clock in a test: the ADC converts every 1000 us of it; it stands still
+    # unless a test moves it (the fake converts when told, not on a clock: wall time between
+    # two convert() calls on a loaded machine must not look like lost samples)
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+
 def make(crc=True, ring=8, gains=(128, 128, 128, 1), id_word=0x2400):
     dev = FakeADS131M04(id_word)
     io = ADS131M04IO(dev.spi, dev.cs, dev.drdy, dev.sync_reset, sleep_ms=_nosleep)
-    adc = ADS131M04(io, gains=gains, ring=ring, crc=crc)
+    adc = ADS131M04(io, gains=gains, ring=ring, crc=crc, ticks_us=_Ticks())
     return dev, adc
 
 
@@ -102,18 +113,50 @@ def test_ring_buffer_order_and_overrun():
 
 
 def test_late_interrupt_counts_lost_sample():
-    dev, adc = make()
+    # Losses are counted from the conversion grid (the ADC converts every 1 ms on its crystal):
+    # a handler that runs after two conversions finds one fresh sample, the other was lost.
+    dev = FakeADS131M04()
+    clk = _Ticks()
+    io = ADS131M04IO(dev.spi, dev.cs, dev.drdy, dev.sync_reset, sleep_ms=_nosleep)
+    adc = ADS131M04(io, ring=8, ticks_us=clk)
     adc.begin()
+    buf = array("i", (0, 0, 0, 0))
+    clk.t = 10
+    dev.convert(0, 0, 0, 0)                           # read at once: the grid starts here
+    assert adc.read(buf) == 1 and buf[0] == 0 and adc.gap == 0
     h = dev.drdy.handler
     dev.drdy.irq(None, 0)                             # hold the edges back, like a late soft IRQ
+    clk.t = 1000
     dev.convert(1, 0, 0, 0)
+    clk.t = 2000
     dev.convert(2, 0, 0, 0)                           # sample 1 overwritten in the ADC
+    clk.t = 2100
     h(dev.drdy)                                       # queued handler of edge 1 reads sample 2
     h(dev.drdy)                                       # queued handler of edge 2: no new data
-    buf = array("i", (0, 0, 0, 0))
     assert adc.read(buf) == 1 and buf[0] == 2
+    assert adc.gap == 1                               # sample 2 comes after one lost sample
     assert adc.read(buf) == 0
     assert adc.overruns == 1 and adc.stale == 1
+    clk.t = 3000                                      # on time again: no gap
+    dev.drdy.irq(h, dev.drdy.IRQ_FALLING)
+    dev.convert(3, 0, 0, 0)
+    assert adc.read(buf) == 1 and buf[0] == 3 and adc.gap == 0 and adc.overruns == 1
+
+
+def test_counters_wrap_small_and_keep_counting():
+    # samples/overruns wrap at 2**30 (small ints on the 32-bit port, no big-int allocation)
+    dev, adc = make(ring=8)
+    adc.begin()
+    adc.samples = (1 << 30) - 3
+    adc.overruns = (1 << 30) - 1
+    buf = array("i", (0, 0, 0, 0))
+    for k in range(6):
+        dev.convert(k, 0, 0, 0)
+        assert adc.read(buf) == 1
+    assert adc.samples == 3, adc.samples
+    for k in range(9):                                # ring of 8 holds 7: 2 dropped
+        dev.convert(k, 0, 0, 0)
+    assert adc.overruns == 1, adc.overruns
 
 
 def test_crc_error_drops_frame():
@@ -142,6 +185,7 @@ def test_interrupt_and_read_do_not_allocate():
         def write_readinto(self, tx, rx):
             for i in range(18):
                 rx[i] = frame[i]
+            dev.drdy._v = 1                           # the frame took the data out
 
     frame = bytearray(18)
     frame[1] = 0x0F                                   # STATUS: all DRDY bits
@@ -152,6 +196,7 @@ def test_interrupt_and_read_do_not_allocate():
     micropython.heap_lock()
     try:
         for _ in range(40):
+            dev.drdy._v = 0                           # a conversion: DRDY low
             isr(None)
             adc.read(buf)
     finally:

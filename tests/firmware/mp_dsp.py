@@ -10,6 +10,8 @@ from array import array
 from oimon_common import calib
 import dsp
 
+MP_HEAPSIZE = "1024k"   # the bignum reference and random vectors (test data), not the firmware
+
 TMP = "/tmp/oimon_mp_dsp_%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/oimon_mp_dsp"
 FULL = 0x7FFFFF
 XMAX = 131071

@@ -8,6 +8,8 @@ from binascii import crc32
 from oimon_common import protocol as P
 from powercut_fs import Rng
 
+MP_HEAPSIZE = "1024k"   # the fuzzer's frames and corpus are test data, not the firmware
+
 
 def test_crc_matches_reference_values():
     assert crc32(b"123456789") & 0xFFFFFFFF == 0xCBF43926

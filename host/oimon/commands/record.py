@@ -397,6 +397,20 @@ class Recorder:
             self._last_sample_at = time.monotonic()
             if self.live:
                 self.live.add(idx, rows)
+        elif ftype == P.T_GAP:
+            # samples missing from the stream (lost in acquisition, or frames dropped while the
+            # host did not read): kept in the recording as a "gap" event at the first missing one
+            try:
+                first, n, cause = P.unpack_gap(pl)
+            except ValueError:
+                self.batch_errors += 1
+                return
+            at = first
+            if isinstance(self._seg, tuple):          # the device counter in this file's time base
+                at = self._seg[0] + (self._unwrap(first) - self._seg[1])
+            w.event({"kind": "gap", "sample": at, "n": n,
+                     "cause": P.GAP_CAUSES.get(cause, str(cause))})
+            self.sample_gaps = getattr(self, "sample_gaps", 0) + n
         elif ftype == P.T_EVENT:
             try:
                 ev = json.loads(pl)

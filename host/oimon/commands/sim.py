@@ -252,7 +252,8 @@ def cmd_replay(args):
     _warn(res)
     if args.json:
         print(json.dumps({"events": res["events"], "samples": res["samples"],
-                          "seconds": res["samples"] / res["rate"], "config": res["config"]},
+                          "seconds": res["samples"] / res["rate"], "config": res["config"],
+                          "gaps": res.get("gap_list", [])},
                          indent=1, sort_keys=True))
         return
     print(replay.format_events(res))

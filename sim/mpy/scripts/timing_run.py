@@ -1,0 +1,157 @@
+# Runs the firmware's main loop (app.Device, unchanged) under the timing-faithful device model
+# (OIMON_VCLOCK=1: sim/mpy/vclock.py) for a plan of model time and prints one JSON line of
+# figures. Used by tests/firmware/mp_timing.py and sim/oimon_sim/bench_timing.py.
+#   micropython timing_run.py PLAN_JSON
+# PLAN: {"duration": s, "stream": "off"|"cal"|"raw" (from t=0), "host": [[t_s, "none"|"reading"|
+#   "held"], ...], "sync": [t_s, ...] (C_LOG from seq 0 at t), "costfs": 0|1 (today's
+#   flashlog on littlefs costs), "count0": n (preset app/driver counters), "window_s": s}
+import sys
+import gc
+import json
+import micropython
+import vclock
+import vlink
+import hal
+import app
+from oimon_common import protocol as P
+
+plan = json.loads(sys.argv[1])
+CLK = vclock.CLOCK
+LINK = vlink.LINK
+MODES = {"none": vlink.HOST_NONE, "reading": vlink.HOST_READING, "held": vlink.HOST_HELD}
+
+dev = app.Device()
+if plan.get("costfs"):
+    import flashlog
+    import vfs_cost
+    dev.log = None                       # one log in memory, as on the board
+    gc.collect()
+    dev.log = flashlog.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
+    dev.src.restart()                    # that was boot too
+if plan.get("legacy_stream"):
+    dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
+c0 = plan.get("count0", 0)
+if c0:
+    dev.count = c0
+    dev.src.samples = c0
+    dev.det_preset = c0
+EV = [0]
+_on_event = dev.on_event
+
+
+def on_event(code):
+    EV[0] += 1
+    _on_event(code)
+
+
+dev.on_event = on_event
+T = {"sample_us": 0, "idle_us": 0}
+stalls = list(plan.get("stall", []))      # [[t_s, us], ...]: a forced halt (test of the marks)
+host = plan.get("host", [[0, "none"]])
+syncs = list(plan.get("sync", []))
+dur = plan["duration"]
+win_s = plan.get("window_s", 1)
+enc = P.Encoder(64)
+
+
+def cmd(c, args):
+    enc.payload[0] = c
+    n = len(args)
+    enc.payload[1:1 + n] = args
+    k = enc.finish_n(P.T_CMD, 1 + n)
+    LINK.feed(enc.out[:k])
+
+
+if plan.get("stream", "off") != "off":
+    LINK.mode = MODES[host[0][1]]
+    cmd(P.C_STREAM, b'{"mode":"%s"}' % plan["stream"].encode())
+
+state = {"hi": 0, "busy_max": 0, "min_free": gc.mem_free(), "t": -1, "windows": 0,
+         "busy_sum": 0, "win_sum": 0}
+hi = 0
+t_start = CLK.sec
+CLK.window()
+adc = CLK.adc
+lost0 = adc.lost
+
+
+def stop():
+    global hi
+    s = CLK.sec - t_start
+    if s != state["t"]:
+        state["t"] = s
+        while hi + 1 < len(host) and s >= host[hi + 1][0]:
+            hi += 1
+            LINK.mode = MODES[host[hi][1]]
+        if plan.get("lock_at") == s:      # debugging aid: the next allocation raises here
+            micropython.heap_lock()
+        while stalls and s >= stalls[0][0]:
+            CLK.stall(stalls.pop(0)[1])
+        while syncs and s >= syncs[0]:
+            syncs.pop(0)
+            cmd(P.C_LOG, b'{"since":0}')
+        f = gc.mem_free()
+        if f < state["min_free"]:
+            state["min_free"] = f
+        if s % win_s == 0 and s:
+            w, b, st = CLK.window()
+            if w:
+                state["windows"] += 1
+                state["busy_sum"] += b // 1000
+                state["win_sum"] += w // 1000
+                if b * 100 // w > state["busy_max"]:
+                    state["busy_max"] = b * 100 // w
+    return s >= dur
+
+
+dev.run(stop)
+if plan.get("lock_at") is not None:
+    micropython.heap_unlock()
+
+
+def _cost(fn, n):
+    # model us per call of fn over a block of calls (DRDY handler time and stalls taken out)
+    h0, s0 = CLK.handler_us, CLK.stall_total
+    t0 = CLK.ticks_us()
+    k = 0
+    while k < n and fn():
+        k += 1
+    d = hal.ticks_diff(CLK.ticks_us(), t0) - (CLK.handler_us - h0) - (CLK.stall_total - s0)
+    return d // k if k else 0
+
+total = gc.mem_free() + gc.mem_alloc()
+res = {
+    "model_s": CLK.sec - t_start,
+    "conversions_lost_fifo": adc.lost - lost0,
+    "driver_lost": dev.src.overruns,
+    "app_lost": dev.lost,
+    "gaps": dev.gaps,
+    "count": dev.count, "count_hi": dev.count_hi,
+    "samples": dev.src.samples,
+    "ring_avail": dev.src.available(),
+    "worst_stall_us": CLK.worst_stall,
+    "gc_pauses": CLK.gc_pauses, "gc_pause_us": CLK.gc_pause_us(),
+    "busy_pct_max": state["busy_max"],
+    "busy_ms": state["busy_sum"], "window_ms": state["win_sum"],
+    "handler_ms": CLK.handler_us // 1000,
+    "heap_total": total, "heap_min_free": state["min_free"],
+    "tx_dropped": dev.tx_dropped, "link_sent": LINK.sent, "link_cut": LINK.cut,
+    "link_wait_ms": LINK.wait_us // 1000, "uart_stall_ms": LINK.uart_stall_us // 1000,
+    "log_writes": dev.log.stats().get("writes", 0) if hasattr(dev.log, "stats") else 0,
+    "events": EV[0],
+    "stall_ms": CLK.stall_total // 1000,
+    "scale16": CLK.scale16, "mhz": CLK.mhz, "capped": CLK.capped,
+}
+if plan.get("cpu"):
+    # the loop's own costs, measured after the run in blocks (no per-call instrumentation):
+    # 500 idle() passes; then the ring filled for 0.3 s and drained by sample()
+    T["idle_us"] = _cost(lambda: dev.idle() or 1, 500)
+    CLK.wait(300000)
+    T["sample_us"] = _cost(dev.sample, 300)
+res["sample_us_mean"] = T["sample_us"]
+res["idle_us_mean"] = T["idle_us"]
+print(json.dumps(res))
+
+if plan.get("dump"):
+    with open(plan["dump"], "wb") as f:
+        f.write(memoryview(LINK.cap)[:LINK.cap_n])
