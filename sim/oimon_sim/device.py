@@ -3,6 +3,7 @@ fed by the simulated sensor, talking over a pty that the host opens exactly like
 serial port. The firmware's stdin/stdout are the pty's master side; the path printed is the
 slave side (/dev/pts/N)."""
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import tty
 from pathlib import Path
 
 from oimon.errors import OimonError
+from oimon_common import protocol as P
 from oimon_sim import mp
 
 
@@ -65,8 +67,6 @@ class VirtualDevice:
         """Until the firmware answers C_INFO on the pty (its main loop runs), or exits (then
         RuntimeError with its log's tail). A condition, not a guess at how long start-up
         takes on a busy machine; callers can talk to it at once afterwards."""
-        import select
-        from oimon_common import protocol as P
         fd = self._slave
         dec = P.Decoder()
         os.write(fd, bytes(P.encode(P.T_CMD, 0, bytes((P.C_INFO,)) + b"{}")))
@@ -120,7 +120,6 @@ class VirtualDevice:
             self._tmp = None
         work = getattr(self, "work", None)
         if work is not None:                     # start_virtual_device's input folder
-            import shutil
             try:
                 inside = self.storage.resolve().is_relative_to(Path(work).resolve())
             except OSError:
@@ -178,7 +177,6 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
         tail = vd.log_tail(400) if vd is not None else ""
         if vd is not None:
             vd.stop()
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, RuntimeError):
             last = [ln for ln in tail.strip().splitlines() if ln.strip()]
