@@ -58,7 +58,7 @@ PART_LABEL = "oimonlog"        # the partition (firmware/partitions.csv)
 PART_BLOCKS = const(3072)      # 12 MiB of the 16 MB flash (ESP32-S3-WROOM-1 N16R8)
 FALLBACK_BLOCKS = const(256)   # 1 MiB file on littlefs when the board has no log partition
 QUEUE = const(24576)           # RAM queue: the largest snippet record (<= 18.5 KB) plus headroom
-QREC = const(128)              # records in the RAM queue at most
+QREC = const(256)              # records in the RAM queue at most
 FLUSH_MS = const(1000)         # a queued record is programmed at the latest after this long
 GAP_MS = const(5)              # at least this long between two flash operations
 ERASE_GAP_MS = const(1000)     # at most one 4 KB erase per second, and only when quiet
@@ -407,6 +407,8 @@ class Log:
             self.rings.append(_Ring(rid, base, lay[rid]))
             base += lay[rid]
         self.ok = nb > 0
+        if not self.ok:
+            self._raise_full()                    # no storage at all: the technical alarm
         for r in self.rings:
             try:
                 self._recover(r)
@@ -500,12 +502,23 @@ class Log:
             k = best
             while used < n:
                 p = (k - 1) % n
+                q = (k - 2) % n
                 if st[p] == 1 and gens[p] == (gens[k] - 1) & 0xFFFFFFFF:
                     used += 1
                     k = p
+                elif st[p] == 0 and used + 1 < n and st[q] == 1 \
+                        and gens[q] == (gens[k] - 2) & 0xFFFFFFFF:
+                    used += 2                      # one dead block (a failed header program)
+                    k = q
                 else:
                     break
             r.used = used
+            k = (best + 1) % n
+            if used + 2 <= n and st[k] == 0 and st[(k + 1) % n] == 2:
+                r.head = k                         # a dead block just after the head
+                r.gen = (r.gen + 1) & 0xFFFFFFFF
+                r.used += 1
+                best = -2
         nf = 0
         k = (r.head + 1) % n
         while r.used + nf < n and st[k] == 2:
@@ -515,13 +528,16 @@ class Log:
         st = gens = None
         if not r.used:
             return
-        # the head block: where appending goes on, and the highest seq
-        self._header(r, r.head)
+        self._recover_last(r, (r.head - 1) % n if best == -2 else r.head)
+
+    def _recover_last(self, r, k):
+        # block k (the head): where appending goes on, and the highest seq
+        self._header(r, k)
         last = self._hs
         o = HDR
         win = self._wb
         while True:
-            ft = self._frag(r, r.head, o, win, 0)
+            ft = self._frag(r, k, o, win, 0)
             if ft <= 0:
                 break
             if (ft == F_FULL or ft == F_FIRST) and self._fl >= 8:
@@ -530,14 +546,16 @@ class Log:
                     last = s
             o += FOVH + self._fl
         r.last = last
-        if ft == 0:
+        if k != r.head:
+            r.wo = BLOCK
+        elif ft == 0:
             rest = BLOCK - o
             ok = True
             while rest > 0 and ok:               # the rest must be erased to append there
                 m = min(rest, BLOCK)
                 mv = memoryview(win)[:m]
                 try:
-                    self._read(r, r.head, mv, BLOCK - rest)
+                    self._read(r, k, mv, BLOCK - rest)
                 except OSError:
                     ok = False
                     break
@@ -609,7 +627,7 @@ class Log:
         K_SNIPPET record that follows 2 s later (ring hi if prio else lo). A second event
         during a capture has no snippet of its own (it may raise the capture's priority)."""
         s = self.snip
-        if s is not None and s.filled and not s.busy() and len(head) > 2 and head[-1] == 0x7D:
+        if s is not None and s.filled and not s.busy() and len(head) >= 2 and head[-1] == 0x7D:
             n = len(head) + 24
             p = self._reserve(2 + n)
             if p < 0:
@@ -617,7 +635,7 @@ class Log:
                 self._lose()
                 return 0
             seq = self.seq + 1
-            sn = b',"snip":%d}' % (seq + 1)
+            sn = b'%s"snip":%d}' % (b"," if len(head) > 2 else b"", seq + 1)
             hl = len(head) - 1 + len(sn)
             self._q[p] = hl & 0xFF
             self._q[p + 1] = hl >> 8
@@ -716,19 +734,21 @@ class Log:
             return 0
         if not force and hal.ticks_diff(now, self._t_op) < GAP_MS:
             return 0
+        if self.erase_debt() and (quiet is not None or
+                                  hal.ticks_diff(now, self._t_erase) >= ERASE_GAP_MS):
+            self._t_erase = now
+            if quiet is None:
+                quiet = self._is_quiet()           # a 3 s look at the snippet ring, once a second
+            if quiet and self._erase_step(now):
+                return 1
         if self._qn and (force or self._wl or self._qn >= PAGE or self._urgent
                          or hal.ticks_diff(now, self._t_first) >= FLUSH_MS):
             try:
-                return self._step(now)
+                if self._step(now):
+                    return 1
             except OSError:
                 self._failed(now)
                 return 1
-        if quiet is None:
-            if hal.ticks_diff(now, self._t_erase) < ERASE_GAP_MS:
-                return 0
-            quiet = self._is_quiet()
-        if quiet:
-            return self._erase_step(now)
         return 0
 
     def _failed(self, now):
@@ -742,6 +762,9 @@ class Log:
         self._t_op = now
 
     def _report_lost(self):
+        jr = self.rings[R_JOURNAL]
+        if not jr.n or (jr.nfree <= 0 and jr.wo + FOVH + 1 > BLOCK):
+            return                                # nowhere to put it yet: counted, kept
         n = self.lost_pending
         b = b'{"lost":%d,"from":%d,"to":%d,"dropped":%d,"snip_dropped":%d}' % (
             n, self._lost_from, self._lost_to, self.dropped, self.snip_dropped)
@@ -771,8 +794,12 @@ class Log:
             self.part.writeblocks(r.base + k, memoryview(hb)[0:20], 0)
         except OSError:
             self._read(r, k, hb, 0)
-            if not _all_ff(hb, HDR):
-                r.nfree = 0                       # half a header: erase it before use
+            if not _all_ff(hb, HDR):              # half a header: a dead block in the run
+                r.head = k                        # (skipped by readers, erased in its turn)
+                r.gen = g
+                r.used += 1
+                r.nfree -= 1
+                r.wo = BLOCK
             raise
         self.writes += 1
         r.head = k

@@ -12,13 +12,20 @@
 from powercut_fs import PowerCut, Rng  # noqa: F401  (re-exported)
 
 BLOCK = 4096
+_FF = b"\xff" * BLOCK
 
 
 class CutPart:
     def __init__(self, rng, blocks=48):
-        self.rng = rng
         self.blocks = blocks
-        self.mem = bytearray(b"\xff" * (blocks * BLOCK))
+        self.mem = bytearray(blocks * BLOCK)
+        self.reset(rng)
+
+    def reset(self, rng):
+        """A fresh (erased) partition, counters at 0 (tests reuse one: the heap is small)."""
+        self.rng = rng
+        for b in range(self.blocks):
+            self.mem[b * BLOCK:(b + 1) * BLOCK] = _FF
         self.left = -1
         self.dead = False
         self.cuts = 0
@@ -126,7 +133,7 @@ class CutPart:
                 self._cut()
             if self.left >= 0:
                 self.left -= 64
-            self.mem[a:a + BLOCK] = b"\xff" * BLOCK
+            self.mem[a:a + BLOCK] = _FF
             self.erases += 1
             return 0
         return 0 if op in (1, 2, 3) else None
