@@ -163,7 +163,9 @@ class Device:
             e["kind"] = e["event"]
             e["sample"] = e["n"]             # the host's name for the detector's sample index
             self.events.append(e)
-            self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
+            # the head now, its 1 s + 2 s snippet 2 s later (falls, worst overloads: "hi" ring)
+            pr = flashlog.priority(e, self.det.cfg[detect.CFG_COMP])
+            self.log.event(json.dumps(e).encode(), pr)
         self._alarm_for(code)
 
     # --- alarms, button, exercise sessions ------------------------------------------------------

@@ -1209,4 +1209,13 @@ class Log:
                 "full_count": self.full_count, "corrupt": self.corrupt,
                 "misplaced": self.misplaced, "writes": self.writes, "erases": self.erases,
                 "errors": self.errors, "erase_debt": self.erase_debt(), "storage": self.storage,
-                "rings": [r.info() for r in self.rings]}
+                "rings": [[r.n, r.used, r.nfree] for r in self.rings]}
+
+    def fill_pct(self):
+        """How full the journal ring is (the records kept longest), percent."""
+        r = self.rings[R_JOURNAL]
+        return (100 * r.used // r.n) if r.n else 100
+
+    def lost(self):
+        """Records the log could not keep (queue full, no erased block), since boot."""
+        return self.dropped + self.snip_dropped
