@@ -792,7 +792,7 @@ class Log:
         struct.pack_into("<IBBHII", hb, 0, MAGIC, r.id, VER, 0xFFFF, g, self._rseq[0])
         P.crc_put(hb, 0, 16)
         try:
-            _cost("program", 20)
+            _cost("prog", 20)
             self.part.writeblocks(r.base + k, memoryview(hb)[0:20], 0)
         except OSError:
             self._read(r, k, hb, 0)
@@ -844,7 +844,7 @@ class Log:
         a = r.wo + self._wp
         k = min(self._wl - self._wp, PAGE - (a % PAGE))
         try:
-            _cost("program", k)
+            _cost("prog", k)
             self.part.writeblocks(r.base + r.head, self._wmv[self._wp:self._wp + k], a)
         except OSError:
             # reuse the same place if it is still erased or holds a prefix of what we meant;
@@ -1190,7 +1190,7 @@ class Log:
             for j in range(used):
                 k = (head - j) % r.n
                 try:
-                    _cost("program", 1)
+                    _cost("prog", 1)
                     self.part.writeblocks(r.base + k, one, 20)
                 except OSError:
                     self.errors += 1

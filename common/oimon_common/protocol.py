@@ -457,6 +457,7 @@ K_CONFIG = const(4)
 K_CALIB = const(5)
 K_RETIGHTEN = const(6)
 K_SECURITY = const(7)
+_K_CORE_LAST = const(8)         # kinds 1..8 (8: the acquisition gap record, issue 11)
 K_SNIPPET = const(14)           # an event's samples: ev_seq u32 | prio u8 | snippet (below)
 K_LOST = const(15)              # records the device could not keep: {"lost","from","to",...}
 KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG: "config",
@@ -470,7 +471,7 @@ def rec_check(buf, off, n):
     if n - off < REC_HDR + REC_TRL:
         return 0 if buf[off] == REC_MAGIC or n == off else -1
     k = buf[off + 1]
-    if buf[off] != REC_MAGIC or k == 0 or (k > K_SECURITY and k != K_SNIPPET and k != K_LOST):
+    if buf[off] != REC_MAGIC or k == 0 or (k > _K_CORE_LAST and k != K_SNIPPET and k != K_LOST):
         return -1
     ln = buf[off + 2] | (buf[off + 3] << 8)
     if ln > REC_MAX_PAYLOAD:
