@@ -63,6 +63,7 @@ FLUSH_MS = const(1000)         # a queued record is programmed at the latest aft
 GAP_MS = const(5)              # at least this long between two flash operations
 ERASE_GAP_MS = const(1000)     # at most one 4 KB erase per second, and only when quiet
 BOOT_ERASES = const(8)         # erases done at boot, before sampling starts
+RESERVE_MAX = const(64)        # erased blocks kept ahead per ring: 1/8 of it, at most 256 KB
 MAXJUMP = const(65536)         # a record's seq is at most this far past the ring's previous one
 BACKOFF_MAX_MS = const(60000)  # failed flash operations retry after 50 ms, doubling to 60 s
 WINDOW = const(20032)          # reader window: the largest record (REC_MAX_PAYLOAD + 16) fits
@@ -319,7 +320,7 @@ class _Ring:
         self.nfree = 0
         self.wo = BLOCK               # write offset in the head block (BLOCK: closed)
         self.last = 0                 # highest seq recovered or written in this ring
-        self.reserve = max(2, n // 8)
+        self.reserve = max(2, min(RESERVE_MAX, n // 8))   # blocks kept erased ahead
         self.garbage = 0              # blocks found with an invalid header at boot
 
     def pos(self, k):
@@ -335,8 +336,9 @@ class _Ring:
 
 
 def layout(blocks):
-    """(journal, hi, lo) block counts of a partition of `blocks` blocks: 1/8, 1/2, 3/8."""
-    j = max(2, blocks // 8)
+    """(journal, hi, lo) block counts of a partition of `blocks` blocks: 1/4, 1/2, the rest
+    (3072 blocks: 768, 1536, 768; docs/device-log.md "Retention")."""
+    j = max(2, blocks // 4)
     hi = max(2, blocks // 2)
     return j, hi, blocks - j - hi
 

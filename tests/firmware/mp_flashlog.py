@@ -251,6 +251,13 @@ def test_snippet_push_is_allocation_free():
     assert snip.ready
 
 
+def test_partition_layout_is_the_one_the_retention_bench_assumes():
+    # sim/oimon_sim/bench_log.py retention() computes the days from this layout
+    assert flashlog.PART_BLOCKS == 3072 and flashlog.BLOCK == 4096
+    assert flashlog.layout(3072) == (768, 1536, 768)
+    assert flashlog.HDR == 24 and flashlog.FOVH == 7 and flashlog.RESERVE_MAX == 64
+
+
 def test_priority_rule():
     assert flashlog.priority({"event": "fall"}) == 1
     assert flashlog.priority({"event": "overload_end", "which": 1, "pk_ax": 14000}, 9000) == 1
