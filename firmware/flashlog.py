@@ -506,23 +506,12 @@ class Log:
             k = best
             while used < n:
                 p = (k - 1) % n
-                q = (k - 2) % n
                 if st[p] == 1 and gens[p] == (gens[k] - 1) & 0xFFFFFFFF:
                     used += 1
                     k = p
-                elif st[p] == 0 and used + 1 < n and st[q] == 1 \
-                        and gens[q] == (gens[k] - 2) & 0xFFFFFFFF:
-                    used += 2                      # one dead block (a failed header program)
-                    k = q
                 else:
-                    break
+                    break                          # older blocks (a broken run): dirty
             r.used = used
-            k = (best + 1) % n
-            if used + 2 <= n and st[k] == 0 and st[(k + 1) % n] == 2:
-                r.head = k                         # a dead block just after the head
-                r.gen = (r.gen + 1) & 0xFFFFFFFF
-                r.used += 1
-                best = -2
         nf = 0
         k = (r.head + 1) % n
         while r.used + nf < n and st[k] == 2:
@@ -532,7 +521,7 @@ class Log:
         st = gens = None
         if not r.used:
             return
-        self._recover_last(r, (r.head - 1) % n if best == -2 else r.head)
+        self._recover_last(r, r.head)
 
     def _recover_last(self, r, k):
         # block k (the head): where appending goes on, and the highest seq
@@ -798,12 +787,8 @@ class Log:
             self.part.writeblocks(r.base + k, memoryview(hb)[0:20], 0)
         except OSError:
             self._read(r, k, hb, 0)
-            if not _all_ff(hb, HDR):              # half a header: a dead block in the run
-                r.head = k                        # (skipped by readers, erased in its turn)
-                r.gen = g
-                r.used += 1
-                r.nfree -= 1
-                r.wo = BLOCK
+            if not _all_ff(hb, HDR):              # half a header: erase it (quiet) before use;
+                r.nfree = 0                       # the records wait in RAM meanwhile
             raise
         self.writes += 1
         r.head = k
@@ -828,6 +813,9 @@ class Log:
                 return 1
             rem = self._rend[0] - self._qo
             fl = min(rem, BLOCK - r.wo - FOVH)
+            if self._qo == 0 and fl < rem and fl < P.REC_HDR:
+                r.wo = BLOCK                       # a first fragment carries the whole record
+                return 1                           # header (its seq): the next block instead
             if self._qo == 0:
                 ft = F_FULL if fl == rem else F_FIRST
             else:
@@ -1076,6 +1064,9 @@ class Log:
             c[1] = o + FOVH + fl
             if ft == F_FIRST or ft == F_MID:
                 wl += fl
+                if wl < P.REC_HDR:                 # (never written so: no seq to continue)
+                    wl = 0
+                    continue
                 c[0] += 1                          # the record goes on in the next block
                 c[1] = 0
                 pend = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)

@@ -13,6 +13,7 @@ from powercut_part import CutPart, PowerCut, Rng
 
 _T = 1700000000
 J, HI, LO = flashlog.R_JOURNAL, flashlog.R_HI, flashlog.R_LO
+_VERBOSE = False
 
 
 def _clock():
@@ -488,6 +489,7 @@ def test_failing_writes_back_off_and_reuse_the_block():
         lg.append(2, b"y%d" % i)
     for _ in range(10):
         lg._retry_at = flashlog.hal.ticks_ms()
+        lg.service(True, quiet=True)                     # a garbled header waits for an erase
         lg.sync()
     assert _seqs(lg) == list(range(1, 62))
     assert lg.rings[J].used <= used0 + 4
@@ -541,6 +543,25 @@ def _check_boot(lg, appended, acked, rings_of):
         rg = rings_of.get(s, J)
         if s not in present and s > floors[rg] and (rg == J or s > floors[J]):
             lost += 1
+            if _VERBOSE:
+                print("LOST", s, "ring", rg, "floors", floors, "present", sorted(present)[-12:],
+                      lg.stats())
+                r = lg.rings[rg]
+                print(" head", r.head, "used", r.used, "nfree", r.nfree, "gen", r.gen, "wo", r.wo)
+                for k in range(r.n):
+                    st = lg._header(r, k)
+                    print("  pos", k, "state", st, "gen", lg._hg if st == 1 else None,
+                          "first", lg._hs if st == 1 else None)
+                    o = flashlog.HDR
+                    w = bytearray(4096)
+                    while st == 1:
+                        ft = lg._frag(r, k, o, w, 0)
+                        h = lg._h3
+                        print("    off", o, "ft", ft, "hdr", bytes(h), "seq", (w[4] | w[5] << 8 | w[6] << 16) if ft in (1, 2) else "-")
+                        if ft <= 0:
+                            break
+                        o += flashlog.FOVH + lg._fl
+                raise SystemExit
     return bad, lost, checked, present
 
 
