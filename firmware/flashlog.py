@@ -67,6 +67,7 @@ RESERVE_MAX = const(64)        # erased blocks kept ahead per ring: 1/8 of it, a
 MAXJUMP = const(65536)         # a record's seq is at most this far past the ring's previous one
 BACKOFF_MAX_MS = const(60000)  # failed flash operations retry after 50 ms, doubling to 60 s
 WINDOW = const(20032)          # reader window: the largest record (REC_MAX_PAYLOAD + 16) fits
+CAPTURE_MAX_MS = const(5000)   # a snippet capture not done by then (no samples) is cut short
 QUIET_N = const(3000)          # quiet = the last 3 s of the snippet ring unloaded:
 QUIET_AX = const(250)          #   |axial| < 50 N (wire units 0.2 N)
 QUIET_M = const(500)           #   |M_AP|, |M_ML| < 5 N*m (wire units 0.01 N*m)
@@ -382,6 +383,7 @@ class Log:
         self._hold = 0                           # seq of an event whose snippet is capturing
         self._snip_seq = 0                       # the seq reserved for that snippet
         self._snip_prio = 0
+        self._hold_t = 0
         self.seq = 0                             # last sequence number given out
         self.dropped = 0                         # records refused: RAM queue full
         self.snip_dropped = 0                    # snippets refused: no erased block / queue
@@ -639,6 +641,7 @@ class Log:
             self._snip_seq = self.seq
             self._snip_prio = prio
             self._hold = seq
+            self._hold_t = hal.ticks_ms()
             s.trigger(b"")
             return seq
         if s is not None and s.busy() and prio > self._snip_prio:
@@ -719,6 +722,12 @@ class Log:
         s = self.snip
         if s is not None and s.ready:
             self._take_snippet()
+            return 1
+        if self._hold and s is not None and s.left and \
+                hal.ticks_diff(hal.ticks_ms(), self._hold_t) > CAPTURE_MAX_MS:
+            s.n -= s.left                          # sampling stalled: keep what was captured
+            s.left = 0
+            s.ready = True
             return 1
         if self.lost_pending and self._rn < QREC - 1:
             self._report_lost()
