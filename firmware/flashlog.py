@@ -55,7 +55,7 @@ R_JOURNAL = const(0)
 R_HI = const(1)
 R_LO = const(2)
 PART_LABEL = "oimonlog"        # the partition (firmware/partitions.csv)
-PART_BLOCKS = const(3072)      # 12 MiB of the 16 MB flash (ESP32-S3-WROOM-1 N16R8)
+PART_BLOCKS = const(1408)      # 5.5 MiB of the 8 MB flash (ESP32-S3-WROOM-1-N8, hardware/)
 FALLBACK_BLOCKS = const(256)   # 1 MiB file on littlefs when the board has no log partition
 QUEUE = const(24576)           # RAM queue: the largest snippet record (<= 18.5 KB) plus headroom
 QREC = const(256)              # records in the RAM queue at most
@@ -337,10 +337,10 @@ class _Ring:
 
 
 def layout(blocks):
-    """(journal, hi, lo) block counts of a partition of `blocks` blocks: 1/4, 1/2, the rest
-    (3072 blocks: 768, 1536, 768; docs/device-log.md "Retention")."""
-    j = max(2, blocks // 4)
-    hi = max(2, blocks // 2)
+    """(journal, hi, lo) block counts of a partition of `blocks` blocks: 1/2, 3/8, the rest
+    (1408 blocks: 704, 528, 176; docs/device-log.md "Retention")."""
+    j = max(2, blocks // 2)
+    hi = max(2, blocks * 3 // 8)
     return j, hi, blocks - j - hi
 
 

@@ -109,7 +109,7 @@ def event_record_bytes(kinds=("walk", "overload", "fall")):
 # 2 exercise sessions, 1 security, 0.5 config records, 5 acquisition-gap records.
 HEAVY_DAY = {"events": 50, "hi_events": 5, "alarms": 10, "summaries": 1, "sessions": 2,
              "security": 1, "config": 0.5, "gaps": 5}
-PART_BLOCKS = 3072          # firmware/flashlog.py PART_BLOCKS: 12 MiB of a 16 MB module
+PART_BLOCKS = 1408          # firmware/flashlog.py PART_BLOCKS: 5.5 MiB of the 8 MB module
 BLOCK, HDR, FOVH = 4096, 24, 7    # firmware/flashlog.py: block, block header, fragment overhead
 REC_OVH = 16                # record header 12 + CRC 4 (protocol.py REC_HDR, REC_TRL)
 
@@ -160,8 +160,8 @@ def retention(blocks=PART_BLOCKS, day=HEAVY_DAY, snippet_bytes=None, small=None)
     day in that ring. Pure arithmetic on the format; snippet sizes measured on MicroPython."""
     src = (ROOT / "firmware" / "flashlog.py").read_text()    # (MicroPython code: read, not imported)
     res_max = int(src.split("RESERVE_MAX = const(")[1].split(")")[0])
-    j = max(2, blocks // 4)                   # firmware/flashlog.py layout()
-    hi = max(2, blocks // 2)
+    j = max(2, blocks // 2)                   # firmware/flashlog.py layout()
+    hi = max(2, blocks * 3 // 8)
     lo = blocks - j - hi
     small = small or small_record_bytes()
     if snippet_bytes is None:

@@ -254,8 +254,8 @@ def test_snippet_push_is_allocation_free():
 
 def test_partition_layout_is_the_one_the_retention_bench_assumes():
     # sim/oimon_sim/bench_log.py retention() computes the days from this layout
-    assert flashlog.PART_BLOCKS == 3072 and flashlog.BLOCK == 4096
-    assert flashlog.layout(3072) == (768, 1536, 768)
+    assert flashlog.PART_BLOCKS == 1408 and flashlog.BLOCK == 4096
+    assert flashlog.layout(1408) == (704, 528, 176)
     assert flashlog.HDR == 24 and flashlog.FOVH == 7 and flashlog.RESERVE_MAX == 64
 
 
