@@ -64,6 +64,7 @@ GAP_MS = const(5)              # at least this long between two flash operations
 ERASE_GAP_MS = const(1000)     # at most one 4 KB erase per second, and only when quiet
 BOOT_ERASES = const(8)         # erases done at boot, before sampling starts
 RESERVE_MAX = const(64)        # erased blocks kept ahead per ring: 1/8 of it, at most 256 KB
+_GEN_MAX = const(0x3FFFFFFF)
 MAXJUMP = const(65536)         # a record's seq is at most this far past the ring's previous one
 BACKOFF_MAX_MS = const(60000)  # failed flash operations retry after 50 ms, doubling to 60 s
 WINDOW = const(20032)          # reader window: the largest record (REC_MAX_PAYLOAD + 16) fits
@@ -129,6 +130,17 @@ def _all_ff(buf, n: int) -> int:
             return 0
         i += 1
     return 1
+
+
+@micropython.viper
+def _copy(dst, doff: int, src, soff: int, n: int):
+    # dst[doff:doff+n] = src[soff:soff+n], forward (safe for dst == src, doff <= soff)
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[doff + i] = s[soff + i]
+        i += 1
 
 
 @micropython.viper
@@ -368,13 +380,15 @@ class Log:
         self._retry_at = self._t_op              # back-off after a failed operation
         self._backoff = 0
         self._wb = bytearray(BLOCK)              # the fragment being programmed
-        self._wmv = memoryview(self._wb)
+        self._page = bytearray(PAGE)             # the piece of it programmed now
+        self._pvs = [None] * (PAGE + 1)          # memoryview(_page)[:k], made once per k
         self._wl = 0                             # its length (0: none)
         self._wp = 0                             # bytes of it programmed
         self._wfl = 0                            # its data length
         self._wlast = False                      # it ends its record
         self._qo = 0                             # bytes of queued record 0 in fragments so far
         self._hb = bytearray(HDR)
+        self._hb20 = memoryview(self._hb)[0:20]
         self._h3 = bytearray(3)
         self._c4 = bytearray(4)
         self._win = None                         # reader window, allocated at the first read
@@ -427,6 +441,16 @@ class Log:
             if r.last > self.seq:
                 self.seq = r.last
         self.maintain(BOOT_ERASES)
+
+    def warm(self):
+        """Make now the views programming will need (each piece length once; otherwise made
+        at first use, at most 256 small allocations ever). Tests under heap_lock."""
+        for k in range(1, PAGE + 1):
+            if self._pvs[k] is None:
+                self._pvs[k] = memoryview(self._page)[0:k]
+        w = getattr(self.part, "warm", None)
+        if w is not None:
+            w()
 
     # --- flash access ------------------------------------------------------------------------
     def _read(self, r, k, buf, off):
@@ -787,13 +811,15 @@ class Log:
         if not _all_ff(wb, BLOCK):
             r.nfree = 0                           # not erased after all (a cut erase): dirty
             return False
-        g = (r.gen + 1) & 0xFFFFFFFF
+        g = r.gen + 1                             # a small int in any real life (2^30 blocks)
+        if g > _GEN_MAX or g < 1:
+            g = 1                                 # only after a forged header: start again
         hb = self._hb
         struct.pack_into("<IBBHII", hb, 0, MAGIC, r.id, VER, 0xFFFF, g, self._rseq[0])
         P.crc_put(hb, 0, 16)
         try:
             _cost("prog", 20)
-            self.part.writeblocks(r.base + k, memoryview(hb)[0:20], 0)
+            self.part.writeblocks(r.base + k, self._hb20, 0)
         except OSError:
             self._read(r, k, hb, 0)
             if not _all_ff(hb, HDR):              # half a header: erase it (quiet) before use;
@@ -833,7 +859,7 @@ class Log:
             wb[0] = ft
             wb[1] = fl & 0xFF
             wb[2] = fl >> 8
-            wb[3:3 + fl] = self._qmv[self._qo:self._qo + fl]
+            _copy(wb, 3, self._q, self._qo, fl)
             P.crc_put(wb, 0, 3 + fl)
             self._wl = FOVH + fl
             self._wp = 0
@@ -842,9 +868,13 @@ class Log:
         r = self.rings[self._rring[0]]
         a = r.wo + self._wp
         k = min(self._wl - self._wp, PAGE - (a % PAGE))
+        pv = self._pvs[k]
+        if pv is None:
+            pv = self._pvs[k] = memoryview(self._page)[0:k]
+        _copy(self._page, 0, self._wb, self._wp, k)
         try:
             _cost("prog", k)
-            self.part.writeblocks(r.base + r.head, self._wmv[self._wp:self._wp + k], a)
+            self.part.writeblocks(r.base + r.head, pv, a)
         except OSError:
             # reuse the same place if it is still erased or holds a prefix of what we meant;
             # garbled: this block is closed and the record is written whole in the next one
@@ -907,7 +937,7 @@ class Log:
         self._rn = j
         rest = self._qn - k
         if rest:
-            self._q[0:rest] = self._qmv[k:self._qn]
+            _copy(self._q, 0, self._q, k, rest)
         self._qn = rest
         self._qo = 0
         if not rest:

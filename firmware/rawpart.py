@@ -12,16 +12,49 @@
 # Programming ANDs the new bytes into the old ones as NOR flash does, so a test or a bug that
 # programs a byte twice sees what the chip would return. Bytes past the end of the file read as
 # erased (0xFF): a fresh partition is an empty (or missing) file.
+import micropython
+
 BLOCK = 4096
 
 
+@micropython.viper
+def _fill_ff(buf, a: int, b: int):
+    p = ptr8(buf)
+    while a < b:
+        p[a] = 0xFF
+        a += 1
+
+
+@micropython.viper
+def _and(dst, src, n: int):
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[i] = d[i] & s[i]
+        i += 1
+
+
 class FilePartition:
+    """Allocation-free once warm (the board's esp32.Partition allocates nothing either, and the
+    unix timing model charges the heap): scratch buffers and one memoryview per length."""
+
     def __init__(self, path, blocks):
         self.path = path
         self.blocks = blocks
         self._f = None
         self._size = 0
-        self._ff = None
+        self._ff = b"\xff" * BLOCK
+        self._old = bytearray(BLOCK)
+        self._oldv = (memoryview(self._old), {})
+
+    @staticmethod
+    def _view(mvd, n):
+        # memoryview(buf)[:n], made once per n
+        v = mvd[1].get(n)
+        if v is None:
+            v = mvd[1][n] = mvd[0][:n]
+        return v
 
     def _file(self):
         if self._f is None:
@@ -33,6 +66,8 @@ class FilePartition:
                 self._f = open(self.path, "r+b")
             self._f.seek(0, 2)
             self._size = self._f.tell()
+            if self._size % BLOCK:                 # (a file from elsewhere): whole blocks
+                self._extend(self._size + 1)
         return self._f
 
     def readblocks(self, n, buf, off=0):
@@ -42,28 +77,29 @@ class FilePartition:
         if a + ln > self.blocks * BLOCK or n < 0 or off < 0:
             raise OSError(22)
         have = self._size - a
-        mv = memoryview(buf)
+        k = 0
         if have > 0:
             f.seek(a)
-            k = f.readinto(mv[:min(have, ln)]) or 0
-        else:
-            k = 0
-        i = k
-        while i < ln:
-            buf[i] = 0xFF
-            i += 1
+            k = f.readinto(buf) or 0          # past the end of the file: fewer bytes
+            if k > have:
+                k = have
+        if k < ln:
+            _fill_ff(buf, k, ln)
+
+    def warm(self):
+        """Make every view the log's writes (<= 256 B) will need now (tests, heap_lock)."""
+        for n in range(1, 257):
+            self._view(self._oldv, n)
 
     def _extend(self, end):
+        # grow the file to whole erased blocks past `end` (the file stays a multiple of BLOCK)
         f = self._f
         if end <= self._size:
             return
-        if self._ff is None:
-            self._ff = b"\xff" * 256
         f.seek(self._size)
         while self._size < end:
-            k = min(256, end - self._size)
-            f.write(self._ff[:k])
-            self._size += k
+            f.write(self._ff)
+            self._size += BLOCK
 
     def writeblocks(self, n, buf, off=None):
         f = self._file()
@@ -77,17 +113,14 @@ class FilePartition:
         ln = len(buf)
         if a + ln > self.blocks * BLOCK or n < 0 or off < 0:
             raise OSError(22)
-        old = bytearray(ln)
+        if ln > BLOCK:
+            raise OSError(22)
+        old = self._view(self._oldv, ln)
         self.readblocks(n, old, off)
-        i = 0
-        while i < ln:
-            old[i] &= buf[i]
-            i += 1
-        self._extend(a)
+        _and(old, buf, ln)
+        self._extend(a + ln)
         f.seek(a)
         f.write(old)
-        if a + ln > self._size:
-            self._size = a + ln
         f.flush()
 
     def ioctl(self, op, arg):
@@ -101,14 +134,8 @@ class FilePartition:
             f = self._file()
             a = arg * BLOCK
             if a < self._size:
-                if self._ff is None:
-                    self._ff = b"\xff" * 256
                 f.seek(a)
-                k = min(BLOCK, self._size - a)
-                while k > 0:
-                    m = min(256, k)
-                    f.write(self._ff[:m])
-                    k -= m
+                f.write(self._ff)
                 f.flush()
             return 0
         if op in (1, 2, 3):

@@ -259,6 +259,35 @@ def test_partition_layout_is_the_one_the_retention_bench_assumes():
     assert flashlog.HDR == 24 and flashlog.FOVH == 7 and flashlog.RESERVE_MAX == 64
 
 
+def test_programming_allocates_nothing_once_warm():
+    # the page programs and block starts between samples: no heap allocation (a GC pause on the
+    # board's 261 KiB heap is ~4 ms: two ADC conversions lost); each piece length's memoryview
+    # is made once (at most 256 of them, ever)
+    import rawpart
+    try:
+        os.remove("/tmp/oimon-alloc.part")
+    except OSError:
+        pass
+    for part in (CutPart(Rng(16), 24), rawpart.FilePartition("/tmp/oimon-alloc.part", 24)):
+        lg = _log(part, rings=(8, 8, 8))
+        lg.warm()
+        for i in range(3):                                 # warm the partition's own caches
+            lg.append(2, b"w" * (1000 + 300 * i))
+            lg.sync()
+        for rep in range(6):
+            lg.append(2, b"a" * (700 + 391 * rep))         # 3 blocks' worth, odd sizes
+            micropython.heap_lock()
+            try:
+                n = 0
+                while lg.pending() and n < 200:
+                    lg._step(0)
+                    n += 1
+            finally:
+                micropython.heap_unlock()
+            assert not lg.pending()
+        assert _seqs(lg)[-1] == 9
+
+
 def test_priority_rule():
     assert flashlog.priority({"event": "fall"}) == 1
     assert flashlog.priority({"event": "overload_end", "which": 1, "pk_ax": 14000}, 9000) == 1

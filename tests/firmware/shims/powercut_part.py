@@ -66,7 +66,11 @@ class CutPart:
         ln = len(buf)
         if n < 0 or off < 0 or a + ln > len(self.mem):
             raise OSError(22)
-        buf[0:ln] = self.mem[a:a + ln]
+        i = 0
+        mem = self.mem
+        while i < ln:               # (no slice: allocation-free like the board's partition)
+            buf[i] = mem[a + i]
+            i += 1
         self.reads += 1
         self.read_bytes += ln
 
@@ -79,7 +83,7 @@ class CutPart:
         ln = len(buf)
         if n < 0 or off < 0 or a + ln > len(self.mem) or (off % BLOCK) + ln > BLOCK:
             raise OSError(22)
-        data = bytes(buf)
+        data = buf                  # (not copied: allocation-free like the board's partition)
         r = self.rng
         if self.fails:
             self.fails -= 1
