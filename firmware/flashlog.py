@@ -18,6 +18,7 @@
 # looked at as a record (no resync scan), and a bad fragment costs the rest of its block.
 # Blocks are erased ahead of use (a reserve per ring) only when the caller says the device is
 # quiet; programming never waits for an erase.
+import gc
 import struct
 from array import array
 import micropython
@@ -45,6 +46,7 @@ PAGE = const(256)              # one program operation: at most one flash page
 HDR = const(24)                # block header: magic u32 | ring u8 | ver u8 | 0xFFFF | gen u32
                                # | first_seq u32 | crc32 u32 (over 0..15) | retired u8 | 3 x 0xFF
 FOVH = const(7)                # fragment: type u8 | len u16 | data | crc32 u32 (type..data)
+WBUF = const(1024)             # the fragment buffer: fragments hold at most 1017 data bytes
 MAGIC = const(0x314C4F4F)      # "OOL1"
 VER = const(1)
 F_FULL = const(1)
@@ -379,7 +381,7 @@ class Log:
         self._t_erase = self._t_op
         self._retry_at = self._t_op              # back-off after a failed operation
         self._backoff = 0
-        self._wb = bytearray(BLOCK)              # the fragment being programmed
+        self._wb = bytearray(WBUF)               # the fragment being programmed
         self._page = bytearray(PAGE)             # the piece of it programmed now
         self._pvs = [None] * (PAGE + 1)          # memoryview(_page)[:k], made once per k
         self._wl = 0                             # its length (0: none)
@@ -391,7 +393,9 @@ class Log:
         self._hb20 = memoryview(self._hb)[0:20]
         self._h3 = bytearray(3)
         self._c4 = bytearray(4)
-        self._win = None                         # reader window, allocated at the first read
+        self._win = None                         # reader window if the queue has no room
+        self._qwin = None                        # the queue's free end as the reader window
+        self._qwin_at = -1
         self._sp = 0                             # reader: where the last record found starts
         self._so = 0
         self._hold = 0                           # seq of an event whose snippet is capturing
@@ -441,6 +445,8 @@ class Log:
             if r.last > self.seq:
                 self.seq = r.last
         self.maintain(BOOT_ERASES)
+        gc.collect()                              # the recovery's tables: gone before the big
+                                                  # buffers of the Device are made
 
     def warm(self):
         """Make now the views programming will need (each piece length once; otherwise made
@@ -514,7 +520,7 @@ class Log:
         if not n:
             return
         st = bytearray(n)
-        gens = array("I", [0] * n)
+        gens = array("I", bytearray(4 * n))
         best = -1
         for k in range(n):
             s = self._header(r, k)
@@ -571,7 +577,7 @@ class Log:
             rest = BLOCK - o
             ok = True
             while rest > 0 and ok:               # the rest must be erased to append there
-                m = min(rest, BLOCK)
+                m = min(rest, WBUF)
                 mv = memoryview(win)[:m]
                 try:
                     self._read(r, k, mv, BLOCK - rest)
@@ -807,10 +813,13 @@ class Log:
             return False
         k = (r.head + 1) % r.n
         wb = self._wb
-        self._read(r, k, wb, 0)
-        if not _all_ff(wb, BLOCK):
-            r.nfree = 0                           # not erased after all (a cut erase): dirty
-            return False
+        o = 0
+        while o < BLOCK:                          # all erased? (4 reads of 1 KB)
+            self._read(r, k, wb, o)
+            if not _all_ff(wb, WBUF):
+                r.nfree = 0                       # not erased after all (a cut erase): dirty
+                return False
+            o += WBUF
         g = r.gen + 1                             # a small int in any real life (2^30 blocks)
         if g > _GEN_MAX or g < 1:
             g = 1                                 # only after a forged header: start again
@@ -847,7 +856,7 @@ class Log:
                 self._ok(now)
                 return 1
             rem = self._rend[0] - self._qo
-            fl = min(rem, BLOCK - r.wo - FOVH)
+            fl = min(rem, BLOCK - r.wo - FOVH, WBUF - FOVH)
             if self._qo == 0 and fl < rem and fl < P.REC_HDR:
                 r.wo = BLOCK                       # a first fragment carries the whole record
                 return 1                           # header (its seq): the next block instead
@@ -1019,6 +1028,15 @@ class Log:
 
     # --- reading -------------------------------------------------------------------------------
     def _window(self):
+        # The reader's window is the free end of the RAM queue (nothing is appended while a
+        # command reads: appends come from the main loop, which waits for the command), so a
+        # read allocates no 20 KB buffer (a GC pause on the board: samples lost). Only when the
+        # queue holds more than 4.5 KB is a window of its own made (then kept).
+        if len(self._q) - self._qn >= WINDOW:
+            if self._qwin is None or self._qwin_at != self._qn:
+                self._qwin = self._qmv[self._qn:]
+                self._qwin_at = self._qn
+            return self._qwin
         if self._win is None:
             self._win = bytearray(WINDOW)
         return self._win
@@ -1106,10 +1124,11 @@ class Log:
                 if wl < P.REC_HDR:                 # (never written so: no seq to continue)
                     wl = 0
                     continue
-                c[0] += 1                          # the record goes on in the next block
-                c[1] = 0
                 pend = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)
-                continue
+                if c[1] + FOVH + 1 > BLOCK:        # the record goes on in the next block
+                    c[0] += 1
+                    c[1] = 0
+                continue                           # (or in this one: fragments <= 1 KB)
             wl += fl
             if P.rec_check(win, 0, wl) != wl:
                 self.corrupt += 1

@@ -110,7 +110,8 @@ def event_record_bytes(kinds=("walk", "overload", "fall")):
 HEAVY_DAY = {"events": 50, "hi_events": 5, "alarms": 10, "summaries": 1, "sessions": 2,
              "security": 1, "config": 0.5, "gaps": 5}
 PART_BLOCKS = 1408          # firmware/flashlog.py PART_BLOCKS: 5.5 MiB of the 8 MB module
-BLOCK, HDR, FOVH = 4096, 24, 7    # firmware/flashlog.py: block, block header, fragment overhead
+BLOCK, HDR, FOVH, WBUF = 4096, 24, 7, 1024   # firmware/flashlog.py: block, block header,
+                                             # fragment overhead, fragment buffer
 REC_OVH = 16                # record header 12 + CRC 4 (protocol.py REC_HDR, REC_TRL)
 
 
@@ -146,11 +147,11 @@ def small_record_bytes():
 
 
 def _flash_bytes(payload):
-    """Bytes a record of `payload` bytes takes in a ring: the record, one fragment header per
-    block it touches (a record larger than the rest of a block is split), and on average half
-    a fragment's worth of block-tail waste is charged to the block header below."""
+    """Bytes a record of `payload` bytes takes in a ring: the record and 7 bytes per fragment
+    (fragments hold at most 1017 bytes and end at block ends)."""
     rec = payload + REC_OVH
-    frags = 1 + rec // (BLOCK - HDR - FOVH)
+    frags = 1 + rec // (WBUF - FOVH) + rec // (BLOCK - HDR)    # <= 1017 B each, and splits
+                                                               # at block ends
     return rec + frags * FOVH
 
 

@@ -257,6 +257,7 @@ def test_partition_layout_is_the_one_the_retention_bench_assumes():
     assert flashlog.PART_BLOCKS == 1408 and flashlog.BLOCK == 4096
     assert flashlog.layout(1408) == (704, 528, 176)
     assert flashlog.HDR == 24 and flashlog.FOVH == 7 and flashlog.RESERVE_MAX == 64
+    assert flashlog.WBUF == 1024
 
 
 def test_programming_allocates_nothing_once_warm():
