@@ -95,3 +95,14 @@ def test_schema_has_log_gaps(tmp_path):
     con = db.connect(tmp_path / "db.sqlite")
     cols = [r[1] for r in con.execute("PRAGMA table_info(log_gaps)")]
     assert cols[:4] == ["id", "device_id", "first_seq", "last_seq"] and "cause" in cols
+
+
+def test_events_lists_the_gaps(tmp_path, capsys):
+    from oimon.cli import main
+    dbp = tmp_path / "db.sqlite"
+    con = db.connect(dbp)
+    S.pull(con, FakeLink([_rec(s, P.K_ALARM, b"{}", T0 + s) for s in (1, 2, 50)]))
+    con.close()
+    assert main(["--db", str(dbp), "events"]) == 0
+    out = capsys.readouterr().out
+    assert "LOG GAP" in out and "47 log records #3-#49 (lost)" in out, out
