@@ -83,6 +83,9 @@ class Device:
     def __init__(self):
         self.cfg = config.load()
         self.cal = calib.load(CALIB_PATH)
+        # the log first: its recovery reads every block header of the partition, and the ADC's
+        # ring (512 samples) would overflow if it already ran (docs/device-log.md)
+        self.log = flashlog.Log(hal.STORAGE)
         self.src = hal.sensor()
         self.rate = self.src.RATE
         self.pipe = dsp.Pipeline(self.cal)
@@ -119,7 +122,7 @@ class Device:
         self.batch_first = 0
         self.events = []                     # events not yet sent (also logged)
         self.snip = flashlog.Snippet(self.rate)     # fed per sample: self.snip.push(out)
-        self.log = flashlog.Log(hal.STORAGE, self.snip)
+        self.log.snip = self.snip
         self.retighten_due = False           # the low-priority reminder (alarm wiring reads it)
         self.reminder = retighten_dev.Reminder()
         self.alarm = alarm.Alarm(hal.PWM(hal.Pin(board.BUZZER), freq=1000, duty_u16=0),
@@ -330,7 +333,9 @@ class Device:
             e["kind"] = e["event"]
             e["sample"] = e["n"]             # the host's name for the detector's sample index
             self.events.append(e)
-            self.log.event(json.dumps(e).encode())   # with the 1 s + 2 s snippet when it is ready
+            # the head now, its 1 s + 2 s snippet 2 s later (falls, worst overloads: "hi" ring)
+            pr = flashlog.priority(e, self.det.cfg[detect.CFG_COMP])
+            self.log.event(json.dumps(e).encode(), pr)
         self._alarm_for(code)
 
     # --- alarms, button, exercise sessions ------------------------------------------------------

@@ -42,6 +42,9 @@ def _info(dev):
         "auth_counter": c.get("auth_counter", 0),
         "key": auth.load_key() is not None,
         "log_seq": dev.log.seq,
+        "log_fill": dev.log.fill_pct(),
+        "log_lost": dev.log.lost(),
+        "log_full": dev.log.full,
     }
 
 
@@ -192,8 +195,10 @@ def _c_log(dev, a):
     if dev.stream and dev.batch_n:
         dev._batch_send()
     last = dev.log.read(since, cb, mx)
+    top = dev.log.horizon()             # records still in RAM (or an event's snippet) wait
     return P.S_OK, {"records": sent[0], "bytes": sent[1], "last": last, "seq": dev.log.seq,
-                    "more": sent[1] >= mx and last < dev.log.seq, "corrupt": dev.log.corrupt}
+                    "more": sent[1] >= mx and last < top, "pending": dev.log.seq - top,
+                    "corrupt": dev.log.corrupt, "lost": dev.log.lost()}
 
 
 def _c_ack(dev, a):

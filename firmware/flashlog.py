@@ -1,22 +1,35 @@
-# Device log: append-only, power-loss-safe records in segment files on littlefs.
-# Layout, budget and recovery: docs/device-log.md. Record layout: protocol.py (REC_*).
+# Device log: append-only, power-loss-safe records on a raw flash partition (esp32.Partition).
+# Layout, power-loss behaviour, budget and recovery: docs/device-log.md. Record layout:
+# protocol.py (REC_*), unchanged on the wire (C_LOG).
 #
 #   append() / event()   queue a record in RAM (never touches flash); returns its sequence number
-#   service()            called between samples: does ONE bounded step (see _STEP below)
-#   sync()               write everything queued now (commands, tests; not between samples)
-#   read(since, fn)      every complete record with seq > since, oldest first; corrupt ones skipped
+#   service(quiet)       called between samples: at most ONE bounded flash step: program <= 256 B
+#                        (one flash page) of the queue, or (only when quiet) erase one 4 KB block
+#   sync()               program everything queued now (commands, tests; never erases)
+#   read(since, fn, mx)  the durable records with seq > since, in seq order, bounded work
 #
-# A record is acknowledged (durable_seq) once the write that ends it has been flushed; a power
-# cut never loses an acknowledged record. Boot recovery keeps every complete record: it scans the
-# newest segment, takes the highest sequence number found, and starts a new segment when the old
-# one ends in a torn tail (readers skip the torn bytes: the CRC and the resync scan reject them).
-import os
+# The partition is split into three rings of 4 KB blocks: the journal (every record but the
+# snippets: events, daily summaries, exercise sessions, alarms, config, security), and two
+# snippet rings (K_SNIPPET: the 1 s + 2 s of samples of an event), "hi" for falls and the worst
+# overloads and "lo" for the rest, so a flood of events never rotates a summary or a fall away.
+# Each block starts with a header (magic, ring, generation, the seq of its first fragment, CRC);
+# records are split into fragments that never cross a block, each with its own CRC, and are
+# parsed only by walking lengths from the block start: a byte pattern inside a payload is never
+# looked at as a record (no resync scan), and a bad fragment costs the rest of its block.
+# Blocks are erased ahead of use (a reserve per ring) only when the caller says the device is
+# quiet; programming never waits for an erase.
+import gc
 import struct
 from array import array
 import micropython
 from micropython import const
 import hal
 from oimon_common import protocol as P
+
+try:
+    from binascii import crc32 as _crc32
+except ImportError:  # pragma: no cover
+    from zlib import crc32 as _crc32
 
 K_EVENT = P.K_EVENT
 K_SUMMARY = P.K_SUMMARY
@@ -25,36 +38,143 @@ K_CONFIG = P.K_CONFIG
 K_CALIB = P.K_CALIB
 K_RETIGHTEN = P.K_RETIGHTEN
 K_SECURITY = P.K_SECURITY
+K_SNIPPET = P.K_SNIPPET
+K_LOST = P.K_LOST
 
-SEG_SIZE = const(65536)        # a segment file is closed once it holds >= this many bytes
-BUDGET = const(4194304)        # all segments together: 4 MiB of the ~6 MB filesystem of an 8 MB board
-BLOCK = const(4096)            # one write: the flash's erase-block size
-QUEUE = const(24576)           # RAM queue: the largest event record (<= 18.5 KB) plus headroom
+BLOCK = const(4096)            # esp32.Partition's block = the flash's 4 KB erase sector
+PAGE = const(256)              # one program operation: at most one flash page
+HDR = const(24)                # block header: magic u32 | ring u8 | ver u8 | 0xFFFF | gen u32
+                               # | first_seq u32 | crc32 u32 (over 0..15) | retired u8 | 3 x 0xFF
+FOVH = const(7)                # fragment: type u8 | len u16 | data | crc32 u32 (type..data)
+WBUF = const(1024)             # the fragment buffer: fragments hold at most 1017 data bytes
+MAGIC = const(0x314C4F4F)      # "OOL1"
+VER = const(1)
+F_FULL = const(1)
+F_FIRST = const(2)
+F_MID = const(3)
+F_LAST = const(4)
+R_JOURNAL = const(0)
+R_HI = const(1)
+R_LO = const(2)
+PART_LABEL = "oimonlog"        # the partition (firmware/partitions.csv)
+PART_BLOCKS = const(1408)      # 5.5 MiB of the 8 MB flash (ESP32-S3-WROOM-1-N8, hardware/)
+FALLBACK_BLOCKS = const(256)   # 1 MiB file on littlefs when the board has no log partition
+QUEUE = const(24576)           # RAM queue: the largest snippet record (<= 18.5 KB) plus headroom
 QREC = const(256)              # records in the RAM queue at most
-FLUSH_MS = const(2000)         # a queued record is written at the latest after this long
-GAP_MS = const(50)             # at least this long between two writes (the ADC FIFO catches up)
-WINDOW = const(20480)          # reader window: the largest record fits
-_URGENT = (K_ALARM, K_CONFIG, K_CALIB, K_RETIGHTEN, K_SECURITY)
+FLUSH_MS = const(1000)         # a queued record is programmed at the latest after this long
+GAP_MS = const(5)              # at least this long between two flash operations
+ERASE_GAP_MS = const(1000)     # at most one 4 KB erase per second, and only when quiet
+BOOT_ERASES = const(8)         # erases done at boot, before sampling starts
+RESERVE_MAX = const(64)        # erased blocks kept ahead per ring: 1/8 of it, at most 256 KB
+_GEN_MAX = const(0x3FFFFFFF)
+MAXJUMP = const(65536)         # a record's seq is at most this far past the ring's previous one
+BACKOFF_MAX_MS = const(60000)  # failed flash operations retry after 50 ms, doubling to 60 s
+WINDOW = const(20032)          # reader window: the largest record (REC_MAX_PAYLOAD + 16) fits
+CAPTURE_MAX_MS = const(5000)   # a snippet capture not done by then (no samples) is cut short
+QUIET_N = const(3000)          # quiet = the last 3 s of the snippet ring unloaded:
+QUIET_AX = const(250)          #   |axial| < 50 N (wire units 0.2 N)
+QUIET_M = const(500)           #   |M_AP|, |M_ML| < 5 N*m (wire units 0.01 N*m)
+_URGENT = (K_ALARM, K_CONFIG, K_CALIB, K_RETIGHTEN, K_SECURITY, K_EVENT, K_LOST)
+
+_fc = getattr(hal, "flash_cost", None)    # the unix timing model (helper 11); None on the board
 
 
-class PosixFs:
-    """The storage the log uses: the VFS (littlefs on the ESP32). Tests substitute a double
-    that cuts power (tests/firmware/shims/powercut_fs.py)."""
+def _cost(op, n):
+    if _fc is not None:
+        _fc(op, n)
 
-    def open(self, path, mode):
-        return open(path, mode)
 
-    def listdir(self, path):
-        return os.listdir(path)
+def default_partition(folder):
+    """The log partition: hal.log_partition() if the HAL has one, the board's "oimonlog" data
+    partition, or (unix; a board flashed with a table without it) a FilePartition file."""
+    f = getattr(hal, "log_partition", None)
+    if f is not None:
+        p = f()
+        if p is not None:
+            return p, "hal"
+    try:
+        import esp32
+        ps = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=PART_LABEL)
+        if ps:
+            return ps[0], "partition"
+        blocks = FALLBACK_BLOCKS
+        kind = "littlefs-fallback"
+    except ImportError:
+        blocks = PART_BLOCKS
+        kind = "file"
+    import rawpart
+    return rawpart.FilePartition(folder.rstrip("/") + "/log.part", blocks), kind
 
-    def mkdir(self, path):
-        os.mkdir(path)
 
-    def remove(self, path):
-        os.remove(path)
+def priority(ev, comp=0):
+    """Snippet priority of an event dict (detector units, oimon_common.events): 1 (the "hi"
+    ring, kept longest) for a fall, and for an overload that exceeded the tension or moment
+    limit (O_WHICH bits 2, 4) or whose peak axial load reached 1.5 x the compression limit
+    `comp` (0.1 N); 0 (the "lo" ring) for the rest (overload starts included: the end report
+    carries the peaks)."""
+    k = ev.get("event") or ev.get("kind")
+    if k == "fall":
+        return 1
+    if k in ("overload_start", "overload_end"):
+        if (ev.get("which") or 0) & 6:
+            return 1
+        if comp > 0 and (ev.get("pk_ax") or 0) * 2 >= comp * 3:
+            return 1
+    return 0
 
-    def size(self, path):
-        return os.stat(path)[6]
+
+@micropython.viper
+def _all_ff(buf, n: int) -> int:
+    p = ptr8(buf)
+    i = 0
+    while i < n:
+        if p[i] != 0xFF:
+            return 0
+        i += 1
+    return 1
+
+
+@micropython.viper
+def _copy(dst, doff: int, src, soff: int, n: int):
+    # dst[doff:doff+n] = src[soff:soff+n], forward (safe for dst == src, doff <= soff)
+    d = ptr8(dst)
+    s = ptr8(src)
+    i = 0
+    while i < n:
+        d[doff + i] = s[soff + i]
+        i += 1
+
+
+@micropython.viper
+def _quiet(src, i: int, size: int, filled: int, n: int, ax: int, m: int) -> int:
+    # 1 if the last n samples of the ring (3 x i16 LE per sample, next write index i) are all
+    # within |axial| < ax and |moment| < m (wire units), 0 if not or fewer than n samples
+    if filled < n:
+        return 0
+    s = ptr8(src)
+    j = i
+    k = 0
+    while k < n:
+        j -= 1
+        if j < 0:
+            j = size - 1
+        q = j * 6
+        c = 0
+        while c < 3:
+            v = s[q] | (s[q + 1] << 8)
+            if v & 0x8000:
+                v = v - 0x10000
+            if v < 0:
+                v = 0 - v
+            if c == 0:
+                if v >= ax:
+                    return 0
+            elif v >= m:
+                return 0
+            q += 2
+            c += 1
+        k += 1
+    return 1
 
 
 # --- event snippet: 1 s before + 2 s after the trigger at the full sample rate --------------
@@ -200,355 +320,889 @@ class Snippet:
 # --- the log -------------------------------------------------------------------------------
 
 
-_WIN = None
+class _Ring:
+    """A circular run of blocks [base, base + n) of the partition. Positions (0..n-1) in ring
+    order: the used run ends at `head`; the `nfree` blocks after it are (believed) erased; the
+    rest, up to the run's tail, are dirty (to be erased before use)."""
+
+    def __init__(self, rid, base, n):
+        self.id = rid
+        self.base = base
+        self.n = n
+        self.head = n - 1
+        self.gen = 0
+        self.used = 0
+        self.nfree = 0
+        self.wo = BLOCK               # write offset in the head block (BLOCK: closed)
+        self.last = 0                 # highest seq recovered or written in this ring
+        self.reserve = max(2, min(RESERVE_MAX, n // 8))   # blocks kept erased ahead
+        self.garbage = 0              # blocks found with an invalid header at boot
+
+    def pos(self, k):
+        """Ring position of the k-th block of the run (0 = tail)."""
+        return (self.head - self.used + 1 + k) % self.n
+
+    def dirty(self):
+        return self.n - self.used - self.nfree
+
+    def info(self):
+        return {"blocks": self.n, "used": self.used, "free": self.nfree, "dirty": self.dirty(),
+                "garbage": self.garbage}
 
 
-def _segname(k):
-    return "%08d.seg" % k
+def layout(blocks):
+    """(journal, hi, lo) block counts of a partition of `blocks` blocks: 1/2, 3/8, the rest
+    (1408 blocks: 704, 528, 176; docs/device-log.md "Retention")."""
+    j = max(2, blocks // 2)
+    hi = max(2, blocks * 3 // 8)
+    return j, hi, blocks - j - hi
 
 
 class Log:
-    def __init__(self, folder, snippet=None, fs=None, seg_size=SEG_SIZE, budget=BUDGET,
-                 block=BLOCK, queue=QUEUE, clock=None):
-        self.dir = folder.rstrip("/") + "/log"
-        self.fs = fs or PosixFs()
+    def __init__(self, folder="", snippet=None, part=None, queue=QUEUE, clock=None,
+                 rings=None):
         self.snip = snippet
-        self.seg_size = seg_size
-        self.budget = budget
-        self.block = block
         self.clock = clock or hal.unix_time
+        if part is None:
+            part, self.storage = default_partition(folder or hal.STORAGE)
+        else:
+            self.storage = "given"
+        self.part = part
         self._q = bytearray(queue)
         self._qmv = memoryview(self._q)
         self._qn = 0
         self._rend = array("I", [0] * QREC)     # queue offset of each queued record's end
         self._rseq = array("I", [0] * QREC)
+        self._rring = bytearray(QREC)
         self._rn = 0
         self._urgent = False
         self._t_first = 0                        # ticks_ms of the oldest queued record
-        self._t_write = hal.ticks_ms()
-        self._f = None                           # the open segment being appended to
-        self._fsize = 0
-        self._fmid = False                       # the last write ended inside a record
+        self._t_op = hal.ticks_ms()              # last flash operation
+        self._t_erase = self._t_op
+        self._retry_at = self._t_op              # back-off after a failed operation
+        self._backoff = 0
+        self._wb = bytearray(WBUF)               # the fragment being programmed
+        self._page = bytearray(PAGE)             # the piece of it programmed now
+        self._pvs = [None] * (PAGE + 1)          # memoryview(_page)[:k], made once per k
+        self._wl = 0                             # its length (0: none)
+        self._wp = 0                             # bytes of it programmed
+        self._wfl = 0                            # its data length
+        self._wlast = False                      # it ends its record
+        self._qo = 0                             # bytes of queued record 0 in fragments so far
+        self._hb = bytearray(HDR)
+        self._hb20 = memoryview(self._hb)[0:20]
+        self._h3 = bytearray(3)
+        self._c4 = bytearray(4)
+        self._win = None                         # reader window if the queue has no room
+        self._qwin = None                        # the queue's free end as the reader window
+        self._qwin_at = -1
+        self._sp = 0                             # reader: where the last record found starts
+        self._so = 0
+        self._hold = 0                           # seq of an event whose snippet is capturing
+        self._snip_seq = 0                       # the seq reserved for that snippet
+        self._snip_prio = 0
+        self._hold_t = 0
         self.seq = 0                             # last sequence number given out
-        self.durable_seq = 0                     # last acknowledged (flushed) record
         self.dropped = 0                         # records refused: RAM queue full
-        self.corrupt = 0                         # corrupt stretches readers skipped
+        self.snip_dropped = 0                    # snippets refused: no erased block / queue
+        self.lost_pending = 0                    # dropped records not yet reported (K_LOST)
+        self._lost_from = 0
+        self._lost_to = 0
+        self.corrupt = 0                         # invalid fragments/records readers skipped
+        self.misplaced = 0                       # CRC-valid records with an out-of-place seq
         self.writes = 0
+        self.erases = 0
         self.errors = 0
-        self._recover()
-
-    # --- boot ------------------------------------------------------------------------------
-    def _recover(self):
+        self.full = False                        # the technical alarm condition (see stats)
+        self.full_count = 0                      # times it was raised
+        self.quiet = None                        # a callable or bool from the main loop
         try:
-            self.fs.mkdir(self.dir)
+            nb = part.ioctl(4, 0)
+            bs = part.ioctl(5, 0)
+        except Exception:
+            nb = 0
+            bs = BLOCK
+        if bs != BLOCK or not nb or nb < 6:
+            nb = 0
+        lay = rings or (layout(nb) if nb else (0, 0, 0))
+        self.rings = []
+        base = 0
+        for rid in (R_JOURNAL, R_HI, R_LO):
+            self.rings.append(_Ring(rid, base, lay[rid]))
+            base += lay[rid]
+        self.ok = nb > 0
+        if not self.ok:
+            self._raise_full()                    # no storage at all: the technical alarm
+        for r in self.rings:
+            try:
+                self._recover(r)
+            except Exception:                 # never raise at boot: the ring is treated dirty
+                self.errors += 1
+                r.head = r.n - 1
+                r.used = 0
+                r.nfree = 0
+                r.wo = BLOCK
+            if r.last > self.seq:
+                self.seq = r.last
+        self.maintain(BOOT_ERASES)
+        gc.collect()                              # the recovery's tables: gone before the big
+                                                  # buffers of the Device are made
+
+    def warm(self):
+        """Make now the views programming will need (each piece length once; otherwise made
+        at first use, at most 256 small allocations ever). Tests under heap_lock."""
+        for k in range(1, PAGE + 1):
+            if self._pvs[k] is None:
+                self._pvs[k] = memoryview(self._page)[0:k]
+        w = getattr(self.part, "warm", None)
+        if w is not None:
+            w()
+
+    # --- flash access ------------------------------------------------------------------------
+    def _read(self, r, k, buf, off):
+        _cost("read", len(buf))
+        self.part.readblocks(r.base + k, buf, off)
+
+    def _header(self, r, k):
+        """Read the header of ring position k: 1 live (gen, first_seq in self._hg/_hs), 2 blank,
+        3 retired, 0 invalid."""
+        hb = self._hb
+        try:
+            self._read(r, k, hb, 0)
         except OSError:
-            pass
-        self.segs = self._list()
-        self._sizes = {}
-        total = 0
-        for k in self.segs:
-            s = self.fs.size(self._path(k))
-            self._sizes[k] = s
-            total += s
-        self.total = total
-        # the highest sequence number: the newest segment with a valid record has it
-        self._append_ok = False
-        last = [0]
+            return 0
+        if _all_ff(hb, HDR):
+            return 2
+        m, rid, ver, _x, gen, fs = struct.unpack_from("<IBBHII", hb, 0)
+        if m != MAGIC or rid != r.id or ver != VER:
+            return 0
+        c = hb[16] | (hb[17] << 8) | (hb[18] << 16) | (hb[19] << 24)
+        if c != _crc32(memoryview(hb)[0:16]) & 0xFFFFFFFF:
+            return 0
+        self._hg = gen
+        self._hs = fs
+        return 1 if hb[20] == 0xFF else 3
 
-        def cb(b, o, ln, s):
-            last[0] = s
+    def _frag(self, r, k, o, dst, doff):
+        """The fragment at offset o of ring position k: its type (data into dst[doff:]) and
+        length in self._fl; 0 = erased (the end), -1 = invalid."""
+        if o + FOVH + 1 > BLOCK:
+            return 0
+        h = self._h3
+        try:
+            self._read(r, k, h, o)
+        except OSError:
+            return -1
+        ft = h[0]
+        fl = h[1] | (h[2] << 8)
+        if ft == 0xFF and fl == 0xFFFF:
+            return 0
+        if ft < F_FULL or ft > F_LAST or fl == 0 or o + FOVH + fl > BLOCK:
+            return -1
+        if dst is None or doff + fl > len(dst):
+            return -1
+        mv = memoryview(dst)[doff:doff + fl]
+        c4 = self._c4
+        try:
+            self._read(r, k, mv, o + 3)
+            self._read(r, k, c4, o + 3 + fl)
+        except OSError:
+            return -1
+        c = c4[0] | (c4[1] << 8) | (c4[2] << 16) | (c4[3] << 24)
+        if c != _crc32(mv, _crc32(h)) & 0xFFFFFFFF:
+            return -1
+        self._fl = fl
+        return ft
 
-        for k in reversed(self.segs):
-            good_end = self._scan(k, cb)
-            if last[0]:
-                self.seq = last[0]
-                if k == self.segs[-1] and good_end == self._sizes[k] and good_end < self.seg_size:
-                    self._append_ok = True       # clean tail: keep appending to it
+    # --- boot --------------------------------------------------------------------------------
+    def _recover(self, r):
+        n = r.n
+        if not n:
+            return
+        st = bytearray(n)
+        gens = array("I", bytearray(4 * n))
+        best = -1
+        for k in range(n):
+            s = self._header(r, k)
+            st[k] = s
+            if s == 1:
+                gens[k] = self._hg
+                if best < 0 or self._hg > gens[best]:
+                    best = k
+            elif s == 0:
+                r.garbage += 1
+        if best >= 0:
+            r.head = best
+            r.gen = gens[best]
+            used = 1
+            k = best
+            while used < n:
+                p = (k - 1) % n
+                if st[p] == 1 and gens[p] == (gens[k] - 1) & 0xFFFFFFFF:
+                    used += 1
+                    k = p
+                else:
+                    break                          # older blocks (a broken run): dirty
+            r.used = used
+        nf = 0
+        k = (r.head + 1) % n
+        while r.used + nf < n and st[k] == 2:
+            nf += 1
+            k = (k + 1) % n
+        r.nfree = nf
+        st = gens = None
+        if not r.used:
+            return
+        self._recover_last(r, r.head)
+
+    def _recover_last(self, r, k):
+        # block k (the head): where appending goes on, and the highest seq
+        self._header(r, k)
+        last = self._hs
+        o = HDR
+        win = self._wb
+        while True:
+            ft = self._frag(r, k, o, win, 0)
+            if ft <= 0:
                 break
-        self.durable_seq = self.seq
-        self.next_seg = self.segs[-1] + 1 if self.segs else 1
-
-    def _list(self):
-        out = []
-        for name in self.fs.listdir(self.dir):
-            if name.endswith(".seg") and len(name) == 12:
+            if (ft == F_FULL or ft == F_FIRST) and self._fl >= 8:
+                s = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)
+                if last < s <= last + MAXJUMP:
+                    last = s
+            o += FOVH + self._fl
+        r.last = last
+        if k != r.head:
+            r.wo = BLOCK
+        elif ft == 0:
+            rest = BLOCK - o
+            ok = True
+            while rest > 0 and ok:               # the rest must be erased to append there
+                m = min(rest, WBUF)
+                mv = memoryview(win)[:m]
                 try:
-                    out.append(int(name[:8]))
-                except ValueError:
-                    pass
-        out.sort()
-        return out
+                    self._read(r, k, mv, BLOCK - rest)
+                except OSError:
+                    ok = False
+                    break
+                ok = _all_ff(mv, m)
+                rest -= m
+            r.wo = o if ok else BLOCK
+        else:
+            r.wo = BLOCK                          # a torn or bad tail: the next block
+            self.corrupt += 1
 
-    def _path(self, k):
-        return self.dir + "/" + _segname(k)
-
-    # --- appending (RAM only) --------------------------------------------------------------
+    # --- appending (RAM only) ------------------------------------------------------------------
     def _reserve(self, maxlen):
         if self._rn >= QREC or self._qn + P.REC_HDR + maxlen + P.REC_TRL > len(self._q):
             return -1
         return self._qn + P.REC_HDR
 
-    def _seal(self, kind, ln, t=None):
-        o = self._qn
+    def _lose(self, n=1):
+        # a record that cannot be kept: its seq is used (a hole the host sees) and reported
         self.seq += 1
-        struct.pack_into("<BBHII", self._q, o, P.REC_MAGIC, kind, ln, self.seq,
+        if not self.lost_pending:
+            self._lost_from = self.seq
+        self._lost_to = self.seq
+        self.lost_pending += n
+        self._raise_full()
+
+    def _raise_full(self):
+        if not self.full:
+            self.full = True
+            self.full_count += 1
+
+    def _seal(self, kind, ln, t=None, seq=0, ring=R_JOURNAL):
+        o = self._qn
+        if not seq:
+            self.seq += 1
+            seq = self.seq
+        struct.pack_into("<BBHII", self._q, o, P.REC_MAGIC, kind, ln, seq,
                          (self.clock() if t is None else t) & 0xFFFFFFFF)
         end = o + P.REC_HDR + ln
         P.crc_put(self._q, o, end)
         end += P.REC_TRL
-        if not self._qn:
+        if not self._rn:
             self._t_first = hal.ticks_ms()
         self._qn = end
         self._rend[self._rn] = end
-        self._rseq[self._rn] = self.seq
+        self._rseq[self._rn] = seq
+        self._rring[self._rn] = ring
         self._rn += 1
         if kind in _URGENT:
             self._urgent = True
-        return self.seq
+        return seq
 
-    def append(self, kind, payload, t=None):
-        """Queue a record (bytes); returns its sequence number (0: queue full, dropped)."""
+    def append(self, kind, payload, t=None, ring=R_JOURNAL):
+        """Queue a record (bytes); returns its sequence number (0: queue full: the record is
+        counted in `dropped`, its seq is skipped and a K_LOST record reports it later)."""
         n = len(payload)
         if n > P.REC_MAX_PAYLOAD:
             raise ValueError("log record too long")
         p = self._reserve(n)
         if p < 0:
             self.dropped += 1
+            self._lose()
             return 0
         self._q[p:p + n] = payload
-        return self._seal(kind, n, t)
+        return self._seal(kind, n, t, 0, ring)
 
-    def event(self, head):
-        """An event (head: JSON bytes). With a Snippet being fed, capture starts now and the
-        record is queued once the 2 s after the trigger are in (returns 0); else (no snippet, one
-        already capturing, nothing pushed yet) it is queued at once without one."""
-        if self.snip is not None and self.snip.filled and self.snip.trigger(head):
-            return 0
-        return self._event(head, False)
-
-    def _event(self, head, with_snip):
+    def event(self, head, prio=0):
+        """An event (head: JSON bytes): queued at once (returns its seq). With a Snippet being
+        fed and free, the capture starts now: the head gets "snip": the seq reserved for the
+        K_SNIPPET record that follows 2 s later (ring hi if prio else lo). A second event
+        during a capture has no snippet of its own (it may raise the capture's priority)."""
+        s = self.snip
+        if s is not None and s.filled and not s.busy() and len(head) >= 2 and head[-1] == 0x7D:
+            n = len(head) + 24
+            p = self._reserve(2 + n)
+            if p < 0:
+                self.dropped += 1
+                self._lose()
+                return 0
+            seq = self.seq + 1
+            sn = b'%s"snip":%d}' % (b"," if len(head) > 2 else b"", seq + 1)
+            hl = len(head) - 1 + len(sn)
+            self._q[p] = hl & 0xFF
+            self._q[p + 1] = hl >> 8
+            self._q[p + 2:p + 1 + len(head)] = memoryview(head)[:len(head) - 1]
+            self._q[p + 1 + len(head):p + 2 + hl] = sn
+            self._seal(K_EVENT, 2 + hl)
+            self.seq += 1                          # reserved for the snippet
+            self._snip_seq = self.seq
+            self._snip_prio = prio
+            self._hold = seq
+            self._hold_t = hal.ticks_ms()
+            s.trigger(b"")
+            return seq
+        if s is not None and s.busy() and prio > self._snip_prio:
+            self._snip_prio = prio
         hl = len(head)
-        want = 2 + hl + (P.SNIP_HDR + 6 * self.snip.n if with_snip else 0)
-        if want > P.REC_MAX_PAYLOAD and with_snip:
-            self.snip.take(self._q, 0, 0)         # frees it; the event goes without snippet
-            with_snip = False
-            want = 2 + hl
-        p = self._reserve(want)
+        p = self._reserve(2 + hl)
         if p < 0:
             self.dropped += 1
-            if with_snip:
-                self.snip.take(self._q, 0, 0)     # frees it
+            self._lose()
             return 0
         self._q[p] = hl & 0xFF
         self._q[p + 1] = hl >> 8
         self._q[p + 2:p + 2 + hl] = head
-        e = p + 2 + hl
-        if with_snip:
-            e = self.snip.take(self._q, e, want - 2 - hl)
-            if e < 0:
-                e = p + 2 + hl
-        return self._seal(K_EVENT, e - p)
+        return self._seal(K_EVENT, 2 + hl)
 
-    # --- writing (bounded steps) -----------------------------------------------------------
+    def _take_snippet(self):
+        s = self.snip
+        ev = self._hold
+        seq = self._snip_seq
+        ring = R_HI if self._snip_prio else R_LO
+        self._hold = 0
+        want = 5 + P.SNIP_HDR + 6 * s.n
+        p = self._reserve(want)
+        if p < 0 or self.rings[ring].n == 0:
+            s.take(self._q, 0, 0)                 # frees it
+            self.snip_dropped += 1
+            self._raise_full()
+            self.lost_pending += 1
+            if self.lost_pending == 1:
+                self._lost_from = seq
+            self._lost_to = max(self._lost_to, seq)
+            return
+        struct.pack_into("<IB", self._q, p, ev, self._snip_prio)
+        e = s.take(self._q, p + 5, want - 5)
+        if e < 0:
+            e = p + 5
+        self._seal(K_SNIPPET, e - p, None, seq, ring)
+
+    # --- writing (bounded steps) -------------------------------------------------------------
     def pending(self):
         return self._qn
 
-    def service(self, force=False):
+    def horizon(self):
+        """The highest seq a reader may return: nothing past a record still in RAM or an
+        event whose snippet is being captured (C_LOG's `last` never jumps over one)."""
+        h = self.seq
+        if self._hold and self._hold - 1 < h:
+            h = self._hold - 1
+        i = 0
+        while i < self._rn:
+            if self._rseq[i] - 1 < h:
+                h = self._rseq[i] - 1
+            i += 1
+        return h
+
+    def durable_seq_get(self):
+        return self.horizon()
+
+    durable_seq = property(durable_seq_get)
+
+    def _is_quiet(self):
+        q = self.quiet
+        if q is not None:
+            return q() if callable(q) else bool(q)
+        s = self.snip
+        if s is None or s.busy():
+            return False
+        return bool(_quiet(s.buf, s.i, s.size, s.filled, min(QUIET_N, s.size), QUIET_AX, QUIET_M))
+
+    def service(self, force=False, quiet=None):
         """One bounded step between samples; returns 1 if it did something. A step is one of:
         take a finished event snippet into the queue (delta-encode 3000 samples, viper);
-        remove the oldest segment (over budget); open a new segment; write <= BLOCK bytes of
-        the queue and flush them. Writes wait for a full block, an urgent record (alarm,
-        config, calibration, retightening, security), FLUSH_MS, or force, and keep GAP_MS
-        between them."""
+        report dropped records (K_LOST); program <= 256 B (to the next page boundary) of the
+        fragment being written, or form the next fragment / start the next pre-erased block
+        (a 4 KB read to check it is erased, and a 20 B header program); or, when quiet and a
+        ring is below its erased reserve, erase ONE block. Programs wait for GAP_MS after the
+        previous operation and for a full page, an urgent record, FLUSH_MS or force."""
         s = self.snip
         if s is not None and s.ready:
-            self._event(s.head, True)
+            self._take_snippet()
             return 1
-        if not self._qn:
-            return 0
+        if self._hold and s is not None and s.left and \
+                hal.ticks_diff(hal.ticks_ms(), self._hold_t) > CAPTURE_MAX_MS:
+            s.n -= s.left                          # sampling stalled: keep what was captured
+            s.left = 0
+            s.ready = True
+            return 1
+        if self.lost_pending and self._rn < QREC - 1:
+            self._report_lost()
         now = hal.ticks_ms()
-        if not force:
-            if hal.ticks_diff(now, self._t_write) < GAP_MS:
-                return 0
-            if self._qn < self.block and not self._urgent \
-                    and hal.ticks_diff(now, self._t_first) < FLUSH_MS:
-                return 0
+        if hal.ticks_diff(now, self._retry_at) < 0:
+            return 0
+        if not force and hal.ticks_diff(now, self._t_op) < GAP_MS:
+            return 0
+        if self.erase_debt() and (quiet is not None or
+                                  hal.ticks_diff(now, self._t_erase) >= ERASE_GAP_MS):
+            self._t_erase = now
+            if quiet is None:
+                quiet = self._is_quiet()           # a 3 s look at the snippet ring, once a second
+            if quiet and self._erase_step(now):
+                return 1
+        if self._qn and (force or self._wl or self._qn >= PAGE or self._urgent
+                         or hal.ticks_diff(now, self._t_first) >= FLUSH_MS):
+            try:
+                if self._step(now):
+                    return 1
+            except OSError:
+                self._failed(now)
+                return 1
+        return 0
+
+    def _failed(self, now):
+        self.errors += 1
+        self._backoff = min(BACKOFF_MAX_MS, self._backoff * 2 if self._backoff else 50)
+        self._retry_at = hal.ticks_add(now, self._backoff)
+        self._t_op = now
+
+    def _ok(self, now):
+        self._backoff = 0
+        self._t_op = now
+
+    def _report_lost(self):
+        jr = self.rings[R_JOURNAL]
+        if not jr.n or (jr.nfree <= 0 and jr.wo + FOVH + 1 > BLOCK):
+            return                                # nowhere to put it yet: counted, kept
+        n = self.lost_pending
+        b = b'{"lost":%d,"from":%d,"to":%d,"dropped":%d,"snip_dropped":%d}' % (
+            n, self._lost_from, self._lost_to, self.dropped, self.snip_dropped)
+        p = self._reserve(len(b))
+        if p < 0:
+            return
+        self.lost_pending = 0
+        self._q[p:p + len(b)] = b
+        self._seal(K_LOST, len(b))
+
+    def _claim(self, r, now):
+        # start the next pre-erased block of ring r for queued record 0; False if none
+        if r.nfree <= 0:
+            return False
+        k = (r.head + 1) % r.n
+        wb = self._wb
+        o = 0
+        while o < BLOCK:                          # all erased? (4 reads of 1 KB)
+            self._read(r, k, wb, o)
+            if not _all_ff(wb, WBUF):
+                r.nfree = 0                       # not erased after all (a cut erase): dirty
+                return False
+            o += WBUF
+        g = r.gen + 1                             # a small int in any real life (2^30 blocks)
+        if g > _GEN_MAX or g < 1:
+            g = 1                                 # only after a forged header: start again
+        hb = self._hb
+        struct.pack_into("<IBBHII", hb, 0, MAGIC, r.id, VER, 0xFFFF, g, self._rseq[0])
+        P.crc_put(hb, 0, 16)
         try:
-            return self._step(now)
+            _cost("prog", 20)
+            self.part.writeblocks(r.base + k, self._hb20, 0)
         except OSError:
-            self.errors += 1                  # flash full or failing: keep the queue, retry later
-            self._close()
-            self._t_write = now
-            return 1
+            self._read(r, k, hb, 0)
+            if not _all_ff(hb, HDR):              # half a header: erase it (quiet) before use;
+                r.nfree = 0                       # the records wait in RAM meanwhile
+            raise
+        self.writes += 1
+        r.head = k
+        r.gen = g
+        r.used += 1
+        r.nfree -= 1
+        r.wo = HDR
+        return True
 
     def _step(self, now):
-        if self._f is None:
-            if self.total + self.seg_size > self.budget and len(self.segs) > 1:
-                self._drop_oldest()
+        if not self._wl:
+            rid = self._rring[0]
+            r = self.rings[rid]
+            if r.wo + FOVH + 1 > BLOCK:
+                if not self._claim(r, now):
+                    if rid != R_JOURNAL or r.n == 0:
+                        self._drop_head()          # a snippet with no erased block: dropped
+                        return 1
+                    self._raise_full()             # the journal waits in RAM for an erase
+                    return 0
+                self._ok(now)
                 return 1
-            if self._append_ok:
-                k = self.segs[-1]
-                self._f = self.fs.open(self._path(k), "ab")
-                self._fsize = self._sizes[k]
-                self._append_ok = False
+            rem = self._rend[0] - self._qo
+            fl = min(rem, BLOCK - r.wo - FOVH, WBUF - FOVH)
+            if self._qo == 0 and fl < rem and fl < P.REC_HDR:
+                r.wo = BLOCK                       # a first fragment carries the whole record
+                return 1                           # header (its seq): the next block instead
+            if self._qo == 0:
+                ft = F_FULL if fl == rem else F_FIRST
             else:
-                k = self.next_seg
-                self.next_seg += 1
-                self._f = self.fs.open(self._path(k), "wb")
-                self.segs.append(k)
-                self._sizes[k] = 0
-                self._fsize = 0
-            self._fmid = False
-            return 1
-        k = self._qn
-        if k > self.block:
-            k = self.block
-        if self._fsize >= self.seg_size:
-            if not self._fmid:                # segment full at a record boundary: next one
-                self._close()
-                return self._step(now)
-            e = self._rend[0]                 # finish the record in this segment first
-            if e < k:
-                k = e
-        self._f.write(self._qmv[:k])
-        self._f.flush()
+                ft = F_LAST if fl == rem else F_MID
+            wb = self._wb
+            wb[0] = ft
+            wb[1] = fl & 0xFF
+            wb[2] = fl >> 8
+            _copy(wb, 3, self._q, self._qo, fl)
+            P.crc_put(wb, 0, 3 + fl)
+            self._wl = FOVH + fl
+            self._wp = 0
+            self._wfl = fl
+            self._wlast = fl == rem
+        r = self.rings[self._rring[0]]
+        a = r.wo + self._wp
+        k = min(self._wl - self._wp, PAGE - (a % PAGE))
+        pv = self._pvs[k]
+        if pv is None:
+            pv = self._pvs[k] = memoryview(self._page)[0:k]
+        _copy(self._page, 0, self._wb, self._wp, k)
+        try:
+            _cost("prog", k)
+            self.part.writeblocks(r.base + r.head, pv, a)
+        except OSError:
+            # reuse the same place if it is still erased or holds a prefix of what we meant;
+            # garbled: this block is closed and the record is written whole in the next one
+            if not self._same(r, a, self._wp, k):
+                r.wo = BLOCK
+                self._wl = 0
+                self._qo = 0
+            raise
         self.writes += 1
-        self._t_write = now
-        self._fsize += k
-        self.total += k
-        self._sizes[self.segs[-1]] = self._fsize
-        self._consume(k)
+        self._ok(now)
+        self._wp += k
+        if self._wp >= self._wl:
+            r.wo += self._wl
+            self._qo += self._wfl
+            self._wl = 0
+            if self._wlast:
+                if self._rseq[0] > r.last:
+                    r.last = self._rseq[0]
+                self._consume()
         return 1
 
-    def _consume(self, k):
-        # k bytes of the queue are on flash: acknowledge the records they complete, shift down
-        rn = self._rn
+    def _same(self, r, a, wp, k):
+        # after a failed program: are the k bytes at a still programmable with our bytes?
+        buf = bytearray(k)
+        try:
+            self._read(r, r.head, buf, a)
+        except OSError:
+            return False
+        w = self._wb
         i = 0
-        while i < rn and self._rend[i] <= k:
-            self.durable_seq = self._rseq[i]
+        while i < k:
+            if buf[i] & w[wp + i] != w[wp + i]:
+                return False
             i += 1
-        self._fmid = not (i > 0 and self._rend[i - 1] == k)
+        return True
+
+    def _drop_head(self):
+        self.snip_dropped += 1
+        self._raise_full()
+        s = self._rseq[0]
+        if not self.lost_pending:
+            self._lost_from = s
+        self._lost_to = max(self._lost_to, s)
+        self.lost_pending += 1
+        self._qo = 0
+        self._wl = 0
+        self._consume()
+
+    def _consume(self):
+        k = self._rend[0]
+        rn = self._rn
         j = 0
+        i = 1
         while i < rn:
             self._rend[j] = self._rend[i] - k
             self._rseq[j] = self._rseq[i]
+            self._rring[j] = self._rring[i]
             i += 1
             j += 1
         self._rn = j
         rest = self._qn - k
         if rest:
-            self._q[0:rest] = self._qmv[k:self._qn]
+            _copy(self._q, 0, self._q, k, rest)
         self._qn = rest
+        self._qo = 0
         if not rest:
             self._urgent = False
-            self._fmid = False
+            if self.full and not self.lost_pending and self._space_ok():
+                self.full = False
         else:
             self._t_first = hal.ticks_ms()
 
-    def _drop_oldest(self):
-        k = self.segs.pop(0)
-        self.fs.remove(self._path(k))
-        self.total -= self._sizes.pop(k, 0)
+    def _space_ok(self):
+        for r in self.rings:
+            if r.n and r.nfree == 0 and r.wo + FOVH + 1 > BLOCK:
+                return False
+        return True
 
-    def _close(self):
-        if self._f is not None:
+    def erase_debt(self):
+        """Blocks that erases would bring the rings up to their reserve."""
+        d = 0
+        for r in self.rings:
+            if r.nfree < r.reserve:
+                d += r.reserve - r.nfree
+        return d
+
+    def _erase_step(self, now):
+        self._t_erase = now
+        for r in self.rings:
+            if not r.n or r.nfree >= r.reserve:
+                continue
+            if not r.dirty():
+                if r.used <= 1:
+                    continue
+                r.used -= 1                       # rotation: the oldest block goes
+            k = (r.head + 1 + r.nfree) % r.n
             try:
-                self._f.close()
+                _cost("erase", BLOCK)
+                self.part.ioctl(6, r.base + k)
             except OSError:
-                pass
-            self._f = None
+                self._failed(now)
+                return 1
+            self.erases += 1
+            self._ok(now)
+            r.nfree += 1
+            if self.full and not self._qn and not self.lost_pending and self._space_ok():
+                self.full = False
+            return 1
+        return 0
 
-    def sync(self, limit=10000):
-        """Write everything queued now (and take a ready snippet). Not for the sampling loop."""
-        while (self._qn or (self.snip is not None and self.snip.ready)) and limit:
-            self.service(True)
+    def maintain(self, n=1000000):
+        """Up to n erases now (boot before sampling starts, tests, a wipe): not for the loop."""
+        k = 0
+        while k < n and self.erase_debt():
+            if not self._erase_step(hal.ticks_ms()):
+                break
+            k += 1
+        return k
+
+    def sync(self, limit=100000):
+        """Program everything queued now (and take a ready snippet). Never erases: a ring with
+        no erased block left keeps its records queued. Not for the sampling loop."""
+        while limit:
+            if self.snip is not None and self.snip.ready:
+                self._take_snippet()
+            if not self._qn:
+                if self.lost_pending:
+                    self._report_lost()
+                    if not self._qn:
+                        break
+                else:
+                    break
+            self._retry_at = hal.ticks_ms()
+            try:
+                if not self._step(hal.ticks_ms()):
+                    break
+            except OSError:
+                self._failed(hal.ticks_ms())
+                break
             limit -= 1
-        return self.durable_seq
+        return self.horizon()
 
-    # --- reading ---------------------------------------------------------------------------
-    def _scan(self, k, fn, since=0):
-        """Call fn(buf, off, length, seq) for each valid record of segment k with seq > since.
-        Corrupt or torn stretches are skipped (self.corrupt counts them). Returns the file
-        offset just past the last valid record."""
-        try:
-            f = self.fs.open(self._path(k), "rb")
-        except OSError:
-            return 0
-        global _WIN
-        if _WIN is None:
-            _WIN = bytearray(WINDOW)          # allocated once, shared: no heap fragmentation
-        buf = _WIN
-        mv = memoryview(buf)
-        n = 0
-        off = 0
-        base = 0
-        eof = False
-        good_end = 0
-        bad = False
-        try:
-            while True:
-                if off:
-                    buf[0:n - off] = mv[off:n]
-                    base += off
-                    n -= off
-                    off = 0
-                if not eof and n < WINDOW:
-                    r = f.readinto(mv[n:])
-                    if not r:
-                        eof = True
-                    else:
-                        n += r
-                if n == 0:
-                    break
-                while off < n:
-                    r = P.rec_check(buf, off, n)
-                    if r == 0 and not eof and n - off < WINDOW:
-                        break                     # read more
-                    if r <= 0:
-                        if not bad:
-                            self.corrupt += 1
-                            bad = True
-                        off += 1
-                        continue
-                    bad = False
-                    seq = buf[off + 4] | (buf[off + 5] << 8) | (buf[off + 6] << 16) | (buf[off + 7] << 24)
-                    if seq > since:
-                        fn(buf, off, r, seq)
-                    off += r
-                    good_end = base + off
-                if eof and off >= n:
-                    break
-        finally:
-            f.close()
-        return good_end
+    # --- reading -------------------------------------------------------------------------------
+    def _window(self):
+        # The reader's window is the free end of the RAM queue (nothing is appended while a
+        # command reads: appends come from the main loop, which waits for the command), so a
+        # read allocates no 20 KB buffer (a GC pause on the board: samples lost). Only when the
+        # queue holds more than 4.5 KB is a window of its own made (then kept).
+        if len(self._q) - self._qn >= WINDOW:
+            if self._qwin is None or self._qwin_at != self._qn:
+                self._qwin = self._qmv[self._qn:]
+                self._qwin_at = self._qn
+            return self._qwin
+        if self._win is None:
+            self._win = bytearray(WINDOW)
+        return self._win
+
+    def _seek(self, r, since):
+        # the run index of the last block whose header first_seq <= since (binary search): the
+        # record since + 1 starts there or later
+        lo = 0
+        hi = r.used - 1
+        best = 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if self._header(r, r.pos(mid)) == 1 and self._hs <= since:
+                best = mid
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def _next(self, r, c, since, win):
+        """The next valid record of ring r after cursor c = [run index, offset, last seq] with
+        seq > since: its seq (the record in win[0:self._rl]), 0 at the end of the ring."""
+        wl = 0
+        pend = 0
+        while c[0] < r.used:
+            k = r.pos(c[0])
+            if c[1] == 0:
+                if self._header(r, k) != 1:
+                    c[0] += 1
+                    wl = 0
+                    continue
+                c[1] = HDR
+                bs = self._hs
+                if wl and bs != pend:
+                    wl = 0                         # the continuation is not this block's
+                if c[2] == 0 or bs > c[2] + MAXJUMP:
+                    c[2] = bs - 1 if bs else 0
+                self._bs = bs
+            o = c[1]
+            h = self._h3
+            if o + FOVH + 1 > BLOCK:
+                ft = 0
+            else:
+                try:
+                    self._read(r, k, h, o)
+                    ft = h[0]
+                except OSError:
+                    ft = -1
+            if ft == 0xFF:
+                ft = 0
+            elif ft in (F_FULL, F_FIRST):
+                ft = self._frag(r, k, o, win, 0)
+                if ft > 0:
+                    wl = 0
+                    self._sp = c[0]                # where this record starts (for _reread)
+                    self._so = o
+            elif ft in (F_MID, F_LAST):
+                if wl:
+                    ft = self._frag(r, k, o, win, wl)
+                else:
+                    ft = self._frag(r, k, o, win, 0)
+                    if ft > 0:
+                        ft = -2
+            else:
+                ft = -1
+            if ft == 0:
+                c[0] += 1
+                c[1] = 0
+                if wl:
+                    pend = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)
+                continue
+            if ft == -2:                           # an orphan continuation: its start rotated
+                c[1] = o + FOVH + self._fl
+                continue
+            if ft < 0:
+                self.corrupt += 1
+                c[0] += 1
+                c[1] = 0
+                wl = 0
+                continue
+            fl = self._fl
+            c[1] = o + FOVH + fl
+            if ft == F_FIRST or ft == F_MID:
+                wl += fl
+                if wl < P.REC_HDR:                 # (never written so: no seq to continue)
+                    wl = 0
+                    continue
+                pend = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)
+                if c[1] + FOVH + 1 > BLOCK:        # the record goes on in the next block
+                    c[0] += 1
+                    c[1] = 0
+                continue                           # (or in this one: fragments <= 1 KB)
+            wl += fl
+            if P.rec_check(win, 0, wl) != wl:
+                self.corrupt += 1
+                wl = 0
+                continue
+            s = win[4] | (win[5] << 8) | (win[6] << 16) | (win[7] << 24)
+            if s <= c[2] or s > c[2] + MAXJUMP:
+                self.misplaced += 1                # CRC-valid but out of place: ignored
+                wl = 0
+                continue
+            c[2] = s
+            wl = 0
+            if s > since:
+                self._rl = P.REC_HDR + (win[2] | (win[3] << 8)) + P.REC_TRL
+                return s
+        return 0
 
     def read(self, since, fn, max_bytes=0):
-        """fn(buf, off, length, seq) for every complete record with seq > since, oldest first
-        (queued ones are synced first). Stops after max_bytes (0 = no limit); returns the seq of
-        the last record passed to fn."""
-        self.sync()
-        if self._f is not None:               # synced: it ends at a record boundary
-            self._close()
-            self._append_ok = True
-        st = [since, 0, False]
-
-        def cb(buf, off, ln, seq):
-            if st[2] or seq <= st[0]:
-                return
-            fn(buf, off, ln, seq)
-            st[0] = seq
-            st[1] += ln
-            if max_bytes and st[1] >= max_bytes:
-                st[2] = True
-
-        for k in list(self.segs):
-            if st[2]:
+        """fn(buf, off, length, seq) for every durable record with seq > since, in seq order (a
+        merge of the rings), up to the horizon (nothing in RAM is returned). Stops after
+        max_bytes (0 = no limit). Work: a binary search per ring (log2 of its blocks header
+        reads), at most one block of records skipped per ring, then each record read twice
+        (peek for the merge, then deliver: 3 reads per fragment). Returns the seq of the last record
+        passed to fn (or `since`)."""
+        win = self._window()
+        top = self.horizon()
+        floor = 0
+        jr = self.rings[R_JOURNAL]
+        if jr.used and self._header(jr, jr.pos(0)) == 1:
+            floor = self._hs                       # snippets older than the journal: dropped
+        curs = []
+        peek = []
+        starts = []
+        for r in self.rings:
+            if not r.used:
+                curs.append(None)
+                peek.append(0)
+                starts.append(None)
+                continue
+            c = [self._seek(r, since), 0, 0]
+            curs.append(c)
+            peek.append(self._next(r, c, since, win))
+            starts.append((self._sp, self._so))
+        sent = 0
+        last = since
+        while True:
+            best = -1
+            for i in range(3):
+                p = peek[i]
+                if p and p <= top and (best < 0 or p < peek[best]):
+                    best = i
+            if best < 0:
                 break
-            self._scan(k, cb, st[0])
-        return st[0]
+            r = self.rings[best]
+            s = peek[best]
+            # re-read the record: step back is not possible, so peek again from a copy
+            c = curs[best]
+            if s > last:
+                sp, so = starts[best]
+                ok = self._next(r, [sp, so, s - 1], s - 1, win) == s     # read it again
+                if ok and not (best != R_JOURNAL and floor and s < floor):
+                    fn(win, 0, self._rl, s)
+                    sent += self._rl
+                    last = s
+            peek[best] = self._next(r, c, s, win)
+            starts[best] = (self._sp, self._so)
+            if max_bytes and sent >= max_bytes:
+                break
+        return last
 
     def since(self, seq):
-        """[(seq, kind, t, payload bytes)] of the records after seq (tests, small logs)."""
+        """[(seq, kind, t, payload bytes)] of the records after seq (tests, small logs): syncs
+        first."""
+        self.sync()
         out = []
 
         def cb(buf, off, ln, s):
@@ -559,26 +1213,60 @@ class Log:
         return out
 
     def wipe(self):
-        """Delete every record; sequence numbers go on (the wipe record keeps the count)."""
+        """Delete every record; sequence numbers go on: a K_SECURITY {"wiped": last seq} record
+        in a fresh journal block first, then every other block is retired (one byte programmed
+        in its header), newest first, so a power cut in between never brings old blocks back
+        as part of the journal. The erases follow later (quiet periods). A command: it stalls."""
         upto = self.seq
         self._qn = 0
         self._rn = 0
+        self._qo = 0
+        self._wl = 0
         self._urgent = False
+        self._hold = 0
         if self.snip is not None:
             self.snip.head = None
             self.snip.ready = False
             self.snip.left = 0
-        self._close()
-        self._append_ok = False
+        jr = self.rings[R_JOURNAL]
+        old = [(r, r.used, r.head) for r in self.rings]
+        jr.wo = BLOCK
+        if jr.nfree == 0:
+            self.maintain(1)
         self.append(K_SECURITY, b'{"wiped":%d}' % upto)
-        self.sync()                           # in a new segment: durable before the removals
-        for k in self.segs[:-1]:
-            self.fs.remove(self._path(k))
-            self.total -= self._sizes.pop(k, 0)
-        self.segs = self.segs[-1:]
+        self.sync()
+        one = bytearray(1)
+        for r, used, head in old:
+            keep_new = r is jr and r.used > used
+            for j in range(used):
+                k = (head - j) % r.n
+                try:
+                    _cost("prog", 1)
+                    self.part.writeblocks(r.base + k, one, 20)
+                except OSError:
+                    self.errors += 1
+            if keep_new:
+                r.used = 1
+            else:
+                r.used = 0
+                r.wo = BLOCK
         return upto
 
     def stats(self):
-        return {"seq": self.seq, "durable": self.durable_seq, "queued": self._qn,
-                "segments": len(self.segs), "bytes": self.total, "dropped": self.dropped,
-                "corrupt": self.corrupt, "writes": self.writes, "errors": self.errors}
+        """Counters for C_INFO / status and the technical alarm (`full`)."""
+        return {"seq": self.seq, "durable": self.horizon(), "queued": self._qn,
+                "dropped": self.dropped, "snip_dropped": self.snip_dropped,
+                "lost_pending": self.lost_pending, "full": self.full,
+                "full_count": self.full_count, "corrupt": self.corrupt,
+                "misplaced": self.misplaced, "writes": self.writes, "erases": self.erases,
+                "errors": self.errors, "erase_debt": self.erase_debt(), "storage": self.storage,
+                "rings": [[r.n, r.used, r.nfree] for r in self.rings]}
+
+    def fill_pct(self):
+        """How full the journal ring is (the records kept longest), percent."""
+        r = self.rings[R_JOURNAL]
+        return (100 * r.used // r.n) if r.n else 100
+
+    def lost(self):
+        """Records the log could not keep (queue full, no erased block), since boot."""
+        return self.dropped + self.snip_dropped

@@ -497,9 +497,12 @@ K_CALIB = const(5)
 K_RETIGHTEN = const(6)
 K_SECURITY = const(7)
 K_GAP = const(8)                # samples lost in acquisition: {"first": n, "lost": k} (JSON)
+_K_CORE_LAST = const(8)         # kinds 1..8 (8: the acquisition gap record, issue 11)
+K_SNIPPET = const(14)           # an event's samples: ev_seq u32 | prio u8 | snippet (below)
+K_LOST = const(15)              # records the device could not keep: {"lost","from","to",...}
 KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG: "config",
               K_CALIB: "calibration", K_RETIGHTEN: "retightening", K_SECURITY: "security",
-              K_GAP: "gap"}
+              K_GAP: "gap", K_SNIPPET: "snippet", K_LOST: "lost"}
 
 
 def rec_check(buf, off, n):
@@ -507,7 +510,8 @@ def rec_check(buf, off, n):
     plausible record (need more bytes), -1 if the bytes at off are not a valid record."""
     if n - off < REC_HDR + REC_TRL:
         return 0 if buf[off] == REC_MAGIC or n == off else -1
-    if buf[off] != REC_MAGIC or buf[off + 1] == 0 or buf[off + 1] > K_SECURITY:
+    k = buf[off + 1]
+    if buf[off] != REC_MAGIC or k == 0 or (k > _K_CORE_LAST and k != K_SNIPPET and k != K_LOST):
         return -1
     ln = buf[off + 2] | (buf[off + 3] << 8)
     if ln > REC_MAX_PAYLOAD:
@@ -608,6 +612,18 @@ def unpack_event(payload):
     else:
         raise ValueError("unknown snippet encoding %d" % enc)
     return head, {"rate": rate, "pre": pre, "n": n, "rows": rows}
+
+
+def unpack_snippet(payload):
+    """Host side: (event seq, priority, snippet dict or None) of a K_SNIPPET payload (an empty
+    snippet: the capture was lost); ValueError if bad."""
+    payload = bytes(payload)
+    if len(payload) < 5:
+        raise ValueError("short snippet record")
+    ev, prio = struct.unpack_from("<IB", payload, 0)
+    if len(payload) == 5:
+        return ev, prio, None
+    return ev, prio, unpack_event(b"\x02\x00{}" + payload[5:])[1]
 
 
 def unpack_log_chunk(payload):

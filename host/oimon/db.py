@@ -110,9 +110,27 @@ MIGRATIONS = [
         UNIQUE(device_id, seq)
     );
     """,
+    # 5: gaps in the device log's sequence found by `oimon sync` (records rotated away before a
+    # sync, refused by a full log, or event snippets thinned), docs/database.md "log_gaps"
+    """
+    CREATE TABLE log_gaps (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        snippets INTEGER NOT NULL DEFAULT 0,
+        t_before INTEGER,
+        t_after INTEGER,
+        cause TEXT NOT NULL,
+        found_at INTEGER NOT NULL,
+        UNIQUE(device_id, first_seq)
+    );
+    CREATE INDEX log_gaps_device ON log_gaps(device_id, first_seq);
+    """,
 ]
 MIGRATIONS.append(
-    # 5: config_change is the journal of every authenticated device change (config set,
+    # 6: config_change is the journal of every authenticated device change (config set,
     # retighten record, calibrate, exercise plan), written BEFORE the command is sent
     # (status 'sent'), then 'accepted' / deleted when refused / 'unconfirmed' when the device
     # did not answer: a change the device accepted is never missing (docs/database.md)
@@ -437,3 +455,22 @@ def add_event(con, device_id, ev, recording_id=None):
                 "VALUES (?,?,?,?,?,?)",
                 (device_id, recording_id, ev.get("kind", "?"), ev.get("t"), ev.get("sample"),
                  json.dumps(ev, sort_keys=True)))
+
+
+def add_log_gap(con, device_id, gap):
+    """Store one gap of the device log's sequence (a dict with the log_gaps columns); a gap
+    already stored (same device and first seq) is kept as it is."""
+    con.execute("INSERT OR IGNORE INTO log_gaps(device_id, first_seq, last_seq, n, snippets, "
+                "t_before, t_after, cause, found_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (device_id, gap["first_seq"], gap["last_seq"], gap["n"], gap.get("snippets", 0),
+                 gap.get("t_before"), gap.get("t_after"), gap["cause"], gap["found_at"]))
+
+
+def log_gaps(con, device_id=None):
+    """The stored log gaps (oldest first) as dicts, of one device or all."""
+    q = "SELECT * FROM log_gaps"
+    a = ()
+    if device_id is not None:
+        q += " WHERE device_id = ?"
+        a = (device_id,)
+    return [dict(r) for r in con.execute(q + " ORDER BY device_id, first_seq", a)]

@@ -231,6 +231,7 @@ class Link:
         records = []
         parts = {}
         stats = {"corrupt": 0, "commands": 0}
+        waits = 0
         while True:
             r = self.command(P.C_LOG, {"since": since, "max": max_bytes},
                              timeout=timeout or max(self.timeout, 10.0))
@@ -261,6 +262,15 @@ class Link:
             stats["corrupt"] += len(parts)
             parts.clear()
             last = r.get("last", since) if isinstance(r, dict) else since
+            if isinstance(r, dict) and not r.get("more") and isinstance(r.get("pending"), int) \
+                    and r["pending"] > 0 and waits < 10:
+                # records still in the device's RAM queue (or an event's snippet being
+                # captured): the main loop programs them within about a second
+                waits += 1
+                time.sleep(0.3)
+                if isinstance(last, int) and last > since:
+                    since = last
+                continue
             if not isinstance(r, dict) or not r.get("more") or not isinstance(last, int) \
                     or last <= since:
                 break

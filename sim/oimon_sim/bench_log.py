@@ -2,13 +2,13 @@
 
   power_cuts(n)             power-cut soak of firmware/flashlog.py on the i386 MicroPython
   wire_bytes_per_sample()   stream bytes per calibrated sample, measured from real frames
-  event_record_bytes()      flash bytes of event records with their 3 s snippet (sim loads)
-  flash_budget()            days of events and summaries the 1 MB log budget holds
+  event_record_bytes()      bytes of an event's 3 s snippet record (sim loads, MicroPython)
+  retention()               days each log ring keeps on a heavy day, from the on-flash format
   fuzz_firmware(n)          mutated/random frames into the firmware parser (MicroPython)
   fuzz_commands(n)          garbled command payloads into cmds.handle (MicroPython)
   fuzz_host(n)              mutated/random frames into the host decoder (CPython)
 
-`python -m oimon_sim.bench_log powercut|fuzz|wire|budget|all [options]` prints JSON and exits 1
+`python -m oimon_sim.bench_log powercut|fuzz|wire|retention|all [options]` prints JSON and exits 1
 when a check fails (`make powercut-soak`, `make fuzz`)."""
 import argparse
 import json
@@ -76,26 +76,94 @@ def event_record_bytes(kinds=("walk", "overload", "fall")):
     return out
 
 
-# Realistic daily record counts (docs/device-log.md): a Phase III/full-weight-bearing user.
-DAY_TYPICAL = {"events": 10, "alarms": 2, "summaries": 1, "config": 0.1, "security": 0.1,
-               "retightening": 0.02}
-DAY_HEAVY = {"events": 50, "alarms": 10, "summaries": 1, "config": 0.5, "security": 1,
-             "retightening": 0.02}
-SMALL_RECORD = {"alarms": 16 + 60, "summaries": 16 + 600, "config": 16 + 200, "security": 16 + 80,
-                "retightening": 16 + 80}
+# --- retention (issue 14: >= 100 days of events, daily summaries, exercise sessions) --------
+# A heavy day (docs/device-log.md "Retention"): 50 events (the issue's figure), of which 5 are
+# falls or the worst overloads (snippets in the "hi" ring), 10 alarm records, 1 daily summary,
+# 2 exercise sessions, 1 security, 0.5 config records, 5 acquisition-gap records.
+HEAVY_DAY = {"events": 50, "hi_events": 5, "alarms": 10, "summaries": 1, "sessions": 2,
+             "security": 1, "config": 0.5, "gaps": 5}
+PART_BLOCKS = 1408          # firmware/flashlog.py PART_BLOCKS: 5.5 MiB of the 8 MB module
+BLOCK, HDR, FOVH, WBUF = 4096, 24, 7, 1024   # firmware/flashlog.py: block, block header,
+                                             # fragment overhead, fragment buffer
+REC_OVH = 16                # record header 12 + CRC 4 (protocol.py REC_HDR, REC_TRL)
 
 
-def flash_budget(budget=4 << 20, seg=1 << 16, event_bytes=None):
-    if event_bytes is None:
+def _json_len(obj):
+    return len(json.dumps(obj).encode())       # MicroPython's json.dumps has the same separators
+
+
+def small_record_bytes():
+    """Payload sizes of the small records from the firmware's own dict layouts with the largest
+    realistic values (oimon_common.events for events, app.daily_summary, exercise.summary)."""
+    from oimon_common import events as E
+    ovl = E.event(123456789, 2, [2, 123456000, 123456019, 123458000, 2000, 5, 23456, -1234, 9876,
+                                 5432, 98765432, 123456, 12345, 0, 123458020, 0])
+    fall = E.event(123456789, 4, [123450000, 123451000, 123452000, 123453000, 12345, -2345, 23456,
+                                  123456, 9876, 5432, 98765432, 1234, 3000, 321])
+    evs = []
+    for e in (ovl, fall):
+        e = dict(e)
+        e.update({"t": 1767225600, "kind": e["event"], "sample": e["n"]})
+        evs.append(2 + _json_len(e) - 1 + len(',"snip":4294967295}'))
+    daily = {"kind": "daily", "day": 20454, "partial": False, "bw": 7355, "rate": 1000,
+             "hist": [123456789] * 11}
+    for k in E.ACT_FIELDS:
+        daily[k] = 123456789
+    sess = {"kind": "exercise", "t": 1767225600, "day": 20454, "date": "2026-01-01", "n": 2,
+            "spd": 3, "minutes": 15, "level": 4, "target_kg": 37.5, "target": 3678,
+            "band_pct": 10, "margin_pct": 5, "dur_ms": 900000, "loaded_ms": 654321,
+            "in_ms": 543210, "under_ms": 65432, "over_ms": 45678, "in_pct": 83, "peak": 4567,
+            "mean": 3650, "over_n": 12, "alarm_n": 3, "complete": True}
+    return {"event_head": max(evs), "alarm": len(b'{"raised":4}'), "summary": _json_len(daily),
+            "session": _json_len(sess), "security": 120, "config": 220,
+            "gap": len(b'{"first":123456789,"lost":12345}')}
+
+
+def _flash_bytes(payload):
+    """Bytes a record of `payload` bytes takes in a ring: the record and 7 bytes per fragment
+    (fragments hold at most 1017 bytes and end at block ends)."""
+    rec = payload + REC_OVH
+    frags = 1 + rec // (WBUF - FOVH) + rec // (BLOCK - HDR)    # <= 1017 B each, and splits
+                                                               # at block ends
+    return rec + frags * FOVH
+
+
+def retention(blocks=PART_BLOCKS, day=HEAVY_DAY, snippet_bytes=None, small=None):
+    """Days each ring keeps at the given day, from the on-flash format: usable blocks (a ring's
+    blocks minus its erased reserve minus the head being filled) x (4096 - 24 header) / bytes a
+    day in that ring. Pure arithmetic on the format; snippet sizes measured on MicroPython."""
+    src = (ROOT / "firmware" / "flashlog.py").read_text()    # (MicroPython code: read, not imported)
+    res_max = int(src.split("RESERVE_MAX = const(")[1].split(")")[0])
+    j = max(2, blocks // 2)                   # firmware/flashlog.py layout()
+    hi = max(2, blocks * 3 // 8)
+    lo = blocks - j - hi
+    small = small or small_record_bytes()
+    if snippet_bytes is None:
         eb = event_record_bytes(("walk", "overload", "fall"))
-        event_bytes = max(v["record_bytes"] for v in eb.values())
-    usable = budget - seg            # one segment of slack: rotation deletes whole segments
-    out = {"budget_bytes": budget, "usable_bytes": usable, "event_record_bytes": event_bytes}
-    for name, day in (("typical", DAY_TYPICAL), ("heavy", DAY_HEAVY)):
-        per_day = day["events"] * event_bytes + sum(day[k] * SMALL_RECORD[k] for k in SMALL_RECORD)
-        out[name] = {"per_day": day, "bytes_per_day": int(per_day),
-                     "days": round(usable / per_day, 1)}
-    out["summaries_only_days"] = int(usable // SMALL_RECORD["summaries"])
+        snippet_bytes = max(v["record_bytes"] for v in eb.values()) - REC_OVH
+    per_day = {
+        "journal": day["events"] * _flash_bytes(small["event_head"])
+        + day["alarms"] * _flash_bytes(small["alarm"])
+        + day["summaries"] * _flash_bytes(small["summary"])
+        + day["sessions"] * _flash_bytes(small["session"])
+        + day["security"] * _flash_bytes(small["security"])
+        + day["config"] * _flash_bytes(small["config"])
+        + day["gaps"] * _flash_bytes(small["gap"]),
+        "hi": day["hi_events"] * _flash_bytes(snippet_bytes),
+        "lo": (day["events"] - day["hi_events"]) * _flash_bytes(snippet_bytes),
+    }
+    out = {"blocks": blocks, "flash_mib": blocks * BLOCK / 2 ** 20, "day": day,
+           "record_payload_bytes": dict(small, snippet=snippet_bytes), "rings": {}}
+    for name, n in (("journal", j), ("hi", hi), ("lo", lo)):
+        reserve = max(2, min(res_max, n // 8))
+        usable = (n - reserve - 1) * (BLOCK - HDR)
+        out["rings"][name] = {"blocks": n, "reserve": reserve, "usable_bytes": usable,
+                              "bytes_per_day": int(per_day[name]),
+                              "days": round(usable / per_day[name], 1)}
+    out["days_events_summaries_sessions"] = out["rings"]["journal"]["days"]
+    out["days_snippets_falls_worst"] = out["rings"]["hi"]["days"]
+    out["days_snippets_other"] = out["rings"]["lo"]["days"]
+    out["ok"] = out["days_events_summaries_sessions"] >= 100
     return out
 
 
@@ -237,13 +305,12 @@ def run(cuts=10000, fuzz=True):
     """`make bench`: the flat figures for build/bench.json."""
     pc = power_cuts(cuts)
     w = wire_bytes_per_sample()
-    fb = flash_budget()
+    rt = retention()
     out = {"power_cuts": pc["power_cuts"], "records_lost": pc["records_lost"],
            "corrupt_records_returned": pc["corrupt_records_returned"],
            "wire_bytes_per_sample": w["wire_bytes_per_sample"], "wire_batch": w["batch"],
-           "event_record_bytes": fb["event_record_bytes"],
-           "log_days_typical": fb["typical"]["days"], "log_days_heavy": fb["heavy"]["days"],
-           "log_budget_bytes": fb["budget_bytes"]}
+           "event_record_bytes": rt["record_payload_bytes"]["snippet"] + REC_OVH}
+    out.update(retention_figures(rt))
     if fuzz:
         ff, fc, fh = fuzz_firmware(), fuzz_commands(), fuzz_host()
         out.update({"fuzz_firmware_frames": ff["frames"], "fuzz_command_payloads": fc["commands"],
@@ -252,9 +319,20 @@ def run(cuts=10000, fuzz=True):
     return out
 
 
+def retention_figures(rt=None):
+    """The flat `log_retention_days_*` figures for build/bench.json."""
+    rt = rt or retention()
+    return {"log_retention_days_events": rt["days_events_summaries_sessions"],
+            "log_retention_days_summaries": rt["days_events_summaries_sessions"],
+            "log_retention_days_sessions": rt["days_events_summaries_sessions"],
+            "log_retention_days_snippets_hi": rt["days_snippets_falls_worst"],
+            "log_retention_days_snippets_lo": rt["days_snippets_other"],
+            "log_partition_mib": rt["flash_mib"]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m oimon_sim.bench_log")
-    ap.add_argument("what", choices=["powercut", "fuzz", "wire", "budget", "all"])
+    ap.add_argument("what", choices=["powercut", "fuzz", "wire", "budget", "retention", "all"])
     ap.add_argument("--cuts", type=int, default=10000)
     ap.add_argument("--host", type=int, default=1000000)
     ap.add_argument("--firmware", type=int, default=100000)
@@ -270,8 +348,8 @@ def main(argv=None):
             out["fuzz_host"] = fuzz_host(a.host)
         if a.what in ("wire", "all"):
             out["wire"] = wire_bytes_per_sample()
-        if a.what in ("budget", "all"):
-            out["flash_budget"] = flash_budget()
+        if a.what in ("budget", "retention", "all"):
+            out["retention"] = retention()
     except BenchError as e:
         print(json.dumps(out, indent=1))
         print("FAILED: %s" % e, file=sys.stderr)

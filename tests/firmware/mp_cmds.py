@@ -311,6 +311,9 @@ def test_log_command_sends_records_then_response():
     big = bytes(range(256)) * 12                    # a record bigger than one frame
     s_big = d.log.append(flashlog.K_EVENT, big)
     st, r = d.call(P.C_LOG, {"since": 10, "max": 4000})
+    assert st == P.S_OK and r["records"] == 0 and r["pending"] == s_big   # all still in RAM
+    d.log.sync()                                    # (the main loop's service() does this)
+    st, r = d.call(P.C_LOG, {"since": 10, "max": 4000})
     assert st == P.S_OK and r["more"] and r["records"] < 30, r
     dec = P.Decoder()
     frames = dec.feed(d.tx.data)

@@ -592,3 +592,9 @@ def cmd_events(args):
         when = dt.datetime.fromtimestamp(r["t"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
             if r["t"] else "?"
         print("%s  %-10s %-14s %s" % (when, r["device_id"], r["kind"], describe(json.loads(r["data"]))))
+    for g in db.log_gaps(con, args.device or None):      # what `oimon sync` found missing
+        when = dt.datetime.fromtimestamp(g["t_after"], dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S") if g["t_after"] else "?"
+        print("%s  %-10s %-14s %d log record%s #%d-#%d (%s)" % (
+            when, g["device_id"], "LOG GAP", g["n"], "" if g["n"] == 1 else "s",
+            g["first_seq"], g["last_seq"], g["cause"]))
