@@ -61,7 +61,10 @@ def test_todays_design_loses_samples_where_the_issue_says(tmp_path):
 def test_flash_erase_with_the_cache_off_loses_samples(tmp_path):
     r = bt.run_plan({"duration": 8, "costfs": 1}, storage=str(tmp_path), OIMON_FLASH_AUTOSUSPEND=0)
     assert r["worst_stall_us"] >= 45000 and r["conversions_lost_fifo"] >= 40, r
-    assert r["driver_lost"] == r["conversions_lost_fifo"], r
+    # the driver counts the model's losses; one conversion may straddle the restart that ends
+    # this plan's boot (the old log is built after Device(), then src.restart()), whose exact
+    # instant follows measured CPU time: +-1 there, not timing luck in what is asserted
+    assert abs(r["driver_lost"] - r["conversions_lost_fifo"]) <= 1, r
 
 
 def test_forced_stall_is_marked_in_stream_and_counters(tmp_path):

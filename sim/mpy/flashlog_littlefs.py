@@ -321,7 +321,7 @@ class Log:
         self._q[p:p + n] = payload
         return self._seal(kind, n, t)
 
-    def event(self, head):
+    def event(self, head, prio=0):     # prio: the new log's argument, unused here
         """An event (head: JSON bytes). With a Snippet being fed, capture starts now and the
         record is queued once the 2 s after the trigger are in (returns 0); else (no snippet, one
         already capturing, nothing pushed yet) it is queued at once without one."""

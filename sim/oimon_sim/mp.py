@@ -40,6 +40,7 @@ def compiled_dir():
         cross = Path(shutil.which("mpy-cross") or "mpy-cross")
     srcs = [(p, COMPILED / (p.stem + ".mpy")) for p in sorted(FIRMWARE.glob("*.py"))
             if p.stem not in ("main", "manifest")]
+    srcs += [(SIM_MPY / "flashlog_littlefs.py", COMPILED / "flashlog_littlefs.mpy")]  # the old log
     srcs += [(p, COMPILED / "oimon_common" / (p.stem + ".mpy"))
              for p in sorted((COMMON / "oimon_common").glob("*.py"))]
     (COMPILED / "oimon_common").mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,15 @@ CLK = vclock.CLOCK
 LINK = vlink.LINK
 MODES = {"none": vlink.HOST_NONE, "reading": vlink.HOST_READING, "held": vlink.HOST_HELD}
 
+if plan.get("costfs"):
+    import flashlog_littlefs             # today's (littlefs) log: imported before Device() so that
+    import vfs_cost                      # its code is in the heap before the buffers are
+
 dev = app.Device()
 if plan.get("costfs"):
-    import flashlog
-    import vfs_cost
     dev.log = None                       # one log in memory, as on the board
     gc.collect()
-    dev.log = flashlog.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
+    dev.log = flashlog_littlefs.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
     dev.src.restart()                    # that was boot too
 if plan.get("legacy_stream"):
     dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
