@@ -157,7 +157,7 @@ _CPKMML = const(25)
 _CPKM2 = const(26)
 _LCNT = const(27)
 _SCNT = const(28)
-_HAVETF = const(29)    # 1: _TFALL holds a descent start without a gap since
+_HAVETF = const(29)    # 1: _TFALL holds the start of the current descent
 _SX = const(30)        # overload scratch while the onset debounce runs: which, pk, min, map,
 #                        mml, m2, imp hi, imp lo (8 words, 30..37)
 _GAPC = const(38)      # samples left whose load rate spans a gap (rate ignored)
@@ -206,9 +206,7 @@ def kernel(t: ptr32) -> int:
         st[_GAPC] = 10         # RATE_LAG: the next 10 rates span the gap
         st[_CON] = 0           # debounce and release runs restart: lost samples are unknown
         st[_COFF] = 0
-        st[_WCNT] = 0
-        if st[_LATCH] == 0:
-            st[_HAVETF] = 0    # a descent across a gap has no known length
+        st[_WCNT] = 0          # (a descent goes on: its length counts samples received)
     # ---- sensor faults: saturation/rail run >= FAULT_N, or stuck; clear after CLEAR_N clean ---
     if fl & 0x3F:
         fr = st[_FRUN] + 1

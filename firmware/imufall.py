@@ -69,18 +69,18 @@ I_NPOST = const(14)
 I_FLAGS = const(15)    # ev[63]: IMU fault flags (1 saturated, 2 stuck, 4 no data)
 
 # ---- fusion words (detect.FX_*: the same numbers, kept in step by a test) -----------------
-_FX_FALARM = const(0)
-_FX_LFALL_T = const(1)
-_FX_LFALL_DEC = const(2)
-_FX_HAVE_LFALL = const(3)
-_FX_SOFT_T = const(4)
-_FX_SOFT_DEC = const(5)
-_FX_SOFT_SEQ = const(6)
-_FX_IMU_FAULT = const(7)
-_FX_RING = const(16)
+FX_FALARM = const(0)
+FX_LFALL_T = const(1)
+FX_LFALL_DEC = const(2)
+FX_HAVE_LFALL = const(3)
+FX_SOFT_T = const(4)
+FX_SOFT_DEC = const(5)
+FX_SOFT_SEQ = const(6)
+FX_IMU_FAULT = const(7)
+FX_RING = const(16)
 
 # ---- state is ------------------------------------------------------------------------------
-_CNT = const(0)        # IMU samples processed (wrapping word)
+ST_CNT = const(0)        # IMU samples processed (wrapping word)
 _FAULT = const(1)
 _SRUN = const(2)
 _KRUN = const(3)
@@ -89,7 +89,7 @@ _PREV = const(5)       # 6 previous values
 _G = const(11)         # slow |a|, Q4 mg
 _GINIT = const(12)
 _BT0 = const(13)       # current block: t0, cnt, sx, sy, sz, sdev, sw, ngyro, pk (9 words)
-_BI = const(22)        # blocks written (ring index)
+ST_BI = const(22)        # blocks written (ring index)
 _CH = const(23)        # impact chain active
 _TF = const(24)
 _TL = const(25)
@@ -99,7 +99,7 @@ _CPKW = const(36)
 _CFF = const(37)
 _SOFT = const(38)      # soft candidate active
 _TS = const(39)
-_SSEQ = const(40)
+ST_SSEQ = const(40)   # soft candidate sequence seen
 _SPRE = const(41)      # soft pre sums (9 words, 41..49)
 _LASTFF = const(50)
 _HAVEFF = const(51)
@@ -208,7 +208,7 @@ def _load_veto(fx: ptr32, cfg: ptr32, ev: ptr32, lo: int, hi: int) -> int:
     k = 0
     while k < nblk:
         j = j0 + k
-        b = _FX_RING + 3 * (j & 63)
+        b = FX_RING + 3 * (j & 63)
         if fx[b] == j:
             cov += 64
             val += fx[b + 1]
@@ -233,8 +233,8 @@ def _dup(st: ptr32, fx: ptr32, cfg: ptr32, t: int, tf: int, tl: int) -> int:
     # [tf - DUP_A, tl + DUP_B], or an inertial fall with its impact there
     lo = tf - cfg[C_DUP_A]
     hi = tl + cfg[C_DUP_B]
-    if fx[_FX_HAVE_LFALL] != 0 and fx[_FX_LFALL_DEC] - t <= 0:
-        c = fx[_FX_LFALL_T]
+    if fx[FX_HAVE_LFALL] != 0 and fx[FX_LFALL_DEC] - t <= 0:
+        c = fx[FX_LFALL_T]
         if c - lo >= 0 and c - hi <= 0:
             return 1
     if st[_HAVEIF] != 0:
@@ -252,7 +252,7 @@ def kernel(tb: ptr32) -> int:
     cfg = ptr32(tb[_T_CFG])
     ev = ptr32(tb[_T_EV])
     fx = ptr32(tb[_T_FX])
-    st[_CNT] = st[_CNT] + 1
+    st[ST_CNT] = st[ST_CNT] + 1
     e = 0
     t = r[R_T]
     fl = r[R_FL]
@@ -290,7 +290,7 @@ def kernel(tb: ptr32) -> int:
     if st[_FAULT] == 0:
         if st[_SRUN] >= cfg[C_SAT_N] or st[_KRUN] >= cfg[C_STUCK_N]:
             st[_FAULT] = 1
-            fx[_FX_IMU_FAULT] = 1
+            fx[FX_IMU_FAULT] = 1
             f = 2
             if st[_SRUN] >= cfg[C_SAT_N]:
                 f = 1
@@ -298,7 +298,7 @@ def kernel(tb: ptr32) -> int:
             e |= EV_IMU_FAULT
     elif st[_CRUN] >= cfg[C_CLEAR_N]:
         st[_FAULT] = 0
-        fx[_FX_IMU_FAULT] = 0
+        fx[FX_IMU_FAULT] = 0
         e |= EV_IMU_CLEAR
     if st[_FAULT] != 0 or sat != 0:
         # not valid: the block ends, the candidates are dropped, the history is not trusted
@@ -310,7 +310,7 @@ def kernel(tb: ptr32) -> int:
             while k < 64:
                 st[_RING + 9 * k + 1] = 0
                 k += 1
-        st[_SSEQ] = fx[_FX_SOFT_SEQ]
+        st[ST_SSEQ] = fx[FX_SOFT_SEQ]
         return e
     # ---- magnitude (components clamped to +-26000 mg: sum of squares < 2^31), dev, gyro ----
     m2 = 0
@@ -360,14 +360,14 @@ def kernel(tb: ptr32) -> int:
     bc = st[_BT0 + 1]
     if bc < 0:
         bc = 0 - bc
-        k = _RING + 9 * (st[_BI] & 63)
+        k = _RING + 9 * (st[ST_BI] & 63)
         st[k] = st[_BT0]
         st[k + 1] = bc
         i = 2
         while i < 9:
             st[k + i] = st[_BT0 + i]
             i += 1
-        st[_BI] = st[_BI] + 1
+        st[ST_BI] = st[ST_BI] + 1
         st[_BT0 + 1] = 0
         bc = 0
     if bc == 0:
@@ -386,12 +386,12 @@ def kernel(tb: ptr32) -> int:
     if m > st[_BT0 + 8]:
         st[_BT0 + 8] = m
     if bc + 1 >= 16:
-        k = _RING + 9 * (st[_BI] & 63)
+        k = _RING + 9 * (st[ST_BI] & 63)
         i = 0
         while i < 9:
             st[k + i] = st[_BT0 + i]
             i += 1
-        st[_BI] = st[_BI] + 1
+        st[ST_BI] = st[ST_BI] + 1
         st[_BT0 + 1] = 0
     if m < cfg[C_FF]:
         st[_LASTFF] = t
@@ -416,7 +416,7 @@ def kernel(tb: ptr32) -> int:
                     ev[_EB + I_SOURCE] = 2
                     st[_LASTIF] = tl
                     st[_HAVEIF] = 1
-                    fx[_FX_FALARM] = cfg[C_FALARM]
+                    fx[FX_FALARM] = cfg[C_FALARM]
     # ---- soft candidate of the load path (slide-down): register, then judge ----------------
     if st[_SOFT] != 0 and t - st[_TS] >= cfg[C_POST]:
         st[_SOFT] = 0
@@ -437,10 +437,10 @@ def kernel(tb: ptr32) -> int:
                 ev[_EB + I_VALID] = -1
                 st[_LASTIF] = ts
                 st[_HAVEIF] = 1
-                fx[_FX_FALARM] = cfg[C_FALARM]
-    if fx[_FX_SOFT_SEQ] != st[_SSEQ] and fx[_FX_SOFT_DEC] - t <= 0:
-        st[_SSEQ] = fx[_FX_SOFT_SEQ]
-        ts = fx[_FX_SOFT_T]
+                fx[FX_FALARM] = cfg[C_FALARM]
+    if fx[FX_SOFT_SEQ] != st[ST_SSEQ] and fx[FX_SOFT_DEC] - t <= 0:
+        st[ST_SSEQ] = fx[FX_SOFT_SEQ]
+        ts = fx[FX_SOFT_T]
         if int(_sum_blocks(st, ts - cfg[C_PRE_A], ts - cfg[C_PRE_B], _SPRE)) >= cfg[C_MIN_PRE]:
             st[_SOFT] = 1
             st[_TS] = ts
@@ -482,7 +482,7 @@ class ImuPath:
         c = self.cfg
         for i, v in enumerate(defaults(falarm, rate_hz)):
             c[i] = v
-        self.st[_SSEQ] = fx[_FX_SOFT_SEQ]
+        self.st[ST_SSEQ] = fx[FX_SOFT_SEQ]
         for i in range(6):
             self.st[_PREV + i] = 0x40000000       # the first row is never "identical"
 
@@ -505,7 +505,7 @@ class ImuPath:
         if st[_FAULT]:
             return 0
         st[_FAULT] = 1
-        self.fx[_FX_IMU_FAULT] = 1
+        self.fx[FX_IMU_FAULT] = 1
         self.ev[_EB + I_FLAGS] = 4
         return EV_IMU_FAULT
 
