@@ -13,9 +13,9 @@ EV_OVERLOAD_END = const(2)     # release debounce completed, or detection became
 EV_FALL = const(4)             # fall decided on this sample (ev[16 + F_*])
 EV_FAULT = const(8)            # sensor fault raised on this sample (ev[32 + X_*])
 EV_FAULT_CLEAR = const(16)     # sensor fault cleared on this sample
-EV_IMU_FAULT = const(64)       # IMU fault raised (imufall.kernel; ev[48 + ...] untouched)
+EV_FALL_IMU = const(32)        # fall decided by the inertial path (imufall.kernel, ev[48..62])
+EV_IMU_FAULT = const(64)       # IMU fault raised (ev[63] = 1 saturated, 2 stuck, 4 no data)
 EV_IMU_CLEAR = const(128)      # IMU fault cleared
-# an inertial fall (imufall.kernel) is reported as EV_FALL with its slot at ev[48..63]
 
 # ---- rehabilitation phases (limit sets, docs/algorithm.md "Overload limits") ------------------
 PHASE_I = const(0)
@@ -627,8 +627,11 @@ class Detector:
 
     def imu_step(self, row):
         """One IMU sample (row = array('i', 8): t, ax, ay, az (mg), gx, gy, gz (0.1 dps), flags);
-        returns the OR of event codes (EV_FALL for an inertial fall, EV_IMU_FAULT/CLEAR)."""
-        return self.imu.step(row)
+        returns the OR of event codes (EV_FALL_IMU, EV_IMU_FAULT, EV_IMU_CLEAR)."""
+        e = self.imu.step(row)
+        if e & EV_FALL_IMU:
+            self.act[A_FALLS] = self.act[A_FALLS] + 1
+        return e
 
     def status(self):
         """A short dict for `oimon info`: which fall paths are working."""

@@ -36,7 +36,7 @@ RATE = 104
 PERIOD_Q8 = const(2462)        # 1000 / 104 load samples (ms), Q8
 MAXROWS = const(256)           # rows per read: 2.46 s at 104 Hz (the FIFO holds 2.1 s)
 _MAXWORDS = const(512)
-_CHUNK = const(16)
+_CHUNK = const(4)         # 4 words = 28 B: ~0.7 ms at 400 kHz, below the ADC's 2 ms buffer
 NODATA_MS = const(100)         # no sample for this long: the IMU is stale (no data)
 
 IF_GAP = const(1)
@@ -103,8 +103,10 @@ def _decode(buf: ptr8, nw: int, rows: ptr32, st: ptr32) -> int:
 
 
 @micropython.viper
-def _stamp(rows: ptr32, k: int, n: int):
-    # timestamps: the newest row gets n (the latest load sample), the others one period back each
+def _stamp(rows: ptr32, k: int, clk: ptr32):
+    # timestamps: the newest row gets n = clk[0] - 1 (clk = the load detector's st: st[0] is the
+    # number of the next load sample, so this is the latest one), the others a period back each
+    n = clk[0] - 1
     i = 0
     while i < k:
         rows[8 * i] = n - (((k - 1 - i) * PERIOD_Q8) >> 8)
@@ -122,16 +124,19 @@ def _copy_row(rows: ptr32, i: int, row: ptr32):
 
 class LSM6DSO:
     """The IMU behind the batch interface the app uses:
-    `read(n)` takes every sample waiting in the FIFO into `rows` (returns how many), stamping the
-    newest with n (the detector's latest load sample); `row(i, dst)` copies row i into an 8-word
+    `read(clk)` takes every sample waiting in the FIFO into `rows` (returns how many), stamping
+    the newest with clk[0] - 1 (clk = detect.Detector.st, whose word 0 counts the load samples:
+    read as a machine word, so no big integer after 2^30 samples); `row(i, dst)` copies row i into an 8-word
     array. Counters: `samples`, `overruns` (FIFO overflows, each marks IF_GAP on the next row),
     `errors` (bus errors). `stale(now_ms)` is True after NODATA_MS without a sample."""
+
+    RATE = RATE
 
     def __init__(self, io, ticks_ms=None):
         self.io = io
         self.ticks_ms = ticks_ms
         self.rows = array("i", [0] * (8 * MAXROWS))
-        self._b16 = bytearray(7 * _CHUNK)     # FIFO read in 16-word transfers, then single words
+        self._b16 = bytearray(7 * _CHUNK)     # FIFO read in 4-word transfers, then single words
         self._b1 = bytearray(7)
         self._st2 = bytearray(2)
         self._ds = array("i", [0] * 8)        # decoder state
@@ -164,8 +169,8 @@ class LSM6DSO:
             self._last = self.ticks_ms()
         return True
 
-    def read(self, n):
-        """Every waiting sample into self.rows, the newest stamped n; returns the row count."""
+    def read(self, clk):
+        """Every waiting sample into self.rows, the newest stamped clk[0] - 1; returns the count."""
         if not self.ok:
             return 0
         try:
@@ -198,7 +203,7 @@ class LSM6DSO:
             return 0
         k = self._ds[5]
         if k:
-            _stamp(self.rows, k, n)
+            _stamp(self.rows, k, clk)
             self.samples = (self.samples + k) & 0x3FFFFFFF
             if self.ticks_ms is not None:
                 self._last = self.ticks_ms()
