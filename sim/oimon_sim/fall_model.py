@@ -392,3 +392,459 @@ def events_of(evbuf):
 def replay_imu(rows, cfg=None):
     """An IMU stream alone (no load history) -> events."""
     return ImuReplayer(cfg=cfg).feed(rows)
+
+
+# ---- the load detector (firmware/detect.py kernel), word for word ------------------------------
+# cfg words (detect.CFG_*), state words (detect._*), act (A_*), ev slots, fx (FX_*)
+(D_COMP, D_TENS, D_MOM, D_DEB, D_PHASE, D_MOM2, D_COMP_REL, D_TENS_REL, D_MOM2_REL, D_COMP_WARN,
+ D_TENS_WARN, D_MOM2_WARN, D_BW, D_STEP_ON, D_STEP_OFF, D_F_IMPACT, D_R_IMPACT, D_T_DESC_MIN,
+ D_T_DESC_MAX, D_T_IMPWIN, D_T_DECIDE, D_REC_PCT) = range(22)
+D_FAULT_N, D_CLEAR_N, D_FALL_ALARM = 23, 24, 25
+(_N, _DFAULT, _FRUN, _DCRUN, _OA, _CON, _COFF, _WARN, _WCNT, _LATCH, _TRISE, _PKON, _TFALL,
+ _TLOADP, _PKLOADP, _DMIN, _FS, _TIMP, _CTLOAD, _CTDESC, _CPKLOAD, _CDMIN, _CPKAX, _CPKRATE,
+ _CPKMAP, _CPKMML, _CPKM2, _LCNT, _SCNT, _HAVETF, _SX) = range(31)
+_GAPC, _HARD, _CPKREC = 38, 39, 40
+DET_ST_N = 48
+ACT_N, ACT_HIST = 40, 16
+FX_FALARM, FX_LFALL_T, FX_LFALL_DEC, FX_HAVE_LFALL, FX_SOFT_T, FX_SOFT_DEC, FX_SOFT_SEQ = range(7)
+EV_OVERLOAD_START, EV_OVERLOAD_END, EV_FALL, EV_FAULT, EV_FAULT_CLEAR = 1, 2, 4, 8, 16
+
+
+@_jit
+def det_step(o, st, cfg, ev, act, fx):
+    """detect.kernel for one sample: o = (ax, map, mml, rate, flags, xa, xmap, xmml) filtered,
+    load rate, flags, measured -> event codes."""
+    n = st[_N]
+    st[_N] = _d(n + 1)
+    e = 0
+    fl = o[4]
+    if fx[FX_FALARM] > 0:
+        fx[FX_FALARM] -= 1
+    tag = n >> 6
+    rb = FX_RING + 3 * (tag & 63)
+    if fx[rb] != tag:
+        fx[rb] = tag
+        fx[rb + 1] = 0
+        fx[rb + 2] = 0
+    if fl & 0x1000:
+        st[_GAPC] = 10
+        st[_CON] = 0
+        st[_COFF] = 0
+        st[_WCNT] = 0
+    if fl & 0x3F:
+        st[_FRUN] += 1
+        fr = st[_FRUN]
+    else:
+        fr = 0
+        st[_FRUN] = 0
+    if fl & 0x1FF:
+        st[_DCRUN] = 0
+    elif st[_DCRUN] < cfg[D_CLEAR_N]:
+        st[_DCRUN] += 1
+    XB = 32
+    if st[_DFAULT] == 0:
+        if fr >= cfg[D_FAULT_N] or (fl & 0x1C0):
+            st[_DFAULT] = 1
+            e |= EV_FAULT
+            ev[XB + 1] = _d(n - fr + 1) if fr >= cfg[D_FAULT_N] else _d(n - 63)
+            ev[XB + 0] = 1
+            ev[XB + 2] = n
+            ev[XB + 3] = 0
+            ev[XB + 4] = 0
+            ev[XB + 5] = fl & 0x1FF
+            ev[XB + 6] = fl & 0x1FF
+            act[11] += 1
+    else:
+        ev[XB + 6] |= fl & 0x1FF
+        if st[_DCRUN] >= cfg[D_CLEAR_N]:
+            st[_DFAULT] = 0
+            e |= EV_FAULT_CLEAR
+            ev[XB + 0] = 2
+            ev[XB + 3] = n
+            ev[XB + 4] = _d(n - ev[XB + 2])
+    if st[_DFAULT] != 0 or (fl & 0x7FF):
+        if st[_OA] != 0:
+            e |= EV_OVERLOAD_END
+            ev[0] = 2
+            ev[3] = n
+            ev[4] = _d(n - ev[1])
+            ev[13] = 1
+            ev[14] = n
+        st[_OA] = 0
+        st[_CON] = 0
+        st[_COFF] = 0
+        st[_WARN] = 0
+        st[_WCNT] = 0
+        st[_LATCH] = 0
+        st[_HAVETF] = 0
+        st[_FS] = 0
+        act[3] += 1
+        return e
+    act[2] += 1
+    fx[rb + 1] += 1
+    ax = o[0]
+    ma = abs(o[1])
+    mm = abs(o[2])
+    rate = o[3]
+    if st[_GAPC] > 0:
+        st[_GAPC] -= 1
+        rate = 0
+    xa = o[5]
+    xp = abs(o[6])
+    xq = abs(o[7])
+    qa = min(ma, 32767)
+    qm = min(mm, 32767)
+    m2 = qa * qa + qm * qm
+    qa = min(xp, 32767)
+    qm = min(xq, 32767)
+    x2 = qa * qa + qm * qm
+    rising = 0
+    if st[_LATCH] == 0:
+        if ax >= cfg[D_STEP_ON]:
+            st[_LATCH] = 1
+            rising = 1
+            st[_TRISE] = n
+            st[_PKON] = ax
+            act[0] += 1
+        elif st[_HAVETF] != 0 and ax < st[_DMIN]:
+            st[_DMIN] = ax
+    else:
+        if ax < cfg[D_STEP_OFF]:
+            st[_LATCH] = 0
+            st[_TFALL] = n
+            st[_HAVETF] = 1
+            st[_TLOADP] = st[_TRISE]
+            st[_PKLOADP] = st[_PKON]
+            st[_DMIN] = ax
+        elif ax > st[_PKON]:
+            st[_PKON] = ax
+    latch = st[_LATCH]
+    act[1] += latch
+    fx[rb + 2] += latch
+    act[4] = max(act[4], ax)
+    act[5] = min(act[5], ax)
+    act[6] = max(act[6], ma)
+    act[7] = max(act[7], mm)
+    act[8] = max(act[8], m2)
+    b = (ax * 10) // cfg[D_BW]
+    if b < 0:
+        b = 0
+    elif b > 20:
+        b = 20
+    act[ACT_HIST + b] += 1
+    w = 0
+    if xa > cfg[D_COMP]:
+        w = 1
+    if xa < -cfg[D_TENS]:
+        w |= 2
+    if x2 > cfg[D_MOM2]:
+        w |= 4
+    deb = cfg[D_DEB]
+    if st[_OA] == 0:
+        if w != 0:
+            st[_CON] += 1
+            c = st[_CON]
+            if c == 1:
+                st[_SX] = w
+                st[_SX + 1] = xa
+                st[_SX + 2] = xa
+                st[_SX + 3] = xp
+                st[_SX + 4] = xq
+                st[_SX + 5] = x2
+                st[_SX + 6] = 0
+                st[_SX + 7] = 0
+            else:
+                st[_SX] |= w
+                st[_SX + 1] = max(st[_SX + 1], xa)
+                st[_SX + 2] = min(st[_SX + 2], xa)
+                st[_SX + 3] = max(st[_SX + 3], xp)
+                st[_SX + 4] = max(st[_SX + 4], xq)
+                st[_SX + 5] = max(st[_SX + 5], x2)
+            lo = st[_SX + 7] + xa
+            st[_SX + 6] += lo >> 16
+            st[_SX + 7] = lo & 0xFFFF
+            if c >= deb:
+                st[_OA] = 1
+                st[_COFF] = 0
+                e |= EV_OVERLOAD_START
+                ev[0] = 1
+                ev[1] = _d(n - c + 1)
+                ev[2] = n
+                ev[3] = 0
+                ev[4] = c
+                for j in range(8):
+                    ev[5 + j] = st[_SX + j]
+                ev[13] = 0
+                ev[14] = 0
+                act[9] += 1
+        else:
+            st[_CON] = 0
+    else:
+        ev[5] |= w
+        ev[6] = max(ev[6], xa)
+        ev[7] = min(ev[7], xa)
+        ev[8] = max(ev[8], xp)
+        ev[9] = max(ev[9], xq)
+        ev[10] = max(ev[10], x2)
+        lo = ev[12] + xa
+        ev[11] += lo >> 16
+        ev[12] = lo & 0xFFFF
+        ev[4] = _d(n - ev[1] + 1)
+        if xa <= cfg[D_COMP_REL] and xa >= -cfg[D_TENS_REL] and x2 <= cfg[D_MOM2_REL]:
+            st[_COFF] += 1
+            c = st[_COFF]
+            if c >= deb:
+                st[_OA] = 0
+                st[_CON] = 0
+                e |= EV_OVERLOAD_END
+                ev[0] = 2
+                ev[3] = _d(n - c + 1)
+                ev[4] = _d(n - c + 1 - ev[1])
+                ev[14] = n
+        else:
+            st[_COFF] = 0
+    if xa > cfg[D_COMP_WARN] or xa < -cfg[D_TENS_WARN] or x2 > cfg[D_MOM2_WARN]:
+        if st[_WCNT] < deb:
+            st[_WCNT] += 1
+        if st[_WCNT] >= deb:
+            st[_WARN] = 1
+    else:
+        st[_WCNT] = 0
+        st[_WARN] = 0
+    fs = st[_FS]
+    cand = 0
+    if rising != 0 and st[_HAVETF] != 0:
+        dd = _d(n - st[_TFALL])
+        if dd >= cfg[D_T_DESC_MIN] and dd <= cfg[D_T_DESC_MAX]:
+            cand = 1
+    FB = 16
+    if cand != 0:
+        st[_FS] = 1
+        st[_TIMP] = n
+        st[_CTLOAD] = st[_TLOADP]
+        st[_CTDESC] = st[_TFALL]
+        st[_CPKLOAD] = st[_PKLOADP]
+        st[_CDMIN] = st[_DMIN]
+        st[_CPKAX] = ax
+        st[_CPKRATE] = rate
+        st[_CPKMAP] = ma
+        st[_CPKMML] = mm
+        st[_CPKM2] = m2
+        st[_CPKREC] = ax
+    elif fs == 2:
+        st[_LCNT] += latch
+        st[_SCNT] += rising
+        st[_CPKREC] = max(st[_CPKREC], ax)
+        if _d(n - st[_TIMP]) >= cfg[D_T_DECIDE] - 1:
+            st[_FS] = 0
+            rl = cfg[D_T_DECIDE] - cfg[D_T_IMPWIN]
+            if st[_LCNT] * 100 < cfg[D_REC_PCT] * rl:
+                if st[_HARD] != 0:
+                    e |= EV_FALL
+                    ev[FB + 0] = st[_CTLOAD]
+                    ev[FB + 1] = st[_CTDESC]
+                    ev[FB + 2] = st[_TIMP]
+                    ev[FB + 3] = n
+                    ev[FB + 4] = st[_CPKLOAD]
+                    ev[FB + 5] = st[_CDMIN]
+                    ev[FB + 6] = st[_CPKAX]
+                    ev[FB + 7] = st[_CPKRATE]
+                    ev[FB + 8] = st[_CPKMAP]
+                    ev[FB + 9] = st[_CPKMML]
+                    ev[FB + 10] = st[_CPKM2]
+                    ev[FB + 11] = st[_LCNT]
+                    ev[FB + 12] = rl
+                    ev[FB + 13] = st[_SCNT]
+                    ev[FB + 14] = 1
+                    act[10] += 1
+                    fx[FX_FALARM] = cfg[D_FALL_ALARM]
+                    fx[FX_LFALL_T] = st[_TIMP]
+                    fx[FX_LFALL_DEC] = n
+                    fx[FX_HAVE_LFALL] = 1
+                elif st[_CPKREC] < cfg[D_F_IMPACT]:
+                    fx[FX_SOFT_T] = st[_TIMP]
+                    fx[FX_SOFT_DEC] = n
+                    fx[FX_SOFT_SEQ] = _d(fx[FX_SOFT_SEQ] + 1)
+    elif fs == 1:
+        st[_CPKAX] = max(st[_CPKAX], ax)
+        st[_CPKREC] = max(st[_CPKREC], ax)
+        st[_CPKRATE] = max(st[_CPKRATE], rate)
+        st[_CPKMAP] = max(st[_CPKMAP], ma)
+        st[_CPKMML] = max(st[_CPKMML], mm)
+        st[_CPKM2] = max(st[_CPKM2], m2)
+        if _d(n - st[_TIMP]) >= cfg[D_T_IMPWIN] - 1:
+            st[_FS] = 2
+            st[_LCNT] = 0
+            st[_SCNT] = 0
+            if st[_CPKRATE] >= cfg[D_R_IMPACT] and st[_CPKAX] >= cfg[D_F_IMPACT]:
+                st[_HARD] = 1
+                act[12] += 1
+            else:
+                st[_HARD] = 0
+    return e
+
+
+ROW = 2 + 16          # event buffer row: n, code, 16 slot words
+
+
+@_jit
+def _put(evbuf, ne, n, code, ev, base):
+    evbuf[ne, 0] = n
+    evbuf[ne, 1] = code
+    for j in range(16):
+        evbuf[ne, 2 + j] = ev[base + j] if base + j < 64 else 0
+    return ne + 1
+
+
+@_jit
+def fused_block(y, x, rate, flags, a, st, cfg, ev, act, fx, rows, j, ist, icfg, evbuf):
+    """Load samples a.. of the block (filtered y, measured x, rate, flags) through det_step; after
+    each load sample n, every IMU row with t <= n through imu_step (the order the firmware's
+    result does not depend on, docs/algorithm.md 5.7). Returns (next sample, next row, events);
+    stops early when evbuf may overflow. Event rows: (n, code, slot words) in report order."""
+    o = np.zeros(8, np.int64)
+    ne = 0
+    cap = evbuf.shape[0] - 8
+    i = a
+    m = y.shape[0]
+    nr = rows.shape[0]
+    while i < m and ne < cap:
+        o[0] = y[i, 0]
+        o[1] = y[i, 1]
+        o[2] = y[i, 2]
+        o[3] = rate[i]
+        o[4] = flags[i]
+        o[5] = x[i, 0]
+        o[6] = x[i, 1]
+        o[7] = x[i, 2]
+        n = st[_N]
+        e = det_step(o, st, cfg, ev, act, fx)
+        if e:
+            for code in (8, 16, 2, 1, 4):
+                if e & code:
+                    base = 0 if code <= 2 else (16 if code == 4 else 32)
+                    ne = _put(evbuf, ne, n, code, ev, base)
+        i += 1
+        while j < nr and _d(rows[j, 0] - n) <= 0:
+            e = imu_step(rows[j], ist, icfg, ev, fx)
+            if e:
+                for code in (64, 128, 32):
+                    if e & code:
+                        if code == 32:
+                            ne = _put(evbuf, ne, ev[EB + 2], code, ev, EB)
+                            act[10] += 1
+                        else:
+                            ne = _put(evbuf, ne, rows[j, 0], code, ev, 63)
+            j += 1
+    return i, j, ne
+
+
+def det_config(cfg_dict):
+    """detect.Detector's cfg words from model.make_config()'s dict."""
+    from oimon_sim import model
+    w = np.zeros(model.CFG_N, np.int64)
+    for k, v in cfg_dict.items():
+        w[model.CFG[k]] = v
+    return w
+
+
+def _event_dicts(evbuf):
+    from oimon_common.events import event
+    out = []
+    for row in evbuf.tolist():
+        code = row[1]
+        if code == 64 or code == 128:
+            out.append(event(row[0], code, row[2:3]))
+        else:
+            from oimon_common.events import SLOT
+            out.append(event(row[0], code, row[2:2 + len(SLOT[code][1])]))
+    return out
+
+
+class FusedReplayer:
+    """Bit-exact replay of the device's whole detection: dsp (model._dsp_block), the load
+    detector (det_step) and the inertial path (imu_step) interleaved as in docs/algorithm.md 5.7.
+
+    feed(raw (n, 4) | calibrated (n, 3), imu rows (m, 8) with t in this block's samples or
+    earlier, gaps: positions in the block of first samples after lost ones) -> (filtered, events).
+    The load's sample numbers are those of the detector (0 at the first fed sample)."""
+
+    def __init__(self, cal=None, limits=None, bw=7355, fc=20, config=None, imu=True,
+                 imu_cfg=None):
+        from oimon_sim import model
+        self._m = model
+        self.rp = model.Replayer(cal, limits, bw, fc, config)
+        self.cfgw = self.rp.cfgw
+        self.st = np.zeros(DET_ST_N, np.int64)
+        self.ev = np.zeros(64, np.int64)
+        self.act = np.zeros(ACT_N, np.int64)
+        self.fx = new_fx()
+        self.imu = imu
+        self.ist = np.zeros(S_N, np.int64)
+        self.ist[_PREV:_PREV + 6] = 0x40000000
+        self.icfg = np.array(imu_cfg if imu_cfg is not None else
+                             defaults(int(self.cfgw[D_FALL_ALARM])), np.int64)
+        self.evbuf = np.zeros((1024, ROW), np.int64)
+        self.events = []
+        self._pending = np.zeros((0, 8), np.int64)
+
+    def _signal(self, mode, a):
+        m = self._m
+        a = np.ascontiguousarray(a[:, :4] if mode == 0 else a[:, :3], dtype=np.int32)
+        n = a.shape[0]
+        x = np.zeros((n, 3), np.int64)
+        y = np.empty((n, 3), np.int32)
+        rate = np.empty(n, np.int32)
+        fl = np.empty(n, np.int32)
+        m._dsp_block(mode, a, self.rp.k, self.rp.ps, x, y, rate, fl)
+        if self.rp.k[m._K_CAL] == 0:
+            x[:] = 0
+        return x, y, rate, fl
+
+    def _feed(self, mode, a, imu_rows=None, gaps=None):
+        x, y, rate, fl = self._signal(mode, a)
+        if gaps is not None and len(gaps):
+            fl[np.asarray(gaps, int)] |= 0x1000
+        rows = self._pending
+        if self.imu and imu_rows is not None and len(imu_rows):
+            rows = np.concatenate([rows, np.asarray(imu_rows, np.int64).reshape(-1, 8)])
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        evs = []
+        i, j = 0, 0
+        while i < len(fl):
+            i, j, ne = fused_block(y, x, rate, fl, i, self.st, self.cfgw, self.ev, self.act,
+                                   self.fx, rows, j, self.ist, self.icfg, self.evbuf)
+            evs.extend(_event_dicts(self.evbuf[:ne]))
+        self._pending = rows[j:]
+        self.events.extend(evs)
+        return y, evs
+
+    def feed(self, raw, imu_rows=None, gaps=None):
+        return self._feed(0, raw, imu_rows, gaps)
+
+    def feed_calibrated(self, x, imu_rows=None, gaps=None):
+        """Device units (n, 3) straight into the stages after calibration (as model.Replayer's
+        feed_calibrated: the calibration is taken as done)."""
+        self.rp.k[self._m._K_CAL] = 1
+        return self._feed(1, x, imu_rows, gaps)
+
+    def activity(self):
+        from oimon_common.events import ACT_FIELDS
+        d = {k: int(v) for k, v in zip(ACT_FIELDS, self.act)}
+        d["hist"] = [int(v) for v in self.act[ACT_HIST:ACT_HIST + 21]]
+        return d
+
+
+def replay_fused(raw, cal, imu_rows=None, limits=None, bw=7355, fc=20, calibrated=False,
+                 segment=1 << 20):
+    """Whole arrays -> (filtered (n, 3), events). imu_rows: (m, 8) stamped in load samples."""
+    rp = FusedReplayer(cal, limits, bw, fc, imu=imu_rows is not None)
+    raw = np.asarray(raw)
+    out = np.empty((raw.shape[0], 3), np.int32)
+    rows = np.zeros((0, 8), np.int64) if imu_rows is None else np.asarray(imu_rows, np.int64)
+    for a in range(0, raw.shape[0], segment):
+        blk = raw[a:a + segment]
+        sel = rows[(rows[:, 0] >= a) & (rows[:, 0] < a + len(blk))] if len(rows) else rows
+        y, _ = (rp.feed_calibrated if calibrated else rp.feed)(blk, sel)
+        out[a:a + len(y)] = y
+    return out, rp.events
