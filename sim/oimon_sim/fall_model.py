@@ -822,6 +822,12 @@ class FusedReplayer:
     def feed(self, raw, imu_rows=None, gaps=None):
         return self._feed(0, raw, imu_rows, gaps)
 
+    def feed_missing(self, n, imu_rows=None):
+        """n load samples that were not measured (an IMU-only recording such as UMAFall): the
+        detector sees them as uncalibrated (FL_UNCAL: invalid, no load history, no veto)."""
+        self.rp.k[self._m._K_CAL] = 0
+        return self._feed(1, np.zeros((int(n), 3), np.int32), imu_rows)
+
     def feed_calibrated(self, x, imu_rows=None, gaps=None):
         """Device units (n, 3) straight into the stages after calibration (as model.Replayer's
         feed_calibrated: the calibration is taken as done)."""

@@ -441,7 +441,7 @@ def slide_down(duration_s, rate=1000, body_weight_kg=75, seed=0, limb_bw=0.5, at
     i_up = i_rec + m4
     i_end = i_up + m5
     load = np.concatenate([load, p1, p2, p3, sitf, up, standing])[:n]
-    tr.append(truth("slide_down", i_load, i_end, expect=["fall"], allow=["*"], kind="slide_down",
+    tr.append(truth("slide_down", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="slide_down",
                     direction=direction, limb_bw=round(lb, 3), imu_impact_g=2.0,
                     phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
                             "recovery": i_rec, "getting_up": i_up}))
@@ -481,7 +481,7 @@ def fall_other(duration_s, rate=1000, body_weight_kg=75, seed=0, direction="left
     i_up = i_rec + m4
     i_end = i_up + m5
     load = np.concatenate([load, p1, p2, p3, lying, up, standing])[:n]
-    tr.append(truth("fall_other", i_load, i_end, expect=["fall"], allow=["*"], kind="other",
+    tr.append(truth("fall_other", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="other",
                     direction=direction, imu_impact_g=float(impact_g),
                     phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
                             "recovery": i_rec, "getting_up": i_up}))
