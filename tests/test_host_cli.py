@@ -10,7 +10,8 @@ from serial.tools import list_ports_common
 
 from oimon import cli, db, link
 from oimon.commands import config as cmd_config
-from test_host_support import FakeDevice, assert_user_error, run_cli
+from oimon_common import protocol as P
+from test_host_support import FAKE_INFO, FakeDevice, assert_user_error, run_cli
 
 
 def _port(dev, vid=None, pid=None, desc="n/a"):
@@ -100,7 +101,7 @@ def test_unknown_port_one_line(capsys, tmp_path):
     db.connect(dbp).close()
     before = dbp.read_bytes()
     for argv in (["info"], ["config", "show"], ["record", "--duration", "1", "--out", str(tmp_path / "r")],
-                 ["deploy", "--build", str(tmp_path)], ["calibrate", "--plan", str(tmp_path / "none.json")]):
+                 ["deploy", "--bundle", str(tmp_path)], ["calibrate", "--plan", str(tmp_path / "none.json")]):
         rc, out, err = run_cli(capsys, "--port", "/dev/does-not-exist", "--db", dbp, *argv)
         assert_user_error(rc, err)
     rc, out, err = run_cli(capsys, "--port", "socket://127.0.0.1:1", "--db", dbp, "info")
@@ -231,3 +232,17 @@ def test_help_lists_the_subcommands(capsys):
     for c in ("ports", "info", "flash", "deploy", "calibrate", "config", "record", "events",
               "plot", "report", "retighten"):
         assert c in out
+
+
+def test_protocol_version_handshake_refuses_a_mismatch(capsys):
+    """C_INFO names the device's protocol version; frames of another version are recognised:
+    either way one line naming both versions and what to do."""
+    for fd in (FakeDevice(info=dict(FAKE_INFO, protocol=P.VERSION + 1)),
+               FakeDevice(info={k: v for k, v in FAKE_INFO.items() if k != "protocol"}),
+               FakeDevice(frame_version=P.VERSION + 1)):
+        try:
+            rc, out, err = run_cli(capsys, "--port", fd.url, "info")
+            assert_user_error(rc, err, "protocol version")
+            assert "oimon deploy" in err and "version %d" % P.VERSION in err
+        finally:
+            fd.close()

@@ -2,11 +2,13 @@
 test_report.py, test_e2e_host.py): the CLI in-process, a fake device answering frames on a TCP
 socket (socket://), a TCP relay to a virtual device's pty, the firmware compiled for xtensawin."""
 import json
+import sys
 import os
 import select
 import socket
 import subprocess
 import threading
+import zlib
 from pathlib import Path
 
 import serial
@@ -33,7 +35,7 @@ def assert_user_error(rc, err, text=None):
         assert text in err, err
 
 
-FAKE_INFO = {"device_id": "FAKE-42", "fw": "0.1.0", "platform": "fake", "rate": 1000,
+FAKE_INFO = {"device_id": "FAKE-42", "protocol": P.VERSION, "fw": "0.1.0", "platform": "fake", "rate": 1000,
              "calibrated": False, "config_state": "default", "phase": "II",
              "limits": {"comp": 9000, "tens": 1500, "moment": 3000}, "body_weight_kg": 70,
              "clock": 1767225600, "samples": 5, "retighten_last": "",
@@ -73,10 +75,19 @@ class _LocalServer:
 class FakeDevice(_LocalServer):
     """Speaks the device's framed protocol: answers C_INFO, C_CONFIG, C_TIME."""
 
-    def __init__(self, info=None):
+    def __init__(self, info=None, frame_version=P.VERSION):
         self.info = dict(info or FAKE_INFO)
+        self.frame_version = frame_version      # another value: a device of another protocol
         self.commands = []
         super().__init__()
+
+    def encode(self, ftype, seq, payload):
+        if self.frame_version == P.VERSION:
+            return P.encode(ftype, seq, payload)
+        body = bytearray([self.frame_version, ftype, seq & 0xFF, (seq >> 8) & 0xFF]) + payload
+        body += (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+        dst = bytearray(len(body) + len(body) // 254 + 2)
+        return bytes(dst[:P.cobs_encode(body, len(body), dst)]) + b"\0"
 
     def _handle(self, c):
         dec = P.Decoder()
@@ -103,7 +114,7 @@ class FakeDevice(_LocalServer):
                         st, body = P.S_OK, {"clock": args.get("t")}
                     else:
                         st, body = P.S_UNKNOWN, {"error": "unknown command %d" % cmd}
-                    c.sendall(P.encode(P.T_RESP, seq, bytes((cmd, st)) + json.dumps(body).encode()))
+                    c.sendall(self.encode(P.T_RESP, seq, bytes((cmd, st)) + json.dumps(body).encode()))
                     seq += 1
 
 
@@ -151,14 +162,10 @@ class PtyRelay(_LocalServer):
             c.close()
 
 
-def build_firmware(out):
-    """Compile firmware/*.py (not __init__) for the ESP32's Xtensa as `make firmware` does."""
+def build_bundle(out, arch="x86"):
+    """The firmware bundle of firmware/manifest.py as `make firmware` builds it (tools/bundle.py),
+    for the virtual device's i386 port by default (x86 native code), or for the ESP32-S3."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for f in sorted((ROOT / "firmware").glob("*.py")):
-        if f.name == "__init__.py":
-            continue
-        subprocess.run([str(MPY_CROSS), "-march=xtensawin", "-O1", "-s", f.name,
-                        "-o", str(out / (f.stem + ".mpy")), str(f)], check=True,
-                       capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "bundle.py"), "--arch", arch,
+                    "--out", str(out)], check=True, capture_output=True)
     return out

@@ -1,4 +1,4 @@
-"""Replay through the numpy model of the firmware, metrics against the ground truth, sweeps, and
+"""Replay through the bit-exact model of the firmware, metrics against the ground truth, sweeps, and
 the virtual device streaming without gaps."""
 import csv
 import json
@@ -9,7 +9,7 @@ import pytest
 from oimon import recording
 from oimon.cli import main
 from oimon_sim.generate import generate_recording
-from oimon_sim import bench_sim, metrics, model, replay, sweep
+from oimon_sim import bench_sim, metrics, replay, replayer, sweep
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,9 @@ def test_streamed_replay_equals_the_whole_array_model(recs, monkeypatch):
     assert header["kind"] == "raw" and err is None
     cal, _ = replay.calibration_for(header)
     conf = replay.resolve_config(None, header)
-    y_ref, ev_ref = model.replay(raw, cal, replay.detector_limits(conf),
+    y_ref, ev_ref = replayer.replay(raw, cal, replay.detector_limits(conf),
                                  replay.body_weight_units(conf))
-    monkeypatch.setattr(model, "SEGMENT", 100000)     # other block boundaries than model.replay
+    monkeypatch.setattr(replayer, "SEGMENT", 100000)  # other block boundaries than replayer.replay
     res = replay.replay_file(recs["day"], keep_filtered=True)
     assert np.array_equal(res["filtered"], y_ref)
     assert [(e["kind"], e["sample"]) for e in res["events"]] == \

@@ -282,6 +282,7 @@ class Decoder:
         self.gaps = 0
         self.lost = 0            # frames missing according to the sequence numbers
         self.break_in = False
+        self.other_version = 0   # version byte of the last CRC-valid frame of another protocol
         self._last_seq = -1
 
     def reset_seq(self):
@@ -324,7 +325,11 @@ class Decoder:
         b = self._body
         end = m - TRAILER
         c = b[end] | (b[end + 1] << 8) | (b[end + 2] << 16) | (b[end + 3] << 24)
-        if c != (crc32(memoryview(b)[:end]) & 0xFFFFFFFF) or b[0] != VERSION:
+        if c != (crc32(memoryview(b)[:end]) & 0xFFFFFFFF):
+            self.bad += 1
+            return None
+        if b[0] != VERSION:          # a sound frame of another protocol version: say which
+            self.other_version = b[0]
             self.bad += 1
             return None
         seq = b[2] | (b[3] << 8)

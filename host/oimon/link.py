@@ -104,8 +104,12 @@ class Link:
                         msg = data.get("error") if isinstance(data, dict) else None
                         raise OimonError("device refused: %s%s" % (
                             STATUS_TEXT.get(pl[1], "status %d" % pl[1]), ": " + msg if msg else ""))
+                    if cmd == P.C_INFO:
+                        check_protocol(data)
                     return data
                 self.pending.append((ftype, seq, pl))
+        if self.dec.other_version:
+            raise version_mismatch(self.dec.other_version)
         raise OimonError("device on %s is not answering" % self.port)
 
     def command_auth(self, cmd, args=None, keystore=None, timeout=None, payload=None):
@@ -169,6 +173,20 @@ class Link:
             since = last
         stats["device"] = r if isinstance(r, dict) else {}
         return records, stats
+
+
+def version_mismatch(device_version):
+    return OimonError("the device speaks protocol version %s, this oimon speaks version %d: "
+                      "update the firmware with `oimon deploy` (or use the oimon that matches it)"
+                      % (device_version, P.VERSION))
+
+
+def check_protocol(info):
+    """The version handshake (docs/protocol.md): every C_INFO answer names the device's protocol
+    version; a device that names another one, or none, is refused with one line."""
+    v = info.get("protocol") if isinstance(info, dict) else None
+    if v != P.VERSION:
+        raise version_mismatch("(none: older firmware)" if v is None else v)
 
 
 def _short(e):

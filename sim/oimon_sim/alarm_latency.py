@@ -8,26 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from oimon_sim import mp, sensor, vdev_setup
+from oimon_sim import mp, paths, sensor, vdev_setup
 
-_SCRIPT = r"""
-import os, json
-import app, hal
-dev = app.Device()
-first_buzz = -1
-first_over = -1
-comp = dev.det.limits()[0]
-while dev.sample():
-    if first_over < 0 and dev.out[0] > comp:
-        first_over = dev.count - 1
-    dev._service_outputs(hal.ticks_ms())
-    if first_buzz < 0 and dev.alarm.buz.duty_u16() > 0:
-        first_buzz = dev.count - 1
-    if first_buzz >= 0 and dev.count > first_buzz + 100:
-        break
-print(json.dumps({"first_buzz": first_buzz, "first_over": first_over, "debounce": dev.det.limits()[3],
-                  "comp": dev.det.limits()[0], "rate": dev.rate}))
-"""
 
 
 def measure(onset_s=1.0, over_n=2200.0, rise_ms=5, rate=1000):
@@ -46,9 +28,7 @@ def measure(onset_s=1.0, over_n=2200.0, rise_ms=5, rate=1000):
         sensor.write_raw(raw, model.raw(load))
         (td / "storage").mkdir()
         vdev_setup.provision(td / "storage", model)
-        script = td / "latency.py"
-        script.write_text(_SCRIPT)
-        proc = mp.run([str(script)], OIMON_STORAGE=td / "storage", OIMON_SIM_SENSOR=raw,
+        proc = mp.run([str(paths.script("alarm_latency"))], OIMON_STORAGE=td / "storage", OIMON_SIM_SENSOR=raw,
                       OIMON_SIM_SPEED=0, OIMON_SIM_LOOP=0, OIMON_SIM_RATE=rate)
     if proc.returncode:
         raise RuntimeError("alarm latency run failed: %s" % (proc.stdout + proc.stderr)[-800:])

@@ -8,9 +8,8 @@ counts (ground truth known).
   / alarm) to the zone change Exercise.step() signals, worst case over a sequence of moves.
 
 Path: raw counts (sensor.SensorModel with noise) -> dsp.Pipeline with the matching calibration
-(calib.Calibration.from_gains of the model's inverse) -> exercise.Exercise. If firmware/dsp.py or
-calib.py is missing, the loads (rounded to 0.1 N, with the same noise in load units) are fed
-directly and the result says so ("exercise_bench_input": "loads")."""
+(calib.Calibration.from_gains of the model's inverse) -> exercise.Exercise
+("exercise_bench_input": "raw"); the MicroPython side is sim/mpy/scripts/bench_exercise.py."""
 import datetime as dt
 import json
 import tempfile
@@ -18,78 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from oimon_sim import mp, sensor
+from oimon_common import calib, exercise as FX
+from oimon_sim import mp, paths, scenarios, sensor
 
 G = 9.81
 UNIT_PER_KG = G * 10.0
 NOISE_COUNTS = 40.0         # ADC noise, counts rms (0.5 units of 0.1 N on the axial bridge)
 BODY_WEIGHT = 120           # so that the 50 kg cap is allowed (min(50% BW, 50 kg))
-
-_MP_SCRIPT = r"""
-import sys, json, time
-from array import array
-from oimon_common import exercise as E
-jobs = json.load(open(sys.argv[1]))
-mode = jobs["mode"]
-path = jobs["data"]
-pipe = None
-if mode == "raw":
-    from oimon_common import calib
-    import dsp
-    pipe = dsp.Pipeline(calib.load(jobs["calib"]))
-    assert pipe.calibrated, calib.last_error
-f = open(path, "rb")
-width = 4 if mode == "raw" else 1
-CH = 512
-buf = array("i", bytes(4 * width * CH))
-mv = memoryview(buf)
-raw = array("i", (0, 0, 0, 0))
-out = array("i", [0] * 8)
-res = []
-for job in jobs["jobs"]:
-    ex = E.Exercise()
-    err = ex.set_plan(job["plan"])
-    assert err is None, err
-    ex.start(0, job["day"])
-    n = job["n"]
-    changes = []
-    xs = array("i", bytes(4 * n))
-    i = 0
-    if pipe is not None:
-        pipe.set_calibration(pipe.cal)          # re-prime the filter per job
-    while i < n:
-        m = min(CH, n - i)
-        f.readinto(mv[:m * width])
-        for k in range(m):
-            if pipe is not None:
-                j = 4 * k
-                raw[0] = buf[j]; raw[1] = buf[j + 1]; raw[2] = buf[j + 2]; raw[3] = buf[j + 3]
-                pipe.step(raw, out)
-                x = out[0]
-            else:
-                x = buf[k]
-            xs[i] = x
-            z = ex.step(x, i)
-            if z:
-                changes.append((i, z))
-            i += 1
-    s = ex.stop(n)
-    # timing of Exercise.step alone over the same values
-    ex2 = E.Exercise(job["plan"])
-    ex2.start(0, job["day"])
-    st = ex2.step
-    t0 = time.ticks_us()
-    for k in range(n):
-        st(xs[k], k)
-    us = time.ticks_diff(time.ticks_us(), t0)
-    res.append({"summary": s, "changes": changes, "step_us": us / n})
-print(json.dumps(res))
-"""
-
-
-def _have_dsp():
-    return (mp.FIRMWARE / "dsp.py").exists() and (mp.FIRMWARE / "calib.py").exists()
-
 
 def _plan(target_kg, start_date="2026-01-05", band=10, margin=20):
     return {"v": 1, "preset": "bench", "start_date": start_date, "utc_offset_min": 0,
@@ -106,7 +40,6 @@ def _hold_loads(target_kg, rate=1000, seed=0, hold_s=15.0):
     """One static-loading repetition at `target_kg`: the sim's static_loading scenario if it is
     there, else 2 s ramp up, hold with 3 % tremor at 8 Hz and 5 % slow sway, 2 s ramp down."""
     try:
-        from oimon_sim import scenarios
         fn = scenarios.SCENARIOS.get("static_loading")
         if fn is not None:
             load, _tr = fn(hold_s + 8, rate, BODY_WEIGHT, seed, target_kg=target_kg,
@@ -136,20 +69,12 @@ def _run_mp(loads, jobs, work, seed=0):
     allload = np.concatenate(loads)
     data = work / "input.i32"
     cfg = {"jobs": jobs, "data": str(data)}
-    if _have_dsp():
-        from oimon_common import calib
-        cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset.tolist())
-        calib.save(str(work / "calib.bin"), cal)
-        sensor.write_raw(data, model.raw(allload))
-        cfg.update(mode="raw", calib=str(work / "calib.bin"))
-    else:
-        rng = np.random.default_rng(seed)
-        ax = allload[:, 0] + rng.normal(0, NOISE_COUNTS / model.S[0, 0], len(allload))
-        np.rint(ax).astype("<i4").tofile(str(data))
-        cfg.update(mode="loads")
+    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset.tolist())
+    calib.save(str(work / "calib.bin"), cal)
+    sensor.write_raw(data, model.raw(allload))
+    cfg.update(mode="raw", calib=str(work / "calib.bin"))
     (work / "jobs.json").write_text(json.dumps(cfg))
-    (work / "bench_ex.py").write_text(_MP_SCRIPT)
-    proc = mp.run([str(work / "bench_ex.py"), str(work / "jobs.json")], timeout=600)
+    proc = mp.run([str(paths.script("bench_exercise")), str(work / "jobs.json")], timeout=600)
     if proc.returncode != 0:
         raise RuntimeError("MicroPython exercise bench failed: %s" % (proc.stdout + proc.stderr)[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1]), cfg["mode"]
@@ -158,7 +83,6 @@ def _run_mp(loads, jobs, work, seed=0):
 def exercise_load_error_pct(levels_kg=(5, 10, 15, 20, 30, 40, 50), seed=0):
     """Worst |reported mean - true mean| / true mean (%) over the targets; the true mean is over
     the samples whose true load is at or above the device's "loaded" threshold."""
-    from oimon_common import exercise as FX
     loads, jobs, src = [], [], set()
     for k, L in enumerate(levels_kg):
         load, s = _hold_loads(L, seed=seed + k)

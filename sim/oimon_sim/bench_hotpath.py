@@ -29,141 +29,29 @@ import json
 import os
 import statistics
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from . import filter_design, model, mp
+from . import filter_design, mp, paths, profiles
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIMS = ROOT / "tests" / "firmware" / "shims"
+SHIMS = paths.SHIMS
 SCENARIOS = ("walking", "stairs", "stumble", "sitting", "overload")
-
-# MicroPython script: loads N raw samples (walking etc.) into memory, then times loops
-_SCRIPT = r"""
-import os, gc, time
-from array import array
-from oimon_common import calib
-import dsp, detect
-n = int(os.getenv('B_N'))
-buf = array('i', [0] * (4 * n))
-with open(os.getenv('B_RAW'), 'rb') as f:
-    f.readinto(buf)
-cal = calib.load(os.getenv('B_CAL'))
-reps = int(os.getenv('B_REPS'))
-raw = array('i', [0, 0, 0, 0])
-out = array('i', [0] * 8)
-
-def base():
-    t = time.ticks_us()
-    i = 0
-    while i < 4 * n:
-        raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-        i += 4
-    return time.ticks_diff(time.ticks_us(), t)
-
-def fixed(which):
-    p = dsp.Pipeline(cal)
-    d = detect.Detector()
-    p.bind(raw, out)                   # as Device.__init__: the tables are bound once
-    d.bind(out)
-    pk = dsp.kernel
-    pt = p.tab
-    dk = detect.kernel
-    dt = d.tab
-    t = time.ticks_us()
-    i = 0
-    if which:
-        while i < 4 * n:
-            raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-            pk(pt)
-            dk(dt)
-            i += 4
-    else:
-        while i < 4 * n:
-            raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-            pk(pt)
-            i += 4
-    return time.ticks_diff(time.ticks_us(), t)
-
-def floating():
-    import float_hotpath as fh
-    g = [[cal.matrix[3 * c + j] / (1 << cal.shifts[c]) for j in range(3)] for c in range(3)]
-    b = [float(v) for v in os.getenv('B_B').split(',')]
-    a = [float(v) for v in os.getenv('B_A').split(',')]
-    p = fh.FloatPipeline(g, cal.offsets, b, a)
-    d = fh.FloatDetector()
-    fout = [0.0] * 8
-    step = p.step
-    dstep = d.step
-    t = time.ticks_us()
-    i = 0
-    while i < 4 * n:
-        raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-        step(raw, fout)
-        dstep(fout)
-        i += 4
-    return time.ticks_diff(time.ticks_us(), t)
-
-def alloc():
-    p = dsp.Pipeline(cal)
-    d = detect.Detector()
-    p.bind(raw, out)
-    d.bind(out)
-    pk = dsp.kernel
-    pt = p.tab
-    dk = detect.kernel
-    dt = d.tab
-    i = 0
-    while i < 4 * 200:                 # warm up: priming, first events
-        raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-        pk(pt)
-        dk(dt)
-        i += 4
-    gc.collect()
-    gc.disable()
-    a0 = gc.mem_alloc()
-    i = 0
-    while i < 4 * n:
-        raw[0] = buf[i]; raw[1] = buf[i + 1]; raw[2] = buf[i + 2]; raw[3] = buf[i + 3]
-        pk(pt)
-        dk(dt)
-        i += 4
-    used = gc.mem_alloc() - a0
-    gc.enable()
-    return used
-
-what = os.getenv('B_WHAT').split()
-kinds = {'base': base, 'hot': lambda: fixed(1), 'pipe': lambda: fixed(0), 'float': floating}
-sub = int(os.getenv('B_SUB'))
-res = {}
-for r in range(reps):                  # interleaved rounds; the fast loops `sub` times per round
-    for s in range(sub):
-        for w in what:
-            if w in kinds and (w != 'float' or s == 0):
-                gc.collect()
-                res.setdefault(w, []).append(kinds[w]())
-if 'alloc' in what:
-    res['alloc'] = alloc()
-print('RESULT', res)
-"""
-
 
 def _walking_raw(n=None, seed=0):
     """Raw samples of walking, stairs, a stumble, sitting and an overload, in that order (so
     every detection path runs: load cycles, impacts, the recovery window, overload start/end):
     all of them (170 595 samples) for n=None, else the first n of them (tiled if longer)."""
-    cal = model.default_calibration()
+    cal = profiles.default_calibration()
     parts = []
     for name in SCENARIOS:
-        f, _ = model.scenario(name, seed=seed)
+        f, _ = profiles.profile(name, seed=seed)
         parts.append(f)
     f = np.concatenate(parts)
     if n is None:
         n = len(f)
     while len(f) < n:
         f = np.concatenate([f, f])
-    return model.forces_to_raw(f[:n], cal), cal
+    return profiles.forces_to_raw(f[:n], cal), cal
 
 
 def _loadavg():
@@ -187,7 +75,7 @@ def _run_mp(what, n=None, reps=5, bits=32, sub=5):
         cp = os.path.join(td, "cal.bin")
         with open(cp, "wb") as f:
             f.write(cal.pack())
-        proc = mp.run(["-X", "heapsize=16M", "-c", _SCRIPT], extra_path=[SHIMS], bits=bits,
+        proc = mp.run(["-X", "heapsize=16M", str(paths.script("bench_hotpath"))], extra_path=[SHIMS], bits=bits,
                       timeout=1800, B_N=n, B_RAW=rp, B_CAL=cp, B_REPS=reps, B_SUB=sub, B_WHAT=what,
                       B_B=",".join(repr(float(v)) for v in b),
                       B_A=",".join(repr(float(v)) for v in a))

@@ -20,21 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
-from oimon_sim import mp
+from oimon_common import protocol as P
+from oimon_sim import mp, paths
+from oimon_sim import scenarios as S
 
-ROOT = mp.ROOT
-FW_TESTS = ROOT / "tests" / "firmware"
-SHIMS = FW_TESTS / "shims"
+FW_TESTS = paths.FW_TESTS
+SHIMS = paths.SHIMS
 
 
 class BenchError(RuntimeError):
     pass
 
 
-def _mp_call(expr, timeout=3600, **env):
-    """Run `expr` (a MicroPython expression giving a dict) with the firmware tests on the path."""
-    code = "import json\nr = %s\nprint('RESULT', json.dumps(r))\n" % expr
-    p = mp.run(["-c", code], extra_path=[SHIMS, FW_TESTS], timeout=timeout, **env)
+def _mp_call(module, function, *args, timeout=3600, **env):
+    """module.function(*args) (a firmware test module, int args, giving a dict) on MicroPython
+    with the firmware tests on the path (sim/mpy/scripts/call.py)."""
+    p = mp.run([str(paths.script("call")), module, function] + [str(int(a)) for a in args],
+               extra_path=[SHIMS, FW_TESTS], timeout=timeout, **env)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -44,14 +46,13 @@ def _mp_call(expr, timeout=3600, **env):
 # --- device log ------------------------------------------------------------------------------
 def power_cuts(n=300, seed=12345):
     t = time.monotonic()
-    r = _mp_call("__import__('mp_flashlog').powercut_soak(%d, %d)" % (int(n), int(seed)))
+    r = _mp_call("mp_flashlog", "powercut_soak", n, seed)
     r["seconds"] = round(time.monotonic() - t, 1)
     r["ok"] = r["records_lost"] == 0 and r["corrupt_records_returned"] == 0 and r["power_cuts"] >= n
     return r
 
 
 def _sim_loads(kind, seconds=3.0, seed=1):
-    from oimon_sim import scenarios as S
     fn = {"walk": S.walk, "overload": S.overload, "fall": S.fall}[kind]
     load = fn(max(seconds, 20.0), seed=seed)[0]
     rng = np.random.default_rng(seed)
@@ -59,47 +60,19 @@ def _sim_loads(kind, seconds=3.0, seed=1):
     return np.round(load).astype(np.int32)
 
 
-_SNIP_CODE = """
-import flashlog
-from oimon_common import protocol as P
-from array import array
-from powercut_fs import CutFs, Rng
-def run(path, trig):
-    f = open(path, 'rb'); data = f.read(); f.close()
-    n = len(data) // 12
-    s = flashlog.Snippet(1000); out = array('i', [0] * 8)
-    lg = flashlog.Log('/d', snippet=s, fs=CutFs(Rng(1)), clock=lambda: 1700000000)
-    import struct
-    head = b'{"kind":"overload","sample":123456,"peak":12345,"phase":"full","t":1700000000}'
-    for i in range(n):
-        a, b, c = struct.unpack_from('<iii', data, 12 * i)
-        out[0] = a; out[1] = b; out[2] = c
-        s.push(out)
-        if i == trig:
-            lg.event(head)
-    lg.sync()
-    r = lg.since(0)[0]
-    hd, sn = P.unpack_event(r[3])
-    return {'record_bytes': len(r[3]) + 16, 'samples': sn['n'], 'raw_bytes': 6 * sn['n'] + 7 + len(head) + 2 + 16}
-"""
-
-
 def event_record_bytes(kinds=("walk", "overload", "fall")):
     out = {}
-    code_path = Path(tempfile.mkdtemp(prefix="oimon-bench-")) / "bench_snip.py"
-    code_path.write_text(_SNIP_CODE)
-    for k in kinds:
-        load = _sim_loads(k)
-        peak = max(1500, min(int(np.argmax(np.abs(load[:, 0]))), len(load) - 2600))
-        f = code_path.parent / ("%s.i32" % k)
-        f.write_bytes(load[peak - 1500:peak + 2500].astype("<i4").tobytes())   # trigger at the peak
-        p = mp.run(["-c", "import sys; sys.path.insert(0, %r)\nimport bench_snip, json\n"
-                    "print('RESULT', json.dumps(bench_snip.run(%r, 1500)))" % (
-                        str(code_path.parent), str(f))], extra_path=[SHIMS, FW_TESTS])
-        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-        if not line:
-            raise BenchError("snippet bench failed: %s" % (p.stdout + p.stderr)[-2000:])
-        out[k] = json.loads(line[0][7:])
+    with tempfile.TemporaryDirectory(prefix="oimon-bench-") as d:
+        for k in kinds:
+            load = _sim_loads(k)
+            peak = max(1500, min(int(np.argmax(np.abs(load[:, 0]))), len(load) - 2600))
+            f = Path(d) / ("%s.i32" % k)
+            f.write_bytes(load[peak - 1500:peak + 2500].astype("<i4").tobytes())   # trigger at the peak
+            p = mp.run([str(paths.script("bench_snip")), str(f), "1500"], extra_path=[SHIMS, FW_TESTS])
+            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                raise BenchError("snippet bench failed: %s" % (p.stdout + p.stderr)[-2000:])
+            out[k] = json.loads(line[0][7:])
     return out
 
 
@@ -127,35 +100,15 @@ def flash_budget(budget=4 << 20, seg=1 << 16, event_bytes=None):
 
 
 # --- protocol --------------------------------------------------------------------------------
-_WIRE_CODE = """
-from oimon_common import protocol as P
-def run(path, batch):
-    f = open(path, 'rb'); data = f.read(); f.close()
-    n = len(data) // 6
-    e = P.Encoder()
-    total = 0; frames = 0; i = 0
-    while i + batch <= n:
-        P.pack_samples(e.payload, i, 1000, batch)
-        e.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + 6 * batch] = data[6 * i:6 * (i + batch)]
-        total += e.finish_n(P.T_SAMPLES, P.SAMPLE_HDR + 6 * batch)
-        frames += 1; i += batch
-    return {'samples': i, 'frames': frames, 'bytes': total}
-"""
-
-
 def wire_bytes_per_sample(batch=50, seconds=10.0):
     """Frames built by the firmware's Encoder on MicroPython from simulated walking loads (the
     same bytes the device streams), checked by decoding them on CPython."""
-    from oimon_common import protocol as P
     load = _sim_loads("walk", seconds)
     wire = np.stack([np.clip(load[:, 0] >> 1, -32768, 32767), np.clip(load[:, 1], -32768, 32767),
                      np.clip(load[:, 2], -32768, 32767)], axis=1).astype("<i2")
-    d = Path(tempfile.mkdtemp(prefix="oimon-bench-"))
-    (d / "bench_wire.py").write_text(_WIRE_CODE)
-    (d / "walk.i16").write_bytes(wire.tobytes())
-    p = mp.run(["-c", "import sys; sys.path.insert(0, %r)\nimport bench_wire, json\n"
-                "print('RESULT', json.dumps(bench_wire.run(%r, %d)))" % (str(d), str(d / "walk.i16"),
-                                                                         batch)])
+    with tempfile.TemporaryDirectory(prefix="oimon-bench-") as d:
+        (Path(d) / "walk.i16").write_bytes(wire.tobytes())
+        p = mp.run([str(paths.script("bench_wire")), str(Path(d) / "walk.i16"), str(int(batch))])
     line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
     if not line:
         raise BenchError("wire bench failed: %s" % (p.stdout + p.stderr)[-2000:])
@@ -182,7 +135,7 @@ def wire_bytes_per_sample(batch=50, seconds=10.0):
 # --- fuzzing ---------------------------------------------------------------------------------
 def fuzz_firmware(n=100000, seed=7):
     t = time.monotonic()
-    r = _mp_call("__import__('mp_protocol').fuzz_decoder(%d, %d)" % (int(n), int(seed)))
+    r = _mp_call("mp_protocol", "fuzz_decoder", n, seed)
     r["seconds"] = round(time.monotonic() - t, 1)
     r["ok"] = r["frames"] >= n
     return r
@@ -190,7 +143,7 @@ def fuzz_firmware(n=100000, seed=7):
 
 def fuzz_commands(n=20000, seed=99):
     t = time.monotonic()
-    r = _mp_call("__import__('mp_cmds').garbled_commands(%d, %d)" % (int(n), int(seed)))
+    r = _mp_call("mp_cmds", "garbled_commands", n, seed)
     r["seconds"] = round(time.monotonic() - t, 1)
     r["ok"] = r["commands"] >= n
     return r
@@ -222,7 +175,6 @@ def fuzz_host(n=1000000, seed=1, chunk=1000, deadline_s=None):
     """n frames (valid, mutated, junk-prefixed, merged) into oimon_common.protocol.Decoder in random
     read sizes. Fails (BenchError) on a crash, a corrupt frame delivered, a missed intact frame
     (no resync) or a chunk counted neither good nor bad."""
-    from oimon_common import protocol as P
     rng = random.Random(seed)
     enc = P.Encoder()
     dec = P.Decoder()

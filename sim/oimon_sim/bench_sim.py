@@ -5,20 +5,29 @@
   through the bit-exact model (replay.replay_file, what `oimon sim replay` runs) in a fresh
   subprocess: wall time from interpreter start (imports included) and peak RSS
   (resource.getrusage of the child); targets <= 10 s and <= 1 GiB on the 2-core bench machine.
-  The model's numba kernel is compiled once and cached on disk (model.py, cache=True): a short
+  The model's numba kernels are compiled once and cached on disk (kernels.py, cache=True): a short
   replay warms that cache first, and replay_compile_seconds is the one-off cost of compiling it
   from scratch (a replay of 1 s of data with an empty NUMBA_CACHE_DIR);
 - stream_gaps_10min(seconds=600): the virtual device at real time, recorded through
   `oimon record`: sequence gaps (0 expected) and samples received.
 
 run(quick=False): all of them; quick=True streams 60 s instead of 600 s."""
+import hashlib
+import json
+import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = ROOT / "build" / "bench"
+import numpy as np
+
+from oimon import recording
+from oimon_sim import paths, scenarios, sensor
+from oimon_sim.device import start_virtual_device
+
+CACHE = paths.BUILD / "bench"
 
 
 _WRAP = """
@@ -35,7 +44,6 @@ print(json.dumps({"rc": p.returncode, "seconds": dt, "rss_kib": rss, "out": p.st
 def _child(code, *args, env=None):
     """Run python code in a fresh child; (seconds, peak RSS MiB of that child, its stdout).
     A fresh wrapper process runs it so that getrusage(RUSAGE_CHILDREN) sees only this child."""
-    import json
     p = subprocess.run([sys.executable, "-c", _WRAP, sys.executable, "-c", code]
                        + [str(a) for a in args], capture_output=True, text=True, env=env)
     r = json.loads(p.stdout)
@@ -62,8 +70,6 @@ def day_recording(kind="calibrated", seconds=86400, path=None):
     """The 24 h recording the benches use (generated once into build/bench/). Its name carries a
     hash of the generator's source (scenarios, sensor), so a changed scenario is generated anew
     instead of replaying a stale day."""
-    import hashlib
-    from oimon_sim import scenarios, sensor
     h = hashlib.sha1()
     for m in (scenarios, sensor):
         h.update(Path(m.__file__).read_bytes())
@@ -87,8 +93,8 @@ def generate_24h(seconds=86400):
 
 _KERNEL = """
 import numpy as np
-from oimon_sim import model
-rp = model.Replayer(model.default_calibration())
+from oimon_sim import profiles, replayer
+rp = replayer.Replayer(profiles.default_calibration())
 for y, ev in rp.stream([np.zeros((1000, 3), np.int32)], calibrated=True):
     pass
 """
@@ -98,7 +104,6 @@ def replay_compile_seconds():
     """One-off cost of compiling the model's kernel: wall time of a child that imports the
     model and streams 1000 samples through it with NUMBA_CACHE_DIR in a new (empty) folder,
     minus the same child with the cache warm. Leaves the normal cache warm for replay_24h."""
-    import os
     warm = _child(_KERNEL)[0]                    # fills the normal cache if it was empty
     warm = min(warm, _child(_KERNEL)[0])
     with tempfile.TemporaryDirectory() as d:
@@ -108,7 +113,6 @@ def replay_compile_seconds():
 
 
 def replay_24h(seconds=86400, path=None):
-    import json
     rec = day_recording("calibrated", seconds, path)
     comp = replay_compile_seconds()
     dt, rss, out = _child(_REPLAY, rec)
@@ -129,23 +133,21 @@ def replay_peak_rss_mib(**kw):
 
 def stream_gaps_10min(seconds=600, scenario="walk"):
     """Virtual device at real time -> `oimon record` for `seconds`: sequence gaps and samples."""
-    import numpy as np
-    from oimon import recording
-    from oimon.cli import main
-    from oimon_sim.device import start_virtual_device
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         vd = start_virtual_device(scenario, speed=1, duration=max(60.0, min(seconds, 600.0)),
                                   storage=d / "dev")
         try:
             rec, db = d / "s.oimrec", d / "s.sqlite"
-            rc = main(["--port", vd.path, "--db", str(db), "record", "--duration", str(seconds),
-                       "--out", str(rec)])
-            if rc:
-                raise RuntimeError("oimon record failed (exit %d): %s" % (rc, vd.log_tail()))
+            # `oimon record` as the user runs it (the simulator does not import the commands)
+            p = subprocess.run([sys.executable, "-m", "oimon", "--port", vd.path, "--db", str(db),
+                                "record", "--duration", str(seconds), "--out", str(rec)],
+                               capture_output=True, text=True)
+            if p.returncode:
+                raise RuntimeError("oimon record failed (exit %d): %s %s" % (
+                    p.returncode, p.stderr.strip()[-500:], vd.log_tail()))
         finally:
             vd.stop()
-        import sqlite3
         con = sqlite3.connect(db)
         seq_gaps = con.execute("SELECT seq_gaps FROM recording").fetchone()[0]
         con.close()
@@ -170,7 +172,6 @@ def run(quick=False):
 
 
 if __name__ == "__main__":
-    import json
     which = sys.argv[1:] or ["run"]
     for w in which:
         print(json.dumps({w: globals()[w]()}, indent=1))

@@ -3,6 +3,7 @@ fed by the simulated sensor, talking over a pty that the host opens exactly like
 serial port. The firmware's stdin/stdout are the pty's master side; the path printed is the
 slave side (/dev/pts/N)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from oimon_sim import mp
 
 class VirtualDevice:
     def __init__(self, raw_file=None, rate=1000, speed=1, loop=True, storage=None,
-                 device_id="SIM-0001", log_path=None, bits=32, extra_path=()):
+                 device_id="SIM-0001", log_path=None, bits=32, extra_path=(), sources=True):
         self.raw_file = raw_file
         self.rate = rate
         self.speed = speed
@@ -32,6 +33,10 @@ class VirtualDevice:
         self.log_path = Path(log_path) if log_path else self.storage / "device.log"
         self.bits = bits
         self.extra_path = list(extra_path)
+        # As on a board, what is on the device's filesystem runs first (a deployed bundle:
+        # storage/*.mpy, storage/lib/oimon_common); sources=False runs nothing else, so a
+        # deployed bundle is shown to be complete. sources=True falls back to firmware/, common/.
+        self.sources = sources
         self.proc = None
         self.path = None
         self._master = self._slave = None
@@ -40,13 +45,15 @@ class VirtualDevice:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)            # a fresh serial port: no echo, no line discipline
         self.path = os.ttyname(self._slave)
-        env = mp.env(self.extra_path, OIMON_STORAGE=self.storage, OIMON_DEVICE_ID=self.device_id,
+        path = self.extra_path + [self.storage, self.storage / "lib"]
+        main = self.storage / "main.py" if not self.sources else mp.FIRMWARE / "main.py"
+        env = mp.env(path, self.sources, OIMON_STORAGE=self.storage, OIMON_DEVICE_ID=self.device_id,
                      OIMON_SIM_RATE=self.rate, OIMON_SIM_SPEED=self.speed,
                      OIMON_SIM_LOOP=1 if self.loop else 0)
         if self.raw_file:
             env["OIMON_SIM_SENSOR"] = str(Path(self.raw_file).resolve())
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([mp.interpreter(self.bits), str(mp.FIRMWARE / "main.py")],
+        self.proc = subprocess.Popen([mp.interpreter(self.bits), str(main)],
                                      stdin=self._master, stdout=self._master, stderr=self._log,
                                      env=env, cwd=str(self.storage), start_new_session=True)
         os.close(self._master)           # the firmware holds it now
@@ -98,6 +105,8 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
     """Generate the sensor input, write the calibration the device would have (unless
     calibrated=False: a fresh, uncalibrated device; a storage folder that already holds a
     calibration keeps it), start it."""
+    # lazy (here and below): numpy (scenarios, sensor, recording) costs ~50 ms, and the `oimon`
+    # command table imports this module on every start
     from oimon_sim import scenarios, sensor, vdev_setup
     if not recording and scenario not in scenarios.SCENARIOS:
         raise OimonError("unknown scenario %r (choose from %s)" % (
@@ -116,7 +125,6 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
         else:
             _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model)
     except BaseException:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
         raise
     vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
@@ -130,7 +138,7 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
 
 def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
     """The virtual device's input: the scenario as raw counts (sensor faults included)."""
-    from oimon_sim import scenarios
+    from oimon_sim import scenarios      # lazy: numpy, see start_virtual_device
     try:
         with open(raw_path, "wb") as f:
             for _first, raw, _tr in scenarios.generate(scenario, duration, 1000, body_weight_kg,
@@ -143,6 +151,7 @@ def _write_scenario(raw_path, scenario, duration, body_weight_kg, seed, model):
 def sensor_model_for(header):
     """The sensor model behind a recording: its `sensor` header, else the inverse of its
     calibration, else the default model."""
+    # lazy: numpy, see start_virtual_device
     import numpy as np
     from oimon_sim import sensor
     if isinstance(header.get("sensor"), dict):
@@ -157,7 +166,7 @@ def sensor_model_for(header):
 def raw_file_from_recording(path, out):
     """Stream a recording into the virtual device's raw-counts file (calibrated samples go through
     the sensor model). Returns (sensor model to provision, rate)."""
-    from oimon import recording
+    from oimon import recording          # lazy: numpy, see start_virtual_device
     with recording.Reader(path) as r:
         if r.kind == "raw" and r.nch != 4:
             raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))

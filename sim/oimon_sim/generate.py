@@ -3,6 +3,7 @@ as EVNT chunks before the samples they label."""
 import numpy as np
 
 from oimon.errors import OimonError
+from oimon_sim import progress as prog
 
 DEFAULT_START = "2025-01-01T00:00:00+00:00"
 
@@ -14,8 +15,9 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
     With imu (default) the recording carries the connector unit's IMU (scenarios.generate_imu:
     the same movement as the load), IMU chunks written before the samples of their segment.
     Returns the header."""
+    # lazy: numpy (recording, scenarios, sensor) costs ~50 ms, and the `oimon` command table
+    # imports this module on every start
     from oimon import recording
-    from oimon_sim import progress as prog
     from oimon_sim import scenarios, sensor
     params = dict(params or {})
     if scenario not in scenarios.SCENARIOS:

@@ -8,10 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware"
-SIM_MPY = ROOT / "sim" / "mpy"
-COMMON = ROOT / "common"
+from .paths import COMMON, FIRMWARE, ROOT, SIM_MPY, TOOLS, source  # noqa: F401 - ROOT for callers
 
 
 class MicroPythonMissing(RuntimeError):
@@ -21,26 +18,31 @@ class MicroPythonMissing(RuntimeError):
 def interpreter(bits=32):
     """Path of the wrapper for the i386 (bits=32, default, like the ESP32) or amd64 build."""
     env = os.environ.get("OIMON_MICROPYTHON%d" % bits)
-    path = Path(env) if env else ROOT / "tools" / ("micropython%d" % bits)
+    path = Path(env) if env else TOOLS / ("micropython%d" % bits)
     if not os.access(path, os.X_OK):
         raise MicroPythonMissing("MicroPython unix port not found at %s: run 'make micropython'" % path)
     return str(path)
 
 
-def micropypath(extra=()):
-    parts = [str(p) for p in extra] + [str(SIM_MPY), str(FIRMWARE), str(COMMON)]
+def micropypath(extra=(), sources=True):
+    """MICROPYPATH: `extra` first, then the unix side of the HAL, then (sources=True) the
+    firmware and shared sources; sources=False runs only what `extra` holds (a deployed bundle)."""
+    parts = [str(p) for p in extra] + [str(SIM_MPY)]
+    if sources:
+        parts += [str(FIRMWARE), str(COMMON)]
     return ":".join(parts)
 
 
-def env(extra_path=(), **more):
+def env(extra_path=(), sources=True, **more):
     e = dict(os.environ)
-    e["MICROPYPATH"] = micropypath(extra_path)
+    e["MICROPYPATH"] = micropypath(extra_path, sources)
     e.update({k: str(v) for k, v in more.items()})
     return e
 
 
 def run(args, extra_path=(), bits=32, timeout=120, input=None, **envmore):
     """Run the unix port with `args`; returns CompletedProcess (text stdout/stderr)."""
+    source()
     return subprocess.run([interpreter(bits)] + list(args), env=env(extra_path, **envmore),
                           capture_output=True, text=input is None or isinstance(input, str),
                           timeout=timeout, input=input, cwd=str(ROOT))

@@ -1,8 +1,8 @@
-"""Replay a recording through the bit-exact model of the firmware (model.py) and collect
+"""Replay a recording through the bit-exact model of the firmware (replayer.py) and collect
 the events it raises: what `oimon sim replay` prints and `oimon sim metrics` scores.
 
 Streams: the recording is read in blocks of contiguous samples (Reader.blocks) and fed to the
-model's streaming form (model.Replayer.stream: this thread reads, the model's dsp and detection
+model's streaming form (replayer.Replayer.stream: this thread reads, the model's dsp and detection
 stages run in two more threads on the numba-compiled kernel), so a 24 h recording replays in
 bounded memory (~360 MiB) in ~4-5 s on the 2-core bench machine (docs/benchmarks.md).
 
@@ -21,7 +21,11 @@ import numpy as np
 from oimon.eventtext import describe
 from oimon import recording
 from oimon.errors import OimonError
+from oimon_common import calib, limits as L, settings
+from oimon_sim import progress as prog
+from oimon_sim import replayer
 from oimon_sim import sensor as _sensor
+from oimon_sim.device import sensor_model_for
 
 BLOCK_ROWS = 1 << 20
 
@@ -29,7 +33,6 @@ BLOCK_ROWS = 1 << 20
 # --- configuration -------------------------------------------------------------------------
 def firmware_defaults():
     """The device's default settings (oimon_common.settings.DEFAULTS)."""
-    from oimon_common import settings
     return settings.defaults()
 
 
@@ -40,7 +43,6 @@ def resolve_config(cfg=None, header=None):
     {"comp", "tens", "moment"}). As on the device (firmware/config.py), the limits in effect are
     limits.phase_limits(phase, body weight) with the prosthetist's values over them; "limits" in
     the result is that table for every phase, "active_limits" the current phase's."""
-    from oimon_common import limits as L
     out = firmware_defaults()
     header = header or {}
     for k in ("phase", "body_weight_kg"):
@@ -79,8 +81,6 @@ def resolve_config(cfg=None, header=None):
 def calibration_for(header):
     """(firmware Calibration, SensorModel) for a recording: raw recordings use their header's
     calibration; calibrated ones go through the default sensor and its perfect calibration."""
-    from oimon_common import calib
-    from oimon_sim.device import sensor_model_for
     model = _sensor.SensorModel(noise_counts=0)      # the round trip adds no noise of its own
     if header.get("kind") == "raw":
         c = header.get("calibration")
@@ -107,14 +107,6 @@ def _to_raw(block, model):
 PHASE_INDEX = {"I": 0, "II": 1, "III": 2, "full": 3}
 
 
-def _model():
-    try:
-        from oimon_sim import model
-    except ImportError as e:
-        raise OimonError("the firmware's numpy model (sim/oimon_sim/model.py) is not available: %s" % e)
-    return model
-
-
 def detector_limits(cfg, rate=1000):
     """[comp, tens, mom, debounce (samples), phase] as the device gives detect.Detector."""
     lim = cfg["active_limits"]
@@ -125,7 +117,6 @@ def detector_limits(cfg, rate=1000):
 
 def body_weight_units(cfg):
     """Body weight in 0.1 N (the detector's unit), as the device computes it."""
-    from oimon_common import limits as L
     return L.body_weight_0p1N(float(cfg.get("body_weight_kg") or 75))
 
 
@@ -137,10 +128,10 @@ def _event(e):
 
 
 class _Stream:
-    """model.Replayer behind one call: run(blocks) -> events, samples counted from 0."""
+    """replayer.Replayer behind one call: run(blocks) -> events, samples counted from 0."""
 
     def __init__(self, cfg, cal, rate, keep_filtered=False):
-        m = _model()
+        m = replayer
         self.keep = keep_filtered
         self.filtered = []
         lim, bw = detector_limits(cfg, rate), body_weight_units(cfg)
@@ -180,7 +171,6 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
                 round_trip=False):
     """Replay a recording. Returns {"events": [...], "truth": [...], "samples", "rate", "header",
     "config", "errors", "gaps"}; event "sample" fields are the recording's sample indices."""
-    from oimon_sim import progress as prog
     with recording.Reader(path) as r:
         if r.kind == "raw" and r.nch != 4:
             raise OimonError("%s: a raw recording has 4 channels, this one %d" % (path, r.nch))
@@ -222,7 +212,7 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
                 state["n"] = n
                 yield n, rows, None
                 return
-            for first, block in r.blocks(getattr(_model(), "SEGMENT", BLOCK_ROWS), imu=True):
+            for first, block in r.blocks(replayer.SEGMENT, imu=True):
                 gaps = None
                 if state["last"] is not None and first != state["last"]:
                     state["gaps"] += 1

@@ -84,6 +84,7 @@ def write_csv(path, rows):
 
 
 def plot(path, rows, param):
+    # lazy: matplotlib (also imported by oimon.plots) costs ~0.5 s; only --png needs it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

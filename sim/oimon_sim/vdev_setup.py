@@ -5,13 +5,13 @@ from pathlib import Path
 import numpy as np
 
 from oimon import recording
+from oimon_common import calib
 from oimon.errors import OimonError
 
 
 def provision(storage, model):
     """Write calib.bin for the sensor model into the device's storage folder, unless it holds
     one already (a device calibrated with `oimon calibrate` keeps its calibration)."""
-    from oimon_common import calib
     if (Path(storage) / "calib.bin").exists():
         return calib.load(str(Path(storage) / "calib.bin"))
     cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), [int(v) for v in model.offset])

@@ -12,10 +12,8 @@ from oimon import link
 from oimon.errors import OimonError
 from oimon_common import protocol as P
 
-ROOT = Path(__file__).resolve().parents[3]
-BUILD = ROOT / "build" / "firmware"
-FIRMWARE = ROOT / "firmware"
-KEEP_AS_PY = ("main.py", "boot.py")       # MicroPython runs these by name: never compiled
+from oimon import bundle as B
+
 ESP_IMAGE_MAGIC = 0xE9
 ESP32S3_CHIP_ID = 9                       # esptool's IMAGE_CHIP_ID for the ESP32-S3
 
@@ -34,11 +32,13 @@ def register(sub):
                    help="MicroPython image for the ESP32-S3 (written at 0x0)")
     p.add_argument("--baud", type=int, default=460800, help="esptool baud rate (default 460800)")
     p.add_argument("--no-deploy", action="store_true", help="only write MicroPython")
+    p.add_argument("--bundle", help="firmware bundle to deploy after flashing (as for deploy)")
     p.add_argument("--connect-attempts", type=int, default=3, help=argparse_suppress())
     p.set_defaults(func=cmd_flash)
     p = sub.add_parser("deploy", help="copy the compiled firmware, board config and device key "
                        "to the board (skips files already there)")
-    p.add_argument("--build", default=str(BUILD), help="folder of the .mpy files (make firmware)")
+    p.add_argument("--bundle", help="firmware bundle folder (tools/bundle.py, `make firmware`; "
+                   "default: $OIMON_BUNDLE, else ./%s)" % B.DEFAULT_DIR)
     p.add_argument("--device-id", help="device id for the key (default: asked from the device)")
     p.add_argument("--no-key", action="store_true", help="do not copy the device key")
     p.add_argument("--no-reset", action="store_true", help="leave the board at the REPL")
@@ -202,8 +202,7 @@ def _resync(port):
 
 def cmd_flash(args):
     size = check_image(args.firmware)
-    if not args.no_deploy:
-        _deploy_files(Path(BUILD))           # fail before erasing if there is nothing to deploy
+    bundle = None if args.no_deploy else B.load(B.resolve(args.bundle))   # fail before erasing
     port = link.resolve_port(args.port)
     if "://" in port:
         raise OimonError("flash needs a serial port, not %s" % port)
@@ -221,36 +220,11 @@ def cmd_flash(args):
     if args.no_deploy:
         return 0
     time.sleep(2.0)                          # the board boots MicroPython (USB re-enumerates)
-    return deploy(port, Path(BUILD), device_id=None, key=True, reset=True, wait=15,
+    return deploy(port, bundle, device_id=None, key=True, reset=True, wait=15,
                   keystore=args.keystore)
 
 
 # --- deploy ----------------------------------------------------------------------------------
-def _deploy_files(build):
-    """[(device name, local path)]: the .mpy modules of `make firmware`, main.py/boot.py as
-    source. Refuses a missing build, and a stale one in build/firmware (a --build folder
-    elsewhere is taken as it is)."""
-    build = Path(build)
-    mpys = sorted(build.glob("*.mpy")) if build.is_dir() else []
-    if not mpys:
-        raise OimonError("no compiled firmware in %s: run `make firmware`" % build)
-    files = []
-    for m in mpys:
-        src = FIRMWARE / (m.stem + ".py")
-        if (m.stem + ".py") in KEEP_AS_PY:
-            continue
-        if build.resolve() == BUILD.resolve() and src.exists() \
-                and src.stat().st_mtime > m.stat().st_mtime + 1:
-            raise OimonError("%s is older than %s: run `make firmware`" % (m, src))
-        files.append((m.name, m))
-    if "board.mpy" not in [n for n, _p in files]:
-        raise OimonError("no board configuration (board.mpy) in %s: run `make firmware`" % build)
-    for name in KEEP_AS_PY:
-        if (FIRMWARE / name).exists():
-            files.append((name, FIRMWARE / name))
-    return files
-
-
 def _device_key(device_id, keystore_path=None, out=print):
     """The device's key from the host keystore as (device file name, bytes); a device deployed
     for the first time gets a new random key (provisioned here, kept for every later deploy)."""
@@ -322,7 +296,23 @@ class _Board:
     def listdir(self):
         return [e.name for e in self.t.fs_listdir("")]
 
+    def mpy_arch(self):
+        """The native architecture the board's MicroPython loads .mpy files for
+        (sys.implementation._mpy), or None if it does not say."""
+        try:
+            v = int(self.t.exec("import sys\nprint(sys.implementation._mpy)").decode().strip())
+        except Exception:                                    # noqa: BLE001 - mpremote errors vary
+            return None
+        return B.arch_of_mpy(v)
+
     def write(self, name, data):
+        parts = name.split("/")[:-1]
+        for i in range(len(parts)):                          # lib/, lib/oimon_common/
+            d = "/".join(parts[:i + 1])
+            try:
+                self.t.fs_mkdir(d)
+            except Exception:                                # noqa: BLE001 - it exists already
+                pass
         self.t.fs_writefile(name, data)
 
     def remove(self, name):
@@ -346,22 +336,26 @@ class _Board:
             pass
 
 
-def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print, keystore=None):
-    files = [(n, Path(p).read_bytes()) for n, p in _deploy_files(build)]
+def deploy(port, bundle, device_id=None, key=True, reset=True, wait=10, out=print, keystore=None):
+    """Copy a firmware bundle (oimon.bundle.Bundle) onto the board at `port`: release the
+    running monitor, check the board's MicroPython takes the bundle's .mpy files, copy what
+    differs (sha256 before and after), remove stale modules, add the device key, reset, wait for
+    the monitor to answer with the bundle's protocol version."""
     info = _release(port)
     device_id = device_id or (info or {}).get("device_id")
     board = _Board(port)
     copied = same = 0
     try:
+        B.check_board(bundle, board.mpy_arch())
+        files = list(bundle.files())
         if key:
             device_id = device_id or board.device_id()
             if not device_id:
                 raise OimonError("the board did not say its id: give --device-id (or --no-key)")
             files.append(_device_key(device_id, keystore, out))
-        present = set(board.listdir())
         for name, data in files:
             want = hashlib.sha256(data).digest()
-            if name in present and board.sha256(name) == want:
+            if board.sha256(name) == want:
                 same += 1
                 continue
             board.write(name, data)
@@ -369,19 +363,18 @@ def deploy(port, build, device_id=None, key=True, reset=True, wait=10, out=print
                 raise OimonError("%s: the copy on the board does not match (sha256)" % name)
             copied += 1
             out("copied %s (%d bytes)" % (name, len(data)))
-        # a stale source module would shadow its new .mpy
-        for name, _d in files:
-            if name.endswith(".mpy") and name[:-4] + ".py" in present:
-                board.remove(name[:-4] + ".py")
-                out("removed stale %s" % (name[:-4] + ".py"))
+        for name in B.stale(bundle, board.listdir()):
+            board.remove(name)
+            out("removed stale %s" % name)
         if reset:
             board.reset()
     except (OSError, board.TransportError) as e:
         raise OimonError("deploy to %s failed: %s" % (port, e))
     finally:
         board.close()
-    out("deployed to %s: %d files copied, %d already up to date%s" % (
-        device_id or port, copied, same, "" if key else " (no device key)"))
+    out("deployed firmware %s (%s, protocol %d) to %s: %d files copied, %d already up to date%s" % (
+        bundle.firmware, bundle.arch, bundle.protocol, device_id or port, copied, same,
+        "" if key else " (no device key)"))
     if reset:
         info = _wait_monitor(port, wait)
         out("%s is running firmware %s (%s)" % (info.get("device_id"), info.get("fw"),
@@ -404,5 +397,6 @@ def _wait_monitor(port, seconds):
 
 def cmd_deploy(args):
     port = link.resolve_port(args.port)
-    return deploy(port, Path(args.build), device_id=args.device_id, key=not args.no_key,
+    bundle = B.load(B.resolve(args.bundle))
+    return deploy(port, bundle, device_id=args.device_id, key=not args.no_key,
                   reset=not args.no_reset, keystore=args.keystore)

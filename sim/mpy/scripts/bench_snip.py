@@ -1,0 +1,32 @@
+# Event-record size bench (sim/oimon_sim/bench_log.py event_record_bytes): simulated loads
+# (int32 x 3 per sample, argv[1]) through flashlog.Snippet, one event at sample argv[2], logged on
+# a power-cut file system double (tests/firmware/powercut_fs.py); prints "RESULT {json}".
+import sys
+import json
+import struct
+from array import array
+import flashlog
+from oimon_common import protocol as P
+from powercut_fs import CutFs, Rng
+
+
+def run(path, trig):
+    f = open(path, 'rb'); data = f.read(); f.close()
+    n = len(data) // 12
+    s = flashlog.Snippet(1000); out = array('i', [0] * 8)
+    lg = flashlog.Log('/d', snippet=s, fs=CutFs(Rng(1)), clock=lambda: 1700000000)
+    head = b'{"kind":"overload","sample":123456,"peak":12345,"phase":"full","t":1700000000}'
+    for i in range(n):
+        a, b, c = struct.unpack_from('<iii', data, 12 * i)
+        out[0] = a; out[1] = b; out[2] = c
+        s.push(out)
+        if i == trig:
+            lg.event(head)
+    lg.sync()
+    r = lg.since(0)[0]
+    hd, sn = P.unpack_event(r[3])
+    return {'record_bytes': len(r[3]) + 16, 'samples': sn['n'], 'raw_bytes': 6 * sn['n'] + 7 + len(head) + 2 + 16}
+
+
+if __name__ == '__main__':
+    print('RESULT', json.dumps(run(sys.argv[1], int(sys.argv[2]))))
