@@ -143,24 +143,18 @@ class _Stream:
             raise OimonError("config: unknown detector setting(s) %s (known: %s)" % (
                 ", ".join(bad), ", ".join(sorted(m.CFG))))
         # detector settings (docs/algorithm.md 5.6, lower case) over the ones the device derives
-        from oimon_sim.fall_model import FusedReplayer
-        self.r = FusedReplayer(cal, lim, bw, int(cfg.get("fc", 20)),
-                               config=m.make_config(lim, bw, **over) if over else None)
+        self.r = m.Replayer(cal, lim, bw, int(cfg.get("fc", 20)),
+                            config=m.make_config(lim, bw, **over) if over else None)
 
     def run(self, blocks, calibrated):
         """Events of all blocks: (block, imu rows stamped in model samples, gap positions),
         block raw (n, 4), or calibrated (n, 3) device units that enter after the calibration
         stage (load rate, filter, detection), or an int n: n load samples not measured (an
         IMU-only recording). The load detector and the inertial path interleaved
-        (fall_model.FusedReplayer, docs/algorithm.md 5.7)."""
+        (docs/algorithm.md 5.7), through Replayer.stream (the dsp and detection stages on the
+        two cores)."""
         events = []
-        for blk, rows, gaps in blocks:
-            if isinstance(blk, int):
-                y, evs = self.r.feed_missing(blk, rows)
-            elif calibrated:
-                y, evs = self.r.feed_calibrated(blk, rows, gaps)
-            else:
-                y, evs = self.r.feed(blk, rows, gaps)
+        for y, evs in self.r.stream(blocks, calibrated):
             if self.keep:
                 self.filtered.append(y)
             events += [_event(e) for e in evs]

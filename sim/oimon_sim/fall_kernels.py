@@ -1,18 +1,23 @@
-"""Bit-exact model of the inertial fall path (firmware/imufall.py, docs/algorithm.md 5.7).
+"""Bit-exact kernels of the device's fall detection (docs/algorithm.md 5.2-5.8):
+`det_step` is firmware/detect.py's kernel for one load sample, `imu_step` firmware/imufall.py's
+kernel for one IMU row, `fused_block` runs a block of load samples with the IMU rows interleaved
+as the firmware's result is defined (each IMU row after the load sample it is stamped with).
+The driver around them is replayer.Replayer. `ImuReplayer` / `replay_imu` replay an IMU stream
+with no load history (the load channel missing: no veto, no soft candidates), as for UMAFall.
 
-`ImuReplayer(fx)`.step(row) is imufall.kernel for one IMU row; `replay_imu(rows)` replays an
-IMU stream with no load history (the load channel missing: no veto, no soft candidates), as
-for UMAFall. The state layouts are the firmware's (imufall.py constants, checked by a test);
-times are int32 words in the firmware, so every difference is taken modulo 2^32 (_d)."""
+The load detector's word layouts are the firmware's, from fw_tables.py (generated from
+detect.py); the inertial path's are written here and checked against imufall.py by
+tests/test_falls.py. Times are int32 words in the firmware, so every difference is taken
+modulo 2^32 (_d)."""
+import numba
 import numpy as np
 
-try:
-    from numba import njit
-    def _jit(f):
-        return njit(cache=True, nogil=True)(f)
-except ImportError:          # same results, slowly
-    def _jit(f):
-        return f
+from oimon_common.events import SLOT, event
+from . import fw_tables as _T
+
+
+def _jit(f):
+    return numba.njit(cache=True, nogil=True)(f)
 
 EV_FALL_IMU, EV_IMU_FAULT, EV_IMU_CLEAR = 32, 64, 128
 IF_GAP, IF_NOGYRO = 1, 2
@@ -346,7 +351,7 @@ def _imu_block(rows, st, cfg, ev, fx, evbuf):
 
 def new_fx():
     fx = np.zeros(FX_N, np.int64)
-    fx[FX_RING::3][:64] = RING_NONE
+    fx[FX_RING:FX_RING + 3 * 64:3] = RING_NONE
     return fx
 
 
@@ -396,18 +401,24 @@ def replay_imu(rows, cfg=None):
 
 # ---- the load detector (firmware/detect.py kernel), word for word ------------------------------
 # cfg words (detect.CFG_*), state words (detect._*), act (A_*), ev slots, fx (FX_*)
-(D_COMP, D_TENS, D_MOM, D_DEB, D_PHASE, D_MOM2, D_COMP_REL, D_TENS_REL, D_MOM2_REL, D_COMP_WARN,
- D_TENS_WARN, D_MOM2_WARN, D_BW, D_STEP_ON, D_STEP_OFF, D_F_IMPACT, D_R_IMPACT, D_T_DESC_MIN,
- D_T_DESC_MAX, D_T_IMPWIN, D_T_DECIDE, D_REC_PCT) = range(22)
-D_FAULT_N, D_CLEAR_N, D_FALL_ALARM = 23, 24, 25
-(_N, _DFAULT, _FRUN, _DCRUN, _OA, _CON, _COFF, _WARN, _WCNT, _LATCH, _TRISE, _PKON, _TFALL,
- _TLOADP, _PKLOADP, _DMIN, _FS, _TIMP, _CTLOAD, _CTDESC, _CPKLOAD, _CDMIN, _CPKAX, _CPKRATE,
- _CPKMAP, _CPKMML, _CPKM2, _LCNT, _SCNT, _HAVETF, _SX) = range(31)
-_GAPC, _HARD, _CPKREC = 38, 39, 40
-DET_ST_N = 48
-ACT_N, ACT_HIST = 40, 16
-FX_FALARM, FX_LFALL_T, FX_LFALL_DEC, FX_HAVE_LFALL, FX_SOFT_T, FX_SOFT_DEC, FX_SOFT_SEQ = range(7)
-EV_OVERLOAD_START, EV_OVERLOAD_END, EV_FALL, EV_FAULT, EV_FAULT_CLEAR = 1, 2, 4, 8, 16
+D_COMP, D_TENS, D_DEB, D_MOM2 = _T.CFG_COMP, _T.CFG_TENS, _T.CFG_DEB, _T.CFG_MOM2
+D_COMP_REL, D_TENS_REL, D_MOM2_REL = _T.CFG_COMP_REL, _T.CFG_TENS_REL, _T.CFG_MOM2_REL
+D_COMP_WARN, D_TENS_WARN, D_MOM2_WARN = _T.CFG_COMP_WARN, _T.CFG_TENS_WARN, _T.CFG_MOM2_WARN
+D_BW, D_STEP_ON, D_STEP_OFF, D_F_IMPACT = _T.CFG_BW, _T.CFG_STEP_ON, _T.CFG_STEP_OFF, _T.CFG_F_IMPACT
+D_R_IMPACT, D_T_DESC_MIN, D_T_DESC_MAX = _T.CFG_R_IMPACT, _T.CFG_T_DESC_MIN, _T.CFG_T_DESC_MAX
+D_T_IMPWIN, D_T_DECIDE, D_REC_PCT = _T.CFG_T_IMPWIN, _T.CFG_T_DECIDE, _T.CFG_REC_PCT
+D_FAULT_N, D_CLEAR_N, D_FALL_ALARM = _T.CFG_FAULT_N, _T.CFG_CLEAR_N, _T.CFG_FALL_ALARM
+from .fw_tables import (_N, _FRUN, _OA, _CON, _COFF, _WARN, _WCNT, _LATCH, _TRISE,  # noqa: E402
+                        _PKON, _TFALL, _TLOADP, _PKLOADP, _DMIN, _FS, _TIMP, _CTLOAD, _CTDESC,
+                        _CPKLOAD, _CDMIN, _CPKAX, _CPKRATE, _CPKMAP, _CPKMML, _CPKM2, _LCNT,
+                        _SCNT, _HAVETF, _SX, _GAPC, _HARD, _CPKREC, ACT_N, ACT_HIST,
+                        FX_FALARM, FX_LFALL_T, FX_LFALL_DEC, FX_HAVE_LFALL, FX_SOFT_T,
+                        FX_SOFT_DEC, FX_SOFT_SEQ, EV_OVERLOAD_START, EV_OVERLOAD_END, EV_FALL,
+                        EV_FAULT, EV_FAULT_CLEAR)
+_DFAULT, _DCRUN = _T._FAULT, _T._CRUN
+DET_ST_N = _T._ST_N
+assert (_T.FX_RING, _T.FX_N, _T.RING_NONE, _T.EV_IMU_BASE, _T.EV_N) == (FX_RING, FX_N, RING_NONE,
+                                                                       EB, 64)
 
 
 @_jit
@@ -739,118 +750,10 @@ def fused_block(y, x, rate, flags, a, st, cfg, ev, act, fx, rows, j, ist, icfg, 
     return i, j, ne
 
 
-def det_config(cfg_dict):
-    """detect.Detector's cfg words from model.make_config()'s dict."""
-    from oimon_sim import model
-    w = np.zeros(model.CFG_N, np.int64)
-    for k, v in cfg_dict.items():
-        w[model.CFG[k]] = v
-    return w
-
-
-def _event_dicts(evbuf):
-    from oimon_common.events import event
+def event_dicts(evbuf):
+    """Event rows of fused_block -> the device's event dicts (oimon_common.events)."""
     out = []
     for row in evbuf.tolist():
         code = row[1]
-        if code == 64 or code == 128:
-            out.append(event(row[0], code, row[2:3]))
-        else:
-            from oimon_common.events import SLOT
-            out.append(event(row[0], code, row[2:2 + len(SLOT[code][1])]))
+        out.append(event(row[0], code, row[2:2 + len(SLOT[code][1])]))
     return out
-
-
-class FusedReplayer:
-    """Bit-exact replay of the device's whole detection: dsp (model._dsp_block), the load
-    detector (det_step) and the inertial path (imu_step) interleaved as in docs/algorithm.md 5.7.
-
-    feed(raw (n, 4) | calibrated (n, 3), imu rows (m, 8) with t in this block's samples or
-    earlier, gaps: positions in the block of first samples after lost ones) -> (filtered, events).
-    The load's sample numbers are those of the detector (0 at the first fed sample)."""
-
-    def __init__(self, cal=None, limits=None, bw=7355, fc=20, config=None, imu=True,
-                 imu_cfg=None):
-        from oimon_sim import model
-        self._m = model
-        self.rp = model.Replayer(cal, limits, bw, fc, config)
-        self.cfgw = self.rp.cfgw
-        self.st = np.zeros(DET_ST_N, np.int64)
-        self.ev = np.zeros(64, np.int64)
-        self.act = np.zeros(ACT_N, np.int64)
-        self.fx = new_fx()
-        self.imu = imu
-        self.ist = np.zeros(S_N, np.int64)
-        self.ist[_PREV:_PREV + 6] = 0x40000000
-        self.icfg = np.array(imu_cfg if imu_cfg is not None else
-                             defaults(int(self.cfgw[D_FALL_ALARM])), np.int64)
-        self.evbuf = np.zeros((1024, ROW), np.int64)
-        self.events = []
-        self._pending = np.zeros((0, 8), np.int64)
-
-    def _signal(self, mode, a):
-        m = self._m
-        a = np.ascontiguousarray(a[:, :4] if mode == 0 else a[:, :3], dtype=np.int32)
-        n = a.shape[0]
-        x = np.zeros((n, 3), np.int64)
-        y = np.empty((n, 3), np.int32)
-        rate = np.empty(n, np.int32)
-        fl = np.empty(n, np.int32)
-        m._dsp_block(mode, a, self.rp.k, self.rp.ps, x, y, rate, fl)
-        if self.rp.k[m._K_CAL] == 0:
-            x[:] = 0
-        return x, y, rate, fl
-
-    def _feed(self, mode, a, imu_rows=None, gaps=None):
-        x, y, rate, fl = self._signal(mode, a)
-        if gaps is not None and len(gaps):
-            fl[np.asarray(gaps, int)] |= 0x1000
-        rows = self._pending
-        if self.imu and imu_rows is not None and len(imu_rows):
-            rows = np.concatenate([rows, np.asarray(imu_rows, np.int64).reshape(-1, 8)])
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        evs = []
-        i, j = 0, 0
-        while i < len(fl):
-            i, j, ne = fused_block(y, x, rate, fl, i, self.st, self.cfgw, self.ev, self.act,
-                                   self.fx, rows, j, self.ist, self.icfg, self.evbuf)
-            evs.extend(_event_dicts(self.evbuf[:ne]))
-        self._pending = rows[j:]
-        self.events.extend(evs)
-        return y, evs
-
-    def feed(self, raw, imu_rows=None, gaps=None):
-        return self._feed(0, raw, imu_rows, gaps)
-
-    def feed_missing(self, n, imu_rows=None):
-        """n load samples that were not measured (an IMU-only recording such as UMAFall): the
-        detector sees them as uncalibrated (FL_UNCAL: invalid, no load history, no veto)."""
-        self.rp.k[self._m._K_CAL] = 0
-        return self._feed(1, np.zeros((int(n), 3), np.int32), imu_rows)
-
-    def feed_calibrated(self, x, imu_rows=None, gaps=None):
-        """Device units (n, 3) straight into the stages after calibration (as model.Replayer's
-        feed_calibrated: the calibration is taken as done)."""
-        self.rp.k[self._m._K_CAL] = 1
-        return self._feed(1, x, imu_rows, gaps)
-
-    def activity(self):
-        from oimon_common.events import ACT_FIELDS
-        d = {k: int(v) for k, v in zip(ACT_FIELDS, self.act)}
-        d["hist"] = [int(v) for v in self.act[ACT_HIST:ACT_HIST + 21]]
-        return d
-
-
-def replay_fused(raw, cal, imu_rows=None, limits=None, bw=7355, fc=20, calibrated=False,
-                 segment=1 << 20):
-    """Whole arrays -> (filtered (n, 3), events). imu_rows: (m, 8) stamped in load samples."""
-    rp = FusedReplayer(cal, limits, bw, fc, imu=imu_rows is not None)
-    raw = np.asarray(raw)
-    out = np.empty((raw.shape[0], 3), np.int32)
-    rows = np.zeros((0, 8), np.int64) if imu_rows is None else np.asarray(imu_rows, np.int64)
-    for a in range(0, raw.shape[0], segment):
-        blk = raw[a:a + segment]
-        sel = rows[(rows[:, 0] >= a) & (rows[:, 0] < a + len(blk))] if len(rows) else rows
-        y, _ = (rp.feed_calibrated if calibrated else rp.feed)(blk, sel)
-        out[a:a + len(y)] = y
-    return out, rp.events
