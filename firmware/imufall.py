@@ -47,7 +47,10 @@ C_CLEAR_N = const(20)  # clean samples clearing a fault
 C_FALARM = const(21)   # fall alarm countdown written to fx, load samples
 C_MIN_PRE = const(22)  # blocks needed: pre-event
 C_MIN_POST = const(23)  # post window
-C_N = const(24)
+C_COS2_SOFT = const(24)  # slide-down: the thigh has turned >= 30 deg at the contact (cos^2 Q8)
+C_SOFT_AT_A = const(25)  # blocks with t0 in [t_s - A, t_s + B) are "at the contact"
+C_SOFT_AT_B = const(26)
+C_N = const(27)
 
 # ---- inertial fall slot in ev (ev[48 + I_*]) ----------------------------------------------
 _EB = const(48)
@@ -191,6 +194,28 @@ def _judge(st: ptr32, cfg: ptr32, ev: ptr32, pre: int, tref: int) -> int:
     if dev <= cfg[C_SDEV] and wm <= cfg[C_SGYRO]:
         still = 1
     if turned != 0 and still != 0:
+        return 1
+    return 0
+
+
+@micropython.viper
+def _turned(st: ptr32, pre: int, cos2: int) -> int:
+    # 1 if the mean of the blocks summed in st[_SUM..] points >= acos(sqrt(cos2 / 256)) away
+    # from the pre sums st[pre..] (the same words as _judge's orientation test)
+    c = st[pre]
+    px = int(_mean16(st[pre + 1], c))
+    py = int(_mean16(st[pre + 2], c))
+    pz = int(_mean16(st[pre + 3], c))
+    c = st[_SUM]
+    if c <= 0:
+        return 0
+    qx = int(_mean16(st[_SUM + 1], c))
+    qy = int(_mean16(st[_SUM + 2], c))
+    qz = int(_mean16(st[_SUM + 3], c))
+    d = px * qx + py * qy + pz * qz
+    p2 = px * px + py * py + pz * pz
+    q2 = qx * qx + qy * qy + qz * qz
+    if d <= 0 or d * d <= ((cos2 * p2) >> 8) * q2:
         return 1
     return 0
 
@@ -423,7 +448,9 @@ def kernel(tb: ptr32) -> int:
         ts = st[_TS]
         _sum_blocks(st, ts - cfg[C_SOFT_WIN], ts + cfg[C_SOFT_WIN], _SUM)
         pk = st[_SUM + 8]
-        if pk >= cfg[C_A_SOFT] and int(_judge(st, cfg, ev, _SPRE, ts)) != 0:
+        _sum_blocks(st, ts - cfg[C_SOFT_AT_A], ts + cfg[C_SOFT_AT_B], _SUM)
+        at = int(_turned(st, _SPRE, cfg[C_COS2_SOFT]))     # already turned at the contact
+        if pk >= cfg[C_A_SOFT] and at != 0 and int(_judge(st, cfg, ev, _SPRE, ts)) != 0:
             if int(_dup(st, fx, cfg, t, ts, ts)) == 0:
                 e |= EV_FALL_IMU
                 ev[_EB + I_T_FIRST] = ts
@@ -517,4 +544,4 @@ class ImuPath:
 def defaults(falarm=60000, rate_hz=104):
     """The configuration words (docs/algorithm.md 5.7); times are in load samples (ms)."""
     return [3000, 1500, 1700, 900, 1000, 2500, 200, 84, 150, 300, 90, 40, 500, 3000, 500, 600,
-            31900, 22900, 10, rate_hz, 2 * rate_hz, falarm, 2, 6]
+            31900, 22900, 10, rate_hz, 2 * rate_hz, falarm, 2, 6, 192, 150, 350]

@@ -23,7 +23,7 @@ EV_FALL_IMU, EV_IMU_FAULT, EV_IMU_CLEAR = 32, 64, 128
 IF_GAP, IF_NOGYRO = 1, 2
 IMU_FIELDS = ("t_first", "t_imp", "t_dec", "pk_acc", "dot", "p2", "q2", "dev", "w", "loaded",
               "valid", "pk_w", "ff", "source", "npost")
-C_N = 24
+C_N = 27
 S_N = 640
 EB = 48
 FX_N = 208
@@ -37,12 +37,13 @@ _SOFT, _TS, _SSEQ, _SPRE, _LASTFF, _HAVEFF, _LASTIF, _HAVEIF, _SUM, _RING = \
 # config words (imufall.C_*)
 (C_A_IMP, C_A_SOFT, C_PRE_A, C_PRE_B, C_POST_A, C_POST, C_POST_END, C_COS2, C_SDEV, C_SGYRO,
  C_VALID_PCT, C_LOAD_PCT, C_SOFT_WIN, C_DUP_A, C_DUP_B, C_FF, C_SAT_A, C_SAT_G, C_SAT_N,
- C_STUCK_N, C_CLEAR_N, C_FALARM, C_MIN_PRE, C_MIN_POST) = range(24)
+ C_STUCK_N, C_CLEAR_N, C_FALARM, C_MIN_PRE, C_MIN_POST, C_COS2_SOFT, C_SOFT_AT_A,
+ C_SOFT_AT_B) = range(27)
 
 
 def defaults(falarm=60000, rate_hz=104):
     return [3000, 1500, 1700, 900, 1000, 2500, 200, 84, 150, 300, 90, 40, 500, 3000, 500, 600,
-            31900, 22900, 10, rate_hz, 2 * rate_hz, falarm, 2, 6]
+            31900, 22900, 10, rate_hz, 2 * rate_hz, falarm, 2, 6, 192, 150, 350]
 
 
 @_jit
@@ -109,6 +110,20 @@ def _judge(st, cfg, ev, pre, tref):
     turned = d <= 0 or d * d <= ((cfg[C_COS2] * p2) >> 8) * q2
     still = dev <= cfg[C_SDEV] and wm <= cfg[C_SGYRO]
     return 1 if (turned and still) else 0
+
+
+@_jit
+def _turned(st, pre, cos2):
+    c = st[pre]
+    px, py, pz = _mean16(st[pre + 1], c), _mean16(st[pre + 2], c), _mean16(st[pre + 3], c)
+    c = st[_SUM]
+    if c <= 0:
+        return 0
+    qx, qy, qz = _mean16(st[_SUM + 1], c), _mean16(st[_SUM + 2], c), _mean16(st[_SUM + 3], c)
+    d = px * qx + py * qy + pz * qz
+    p2 = px * px + py * py + pz * pz
+    q2 = qx * qx + qy * qy + qz * qz
+    return 1 if (d <= 0 or d * d <= ((cos2 * p2) >> 8) * q2) else 0
 
 
 @_jit
@@ -295,7 +310,9 @@ def imu_step(r, st, cfg, ev, fx):
         ts = st[_TS]
         _sum_blocks(st, _d(ts - cfg[C_SOFT_WIN]), _d(ts + cfg[C_SOFT_WIN]), _SUM)
         pk = st[_SUM + 8]
-        if pk >= cfg[C_A_SOFT] and _judge(st, cfg, ev, _SPRE, ts) != 0:
+        _sum_blocks(st, _d(ts - cfg[C_SOFT_AT_A]), _d(ts + cfg[C_SOFT_AT_B]), _SUM)
+        at = _turned(st, _SPRE, cfg[C_COS2_SOFT])
+        if pk >= cfg[C_A_SOFT] and at != 0 and _judge(st, cfg, ev, _SPRE, ts) != 0:
             if _dup(st, fx, cfg, t, ts, ts) == 0:
                 e |= EV_FALL_IMU
                 ev[EB + 0] = ts

@@ -1,20 +1,28 @@
 """oimon import | export: bring outside data into a recording, take a recording out as CSV.
 
     oimon import CSV --columns 1,18 --units s,N [--rate HZ] [--resample 1000] --out REC
-    oimon export csv REC --out CSV [--events EVENTS.jsonl] [--salvage]
+    oimon import ACC.csv[.gz] --imu [--resample-method index|timestamps] --out REC
+    oimon export csv REC --out CSV [--events EVENTS.jsonl] [--salvage] [--imu]
 
 Both stream (blocks of rows), so a 24 h file passes through in bounded memory."""
 import sys
 
-from oimon.csvio import export_csv, import_csv
+from oimon.csvio import export_csv, export_imu_csv, import_csv, import_imu
+from oimon.errors import OimonError
 
 
 def register(sub):
     p = sub.add_parser("import", help="make a recording from a CSV/TSV file (e.g. gaitpdb)")
     p.add_argument("csv", help="text file: comma, tab, semicolon or space separated")
-    p.add_argument("--columns", required=True,
+    p.add_argument("--imu", action="store_true",
+                   help="an accelerometer file t_s,ax_g,ay_g,az_g (e.g. UMAFall, .csv or .csv.gz): "
+                   "an IMU-only recording, resampled to 104 Hz, gyroscope and load marked missing")
+    p.add_argument("--resample-method", choices=("index", "timestamps"), default="index",
+                   help="--imu: 'index' (default) spaces the samples evenly over the recording "
+                   "(the stamps are arrival times); 'timestamps' interpolates on the stamps")
+    p.add_argument("--columns",
                    help="1-based columns, e.g. 1,18 (a column with unit s or ms is the time)")
-    p.add_argument("--units", required=True,
+    p.add_argument("--units",
                    help="one per column: s, ms (time); N, kN, kgf, lbf (force); N*m, Nm, N*cm (moment)")
     p.add_argument("--channels", help="what the non-time columns are, in order (default "
                    "axial,moment_ap,moment_ml)")
@@ -37,6 +45,9 @@ def register(sub):
     c.add_argument("--counts", action="store_true",
                    help="stored integers instead of physical units")
     c.add_argument("--events", help="also write the events (and ground truth) as JSON lines")
+    c.add_argument("--imu", action="store_true",
+                   help="the IMU channels instead of the load (imu_sample, t_s, acc g, gyro dps, "
+                   "flags; empty = not measured)")
     c.add_argument("--salvage", action="store_true",
                    help="export the good part of a damaged recording (warning instead of error)")
     c.set_defaults(func=cmd_export_csv)
@@ -47,6 +58,14 @@ def register(sub):
 
 
 def cmd_import(args):
+    if args.imu:
+        header, rows = import_imu(args.csv, args.out, args.resample_method, args.device_id,
+                                  args.start)
+        print("imported %d IMU samples (%.1f s at 104 Hz; gyroscope and load missing) from %s "
+              "into %s" % (len(rows), len(rows) / 104.0, args.csv, args.out))
+        return
+    if not args.columns or not args.units:
+        raise OimonError("--columns and --units are needed (or --imu for an accelerometer file)")
     header, n = import_csv(args.csv, args.columns, args.units, args.out, args.rate, args.resample,
                            args.channels, args.delimiter, args.skip, args.device_id, args.start)
     print("imported %d samples (%.1f s at %g Hz) from %s into %s" % (
@@ -58,6 +77,13 @@ def cmd_import(args):
 
 
 def cmd_export_csv(args):
+    if args.imu:
+        n, err = export_imu_csv(args.recording, args.out, args.salvage)
+        if err:
+            print("oimon: warning: %s (exported the good part)" % err, file=sys.stderr)
+        if args.out != "-":
+            print("exported %d IMU samples to %s" % (n, args.out))
+        return
     n, err = export_csv(args.recording, args.out, args.counts, args.events, args.salvage)
     if err:
         print("oimon: warning: %s (exported the good part)" % err, file=sys.stderr)
