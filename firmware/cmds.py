@@ -4,6 +4,7 @@
 # (auth.py) and every refusal is logged as a security event (rate-limited: the log must not be
 # flooded out by a hostile host). Checked values are range-checked here again, whatever the host.
 import json
+import os
 import binascii
 import hal
 from oimon_common import protocol as P
@@ -137,15 +138,25 @@ def _c_time(dev, a):
     return P.S_OK, {"clock": hal.unix_time()}
 
 
+# A random id of this boot (docs/protocol.md C_STREAM): the host starts a new recording segment
+# when it changes (the device restarted: its sample counter began again at 0).
+_BOOT = int.from_bytes(os.urandom(4), "little")
+
+
 def _c_stream(dev, a):
     m = {"off": 0, "cal": 1, "raw": 2}.get(a.get("mode")) if isinstance(a.get("mode"), str) else None
     if m is None:
         return _err(P.S_BAD_REQUEST, "mode must be off, cal or raw")
+    ses = a.get("session", 0)
+    if not _is_int(ses) or not 0 <= ses <= 0xFFFFFFFF:
+        return _err(P.S_BAD_REQUEST, "session must be 0..4294967295")
     if dev.stream and dev.batch_n:
         dev._batch_send()
     dev.batch_n = 0
-    dev.stream = 0           # the response goes out before the first batch of the new mode
-    dev.respond(P.C_STREAM, P.S_OK, {"mode": a["mode"], "rate": dev.rate, "first": dev.count})
+    dev.stream = 0           # the response goes out before the first batch of the new mode:
+    # every sample frame after it belongs to this session (the host drops the ones before)
+    dev.respond(P.C_STREAM, P.S_OK, {"mode": a["mode"], "rate": dev.rate, "first": dev.count,
+                                     "session": ses, "boot": _BOOT})
     dev.stream = m
     return None, None
 

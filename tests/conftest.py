@@ -14,6 +14,10 @@ GAITPDB = ROOT.parent / "shared" / "data" / "gaitpdb"
 
 from oimon_sim import mp  # noqa: E402
 
+# A shared, loaded machine: the virtual device (real-time MicroPython) may answer a command
+# late; the host's answer timeout (docs/host.md, OIMON_LINK_TIMEOUT) is generous in tests.
+os.environ.setdefault("OIMON_LINK_TIMEOUT", "10")
+
 
 class MicroPythonFailure(Exception):
     pass

@@ -30,3 +30,11 @@ def test_demo_end_to_end(tmp_path, capsys):
     kinds = [k for (k,) in con.execute("SELECT kind FROM event")]
     assert any(k.startswith("overload") for k in kinds), kinds
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20000
+    # the demo ends with the clinical report and the way to the dashboard
+    report = out / "report.html"
+    assert any(ln.startswith("report:") and ln.endswith(str(report)) for ln in text.splitlines())
+    html = report.read_text()
+    assert "SIM-DEMO" in html and "P-DEMO" in html and "Events" in html and "overload" in html
+    assert str(out) not in html                          # no paths of this machine
+    assert any(ln.startswith("dashboard:") and "serve" in ln and "http://127.0.0.1:" in ln
+               for ln in text.splitlines())

@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tty
 
 from oimon import bundle as B
 from oimon_common import protocol as P
 from oimon_sim.device import VirtualDevice, start_virtual_device
 from oimon_sim import mp
+from oimon.link import Link
 from test_host_support import ROOT, assert_user_error, build_bundle, run_cli
 
 
@@ -149,10 +151,29 @@ def test_flash_against_a_virtual_device_is_one_clear_line(tmp_path, capsys):
     img = tmp_path / "micropython-esp32s3.bin"
     # a plausible S3 image header (magic 0xE9, chip id 9 at byte 12): the port is what fails
     img.write_bytes(bytes([0xE9, 3, 2, 0x3F, 0, 0, 0, 0, 0xEE, 0, 0, 0, 9, 0]) + bytes(300000))
-    vd = start_virtual_device("walk", speed=1, duration=5, storage=tmp_path / "storage")
+    vd = start_virtual_device("demo", speed=1, duration=10, storage=tmp_path / "storage")
     try:
-        rc, out, err = run_cli(capsys, "--port", vd.path, "flash", "--firmware", img, "--no-deploy")
+        # the demo's overload (at 5 s) goes into the device log: wait for it (a condition,
+        # generous bound), then the monitor's log is not synced: refused before any erase
+        t_end = time.monotonic() + 90
+        while time.monotonic() < t_end:
+            with Link(vd.path) as ln:
+                if ln.command(P.C_STATUS)["log"]["seq"] >= 1:
+                    break
+            time.sleep(0.3)
+        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", tmp_path / "db.sqlite", "flash",
+                               "--firmware", img, "--no-deploy", "--yes")
+        assert_user_error(rc, err, "not yet synced")
+        # no terminal, no --yes: refused
+        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", tmp_path / "db.sqlite", "flash",
+                               "--firmware", img, "--no-deploy", "--force")
+        assert_user_error(rc, err, "--yes")
+        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", tmp_path / "db.sqlite", "flash",
+                               "--firmware", img, "--no-deploy", "--force", "--yes",
+                               "--backup", tmp_path / "backup.bin")
         assert_user_error(rc, err.splitlines()[-1] + "\n", "esptool:")
+        assert "saving the whole flash" in err and "erasing" not in err       # backup first
+        assert not (tmp_path / "backup.bin").exists() and not (tmp_path / "backup.bin.part").exists()
         assert err.splitlines()[-1].startswith("oimon: esptool:")
         # the monitor on the virtual device is untouched
         rc, out, err = run_cli(capsys, "--port", vd.path, "info", "--json")

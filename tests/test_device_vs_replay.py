@@ -26,7 +26,14 @@ def _device_events(tmp_path, rec, n, capsys):
             while ln.command(P.C_STATUS)["samples"] < n + 3000:
                 assert time.monotonic() < t_end, vd.log_tail()
                 time.sleep(0.2)
-        time.sleep(2.5)                         # the log writes within 2 s
+            # then until the log has written everything it holds (not a guess of 2.5 s)
+            t_end = time.monotonic() + 120
+            while True:
+                lg = ln.command(P.C_STATUS)["log"]
+                if lg["durable"] >= lg["seq"] and not lg["queued"]:
+                    break
+                assert time.monotonic() < t_end, lg
+                time.sleep(0.2)
         dbp = tmp_path / "db.sqlite"
         assert main(["--port", vd.path, "--db", str(dbp), "sync"]) == 0, vd.log_tail()
         capsys.readouterr()

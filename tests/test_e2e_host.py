@@ -2,6 +2,8 @@
 plot, over socket:// through a relay, surviving a pulled cable: the device is stopped and
 restarted on the same storage), events, plot, report, retightening."""
 import json
+import os
+import signal
 import threading
 import time
 
@@ -57,19 +59,32 @@ def test_deploy_record_report_retighten(tmp_path, capsys, monkeypatch):
         live = tmp_path / "live.png"
         box = {"vd": vd}
 
+        def _until(cond, what, timeout=120):
+            t_end = time.monotonic() + timeout
+            while not cond():
+                assert time.monotonic() < t_end, what
+                time.sleep(0.05)
+
         def pull_the_cable():
-            time.sleep(2.5)
-            box["vd"].stop()                              # the cable is pulled
-            time.sleep(1.0)
-            box["vd"] = start_virtual_device("demo", speed=1, duration=8, storage=storage)
-            relay.retarget(box["vd"].path)                # ... and plugged in again
+            # conditions, not times: ~2500 samples (7 bytes each on the wire) before the pull,
+            # as many after the device is back, then SIGTERM ends the recording cleanly
+            try:
+                _until(lambda: relay.to_client.get(0, 0) > 20000, "no stream before the pull")
+                box["vd"].stop()                              # the cable is pulled
+                time.sleep(1.0)
+                box["vd"] = start_virtual_device("demo", speed=1, duration=8, storage=storage)
+                relay.retarget(box["vd"].path)                # ... and plugged in again
+                _until(lambda: relay.to_client.get(1, 0) > 20000 and live.exists(),
+                       "no stream after the reconnect")
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
 
         th = threading.Thread(target=pull_the_cable)
         th.start()
         try:
             rc, out, err = run_cli(capsys, "--port", relay.url, "--db", dbp, "record",
-                                   "--duration", "7", "--out", rec, "--live-plot", live,
-                                   "--reconnect", "10")
+                                   "--duration", "300", "--out", rec, "--live-plot", live,
+                                   "--reconnect", "60")
         finally:
             th.join(30)
             vd = box["vd"]
@@ -115,9 +130,14 @@ def test_record_keeps_what_it_has_when_the_device_does_not_come_back(tmp_path, c
     rec = tmp_path / "r.oimrec"
     dbp = tmp_path / "db.sqlite"
     try:
-        th = threading.Thread(target=lambda: vd.proc and (time.sleep(1.5), vd.stop()))
+        def pull():                # once the recording holds samples (flushed every second)
+            t_end = time.monotonic() + 120
+            while time.monotonic() < t_end and not (rec.exists() and rec.stat().st_size > 20000):
+                time.sleep(0.05)
+            vd.stop()
+        th = threading.Thread(target=pull)
         th.start()
-        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", dbp, "record", "--duration", "10",
+        rc, out, err = run_cli(capsys, "--port", vd.path, "--db", dbp, "record", "--duration", "60",
                                "--out", rec, "--reconnect", "1.5")
         th.join()
     finally:

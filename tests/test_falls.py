@@ -61,7 +61,7 @@ CASES = [("fall", 22, {"severity": "low"}), ("slide_down", 26, {"limb_bw": 0.4})
 @pytest.mark.parametrize("name,dur,params", CASES)
 def test_fused_firmware_equals_model(tmp_path, name, dur, params):
     p, header, raw, imu = _rec(tmp_path, name, dur, **params)
-    assert header["version"] == 2 and len(imu) > 100
+    assert header["version"] == 3 and len(imu) > 100
     cal, _ = replay.calibration_for(header)
     y, ev = replayer.replay(raw, cal, imu_rows=imu, segment=5000)
     out, fev, fact = fwrun.firmware_replay(raw, cal, imu_rows=imu, imu_batch=97)
@@ -142,7 +142,7 @@ def test_recording_v1_still_reads_and_v2_carries_imu(tmp_path):
     v1 = tmp_path / "v1.oimrec"
     with recording.Writer(v1, {"rate_hz": 1000}) as w:
         w.write(0, np.zeros((10, 3), np.int32))
-    assert v1.read_bytes()[:8] == recording.MAGIC
+    assert v1.read_bytes()[:8] == recording.MAGIC and recording.Reader(v1).version == 1
     h, idx, s, ev, err = recording.load(v1)
     assert err is None and len(s) == 10 and len(recording.load_imu(v1)) == 0
     with pytest.raises(Exception):
@@ -154,7 +154,7 @@ def test_recording_v1_still_reads_and_v2_carries_imu(tmp_path):
     with recording.Writer(v2, {"rate_hz": 1000, "imu": recording.imu_header(104, ["gyro"])}) as w:
         w.imu(0, rows)
         w.write(0, np.zeros((10, 3), np.int32))
-    assert v2.read_bytes()[:8] == recording.MAGIC_V2
+    assert recording.Reader(v2).version == recording.IMU_VERSION == 3
     assert np.array_equal(recording.load_imu(v2), rows)
     h, idx, s, ev, err = recording.load(v2)
     assert err is None and len(s) == 10 and h["imu"]["missing"] == ["gyro"]

@@ -125,6 +125,7 @@ class PtyRelay(_LocalServer):
     def __init__(self, pty_path):
         self.pty_path = pty_path
         self._gen = 0
+        self.to_client = {}            # generation -> bytes relayed from the device
         super().__init__()
 
     def retarget(self, pty_path):
@@ -155,6 +156,7 @@ class PtyRelay(_LocalServer):
                     if not d:
                         return
                     c.sendall(d)
+                    self.to_client[gen] = self.to_client.get(gen, 0) + len(d)
         except OSError:
             return
         finally:

@@ -95,3 +95,23 @@ def test_nothing_imports_the_old_model_module():
     for p in sorted((ROOT / "tests").glob("*.py")):
         for line, mod, _ in _imports(p, "tests"):
             assert not _starts(mod, "oimon_sim.model"), "%s:%d" % (p, line)
+
+
+# MicroPython's own modules the firmware may use (ports/esp32 and the unix port build them in)
+MICROPYTHON_MODULES = {"micropython", "machine", "esp32", "esp", "array", "struct", "binascii",
+                       "json", "os", "time", "sys", "select", "gc", "hashlib", "zlib", "errno",
+                       "io", "random", "collections", "uctypes", "network", "asyncio",
+                       "_thread", "vfs", "deflate", "framebuf", "neopixel", "cryptolib", "btree"}
+
+
+def test_firmware_imports_only_itself_the_shared_layer_and_micropython():
+    """firmware/ is device-only: it imports its own modules, oimon_common, the unix HAL stand-in
+    that hal.py selects, and MicroPython's modules; never the host or the simulator."""
+    own = {p.stem for p in (ROOT / "firmware").glob("*.py")} | {"hal_unix"}
+    for p in _files(ROOT / "firmware"):
+        if p.name == "manifest.py":
+            continue
+        for line, mod, _ in _imports(p, "firmware"):
+            top = mod.split(".")[0]
+            assert top in own or top == "oimon_common" or top in MICROPYTHON_MODULES, \
+                "%s:%d imports %s" % (p, line, mod)

@@ -71,10 +71,15 @@ def test_export_csv_round_trip(tmp_path, capsys):
     assert main(["export", "csv", str(rec), "--out", str(csv), "--events", str(ev)]) == 0
     _, index, samples, events, _ = recording.load(rec)
     lines = csv.read_text().splitlines()
-    assert lines[0] == "sample,time_s,axial_N,moment_ap_N*m,moment_ml_N*m"
-    a = np.loadtxt(csv, delimiter=",", skiprows=1)
+    assert lines[0] == "sample,time_s,axial_N,moment_ap_N*m,moment_ml_N*m,clock_utc"
+    a = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=range(5))
     assert len(a) == len(samples)
     assert np.array_equal(a[:, 0], index)
+    # time from the recording's start, and the clock time of each sample (UTC, ms)
+    assert a[0, 1] == 0 and abs(a[-1, 1] - (len(a) - 1) / 1000.0) < 1e-9
+    header = recording.load(rec)[0]
+    assert lines[1].split(",")[-1] == header["start_time"][:19].replace(" ", "T") + ".000Z"
+    assert lines[-1].split(",")[-1].endswith("15.999Z")
     assert np.allclose(a[:, 2], samples[:, 0] * 0.1) and np.allclose(a[:, 3], samples[:, 1] * 0.01)
     assert [json.loads(x) for x in ev.read_text().splitlines()] == events
     # and back in: the same samples

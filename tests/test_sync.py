@@ -32,6 +32,10 @@ def test_sync_pulls_events_and_the_daily_summary(tmp_path, capsys):
     vd = start_virtual_device("demo", speed=1, duration=8, storage=tmp_path / "storage",
                               device_id="SIM-SYNC")
     try:
+        # the firmware looks at its clock in its first main-loop pass (day of the counters:
+        # the unix port's today); only then move the clock, else the counters start on 1 March
+        # and there is no second summary (a race on a busy machine)
+        _wait_samples(vd.path, 200)
         with Link(vd.path) as ln:
             ln.command(P.C_TIME, {"t": _ts("2026-03-01T23:59:50")})   # counting starts that day
         _wait_samples(vd.path, 7500)                      # the demo's overload comes at 5 s

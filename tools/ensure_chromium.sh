@@ -1,13 +1,19 @@
 #!/bin/sh
-# Make sure headless Chromium is available for the report rendering test (tests/test_report.py).
-# Installs Debian's chromium with apt-get when /usr/bin/chromium is missing; one clear line if
-# that is not possible (not root, no apt-get, no network).
+# What the report and dashboard tests need from Debian (tests/test_report.py, tests/test_serve.py,
+# tests/test_plots.py): headless Chromium (/usr/bin/chromium: `oimon report` prints its PDF with it,
+# Playwright drives it; no browser is downloaded) and poppler-utils (pdftotext, pdfinfo, pdftoppm:
+# the tests read the PDF and keep its pages as PNG). Installs what is missing with apt-get; one clear
+# line if that is not possible (not root, no apt-get, no network).
 CHROMIUM=/usr/bin/chromium
-if [ -x "$CHROMIUM" ]; then
+missing=""
+[ -x "$CHROMIUM" ] || missing="chromium"
+command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 && command -v pdfinfo >/dev/null 2>&1 \
+    || missing="$missing poppler-utils"
+if [ -z "$missing" ]; then
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium: $CHROMIUM is missing and apt-get is not available: install Chromium by hand" >&2
+    echo "chromium: $missing missing and apt-get is not available: install them by hand" >&2
     exit 1
 fi
 SUDO=""
@@ -15,14 +21,15 @@ if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         SUDO="sudo -n"
     else
-        echo "chromium: $CHROMIUM is missing; run 'sudo apt-get install chromium' (needs root)" >&2
+        echo "chromium: $missing missing; run 'sudo apt-get install$missing' (needs root)" >&2
         exit 1
     fi
 fi
-echo "chromium: installing Debian's chromium with apt-get (for the report rendering test)" >&2
+echo "chromium: installing Debian's$missing with apt-get (for the report and dashboard tests)" >&2
 if ! { $SUDO apt-get update -qq >/dev/null && \
-       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
-    echo "chromium: apt-get install chromium failed: install it by hand (apt-get install chromium)" >&2
+       DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null; }; then
+    echo "chromium: apt-get install$missing failed: install it by hand" >&2
     exit 1
 fi
 [ -x "$CHROMIUM" ] || { echo "chromium: installed, but $CHROMIUM is still missing" >&2; exit 1; }
+command -v pdftoppm >/dev/null 2>&1 || { echo "chromium: installed, but pdftoppm is still missing" >&2; exit 1; }

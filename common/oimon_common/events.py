@@ -20,7 +20,6 @@ SLOT = {1: (0, OVL_FIELDS), 2: (0, OVL_FIELDS), 4: (16, FALL_FIELDS), 8: (32, FA
         128: (63, IMU_FAULT_FIELDS)}
 ACT_FIELDS = ("steps", "loaded", "valid", "invalid", "pk_ax", "min_ax", "pk_map", "pk_mml",
               "pk_m2", "overloads", "falls", "faults", "impacts")
-PHASES = ("I", "II", "III", "full")
 
 
 def event(n, code, values):

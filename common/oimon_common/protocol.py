@@ -281,6 +281,7 @@ class Decoder:
         self.bad = 0
         self.gaps = 0
         self.lost = 0            # frames missing according to the sequence numbers
+        self.repeats = 0         # frames whose number went back (duplicates, sender restarts)
         self.break_in = False
         self.other_version = 0   # version byte of the last CRC-valid frame of another protocol
         self._last_seq = -1
@@ -334,8 +335,13 @@ class Decoder:
             return None
         seq = b[2] | (b[3] << 8)
         if self._last_seq >= 0 and seq != (self._last_seq + 1) & 0xFFFF:
-            self.gaps += 1
-            self.lost += (seq - self._last_seq - 1) & 0xFFFF
+            d = (seq - self._last_seq - 1) & 0xFFFF
+            if d < 0x8000:
+                self.gaps += 1
+                self.lost += d           # frames skipped forward: missing
+            else:
+                self.repeats += 1        # the same or an earlier number: a repeated frame or
+                # a restarted sender, not 65 535 lost frames
         self._last_seq = seq
         self.good += 1
         return b[1], seq, bytes(b[HEADER:end])

@@ -32,6 +32,19 @@ SCALE = np.array([0.1, 0.01, 0.01])          # physical units per device unit
 # compression range and the bending range of the bridges (docs/algorithm.md)
 FULL_SCALE = np.array([5000.0, 300.0, 300.0])
 DEFAULT_BOUND_PCT = 0.5
+# The design's sensitivities (hardware/README.md, "Signal levels"): counts per N (axial,
+# channel 0) and per N*m (AP, ML: channels 1, 2) at Vexc 2.5 V, PGA 128. Each step's readings
+# are checked against them before the fit (check_step): which channel answers, its sign, and
+# the magnitude within STEP_TOLERANCE_PCT (gauge factor, gauge placement, bridge resistor and
+# excitation tolerances together stay well inside it; a wrong axis, a wrong mass or a jig
+# loading the wrong way lands far outside); an axis the step does not load may read up to
+# STEP_SLACK_PCT of its full scale (eccentricity of the jig, ~1 cm on an axial mass).
+NOMINAL_COUNTS = np.array([56.0, 10100.0, 10100.0])
+STEP_TOLERANCE_PCT = 30.0
+STEP_SLACK_PCT = 0.5
+# what the other axes may read while one is loaded, in % of the loaded axis's share of its
+# full scale (the design's residual cross-talk is ~1.5 %; the calibration matrix removes it)
+CROSS_TALK_PCT = 10.0
 DEFAULT_MASSES = (5, 10, 20, 50)
 DEFAULT_LEVER = 0.5
 MAX_MASS_KG = 500
@@ -71,6 +84,11 @@ def check_plan(plan, where="plan"):
     out["settle_s"] = _num(plan.get("settle_s", 1.0), where + ": settle_s", 0, 60)
     if "hold_s" in plan:
         out["hold_s"] = _num(plan["hold_s"], where + ": hold_s", 0.2, 600)
+    out["step_tolerance_pct"] = _num(plan.get("step_tolerance_pct", STEP_TOLERANCE_PCT),
+                                     where + ": step_tolerance_pct", 5, 100)
+    from oimon import validate
+    validate.check_keys(plan, {"lever_arm_m", "bound_pct", "samples", "settle_s", "hold_s",
+                               "steps", "step_tolerance_pct", "name", "comment"}, where)
     steps = []
     for i, s in enumerate(plan["steps"]):
         w = "%s: step %d" % (where, i + 1)
@@ -104,6 +122,48 @@ def check_plan(plan, where="plan"):
     if np.linalg.matrix_rank(loads) < 3:
         raise OimonError("%s: the steps must load all three axes (axial, AP and ML moment)" % where)
     return out
+
+
+def seen_load(raw_mean, tare_mean):
+    """The step's load as the design's sensitivities read it (N, N*m, N*m)."""
+    return (np.asarray(raw_mean, float)[:3] - np.asarray(tare_mean, float)[:3]) / NOMINAL_COUNTS
+
+
+def check_step(step, raw_mean, tare_mean, tolerance_pct=STEP_TOLERANCE_PCT):
+    """None if the step's readings fit the load it asked for, else one line saying what was
+    seen: the axis that answers most (in % of full scale) must be the loaded one, with the
+    load's sign, and every axis within tolerance_pct of its load + STEP_SLACK_PCT of full
+    scale."""
+    want = np.asarray(step["load"], float)
+    if not np.any(want):
+        return None                                  # a tare: nothing to compare with
+    seen = seen_load(raw_mean, tare_mean)
+    rel_seen = np.abs(seen) / FULL_SCALE
+    rel_want = np.abs(want) / FULL_SCALE
+    k = int(np.argmax(rel_want))
+    problem = None
+    j = int(np.argmax(rel_seen))
+    if j != k:
+        problem = "the %s channel answered, not %s" % (AXES[j], AXES[k])
+    elif np.sign(seen[k]) != np.sign(want[k]):
+        problem = "%s answered with the opposite sign" % AXES[k]
+    else:
+        unloaded = want == 0
+        allowed = (tolerance_pct / 100.0 * np.abs(want)
+                   + np.where(unloaded, STEP_SLACK_PCT / 100.0 * FULL_SCALE, 0.0)
+                   + np.where(np.arange(3) == k, 0.0,
+                              CROSS_TALK_PCT / 100.0 * rel_want[k] * FULL_SCALE))
+        bad = np.abs(seen - want) > allowed
+        if bad.any():
+            i = int(np.argmax(np.where(bad, np.abs(seen - want) / FULL_SCALE, -1)))
+            problem = "%s is %.1f %s, expected %.1f +- %.1f %s" % (
+                AXES[i], seen[i], UNITS[i], want[i], allowed[i], UNITS[i])
+    if problem is None:
+        return None
+    return ("step '%s' does not fit the load it asked for: %s (saw axial %+.1f N, AP %+.2f N*m, "
+            "ML %+.2f N*m against the design's sensitivities; expected %+.1f N, %+.2f N*m, "
+            "%+.2f N*m within %g %%)" % (step.get("name", "?"), problem, seen[0], seen[1],
+                                         seen[2], want[0], want[1], want[2], tolerance_pct))
 
 
 def describe(step, lever):

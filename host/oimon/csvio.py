@@ -13,6 +13,7 @@ from oimon import recording
 from oimon.errors import OimonError
 
 BLOCK_LINES = 1 << 16
+MIN_RATE, MAX_RATE = 1.0, 20000.0      # plausible sample rates of a load recording (Hz)
 TIME_UNITS = {"s": 1.0, "ms": 1e-3}
 # device units per physical unit
 FORCE_UNITS = {"N": 10.0, "kN": 1e4, "daN": 100.0, "kgf": 98.0665, "kg": 98.0665, "lbf": 44.482216}
@@ -65,11 +66,20 @@ def _split(line, delim):
     return line.split(delim) if delim else line.split()
 
 
-def _is_number_line(line, delim):
+def _is_number_line(line, delim, cols=None):
+    """A data line: the asked-for columns (all fields if None) are numbers (other columns may
+    be text, e.g. an export's clock_utc)."""
     f = _split(line.strip(), delim)
     try:
         [float(x) for x in f if x.strip() != ""]
         return bool(f)
+    except ValueError:
+        pass
+    if cols is None or not all(c < len(f) for c in cols):
+        return False
+    try:
+        [float(f[c]) for c in cols]
+        return True
     except ValueError:
         return False
 
@@ -106,7 +116,7 @@ class _CsvBlocks:
             if skip is not None and skipped < skip:
                 skipped += 1
                 continue
-            if skip is None and not _is_number_line(line, d):
+            if skip is None and not _is_number_line(line, d, self.cols):
                 skipped += 1
                 if skipped > 100:
                     raise OimonError("%s: no numeric rows in the first 100 lines" % path)
@@ -234,10 +244,22 @@ def import_csv(path, columns, units, out, rate=None, resample=None, channels=Non
                 med = float(np.median(dt))
                 if med <= 0:
                     raise OimonError("%s: time column %d does not increase" % (path, time_col[0]))
+                col_rate = 1.0 / med
+                unit = [u.strip() for u in units.split(",")][cols.index(time_col[0])]
+                if not MIN_RATE <= col_rate <= MAX_RATE:
+                    other = [u for u in TIME_UNITS if u != unit]
+                    raise OimonError(
+                        "%s: time column %d steps %.6g %s, i.e. %.6g Hz: not a plausible sample "
+                        "rate (%g..%g Hz); is its unit %s rather than %s?" % (
+                            path, time_col[0], med / time_col[1], unit, col_rate, MIN_RATE,
+                            MAX_RATE, " or ".join(other), unit))
                 if rate is None:
-                    rate = 1.0 / med
+                    rate = col_rate
                     if abs(rate - round(rate)) < 1e-3 * rate:
                         rate = float(round(rate))
+                elif abs(rate / col_rate - 1) > 0.01:
+                    raise OimonError("--rate %g Hz disagrees with time column %d (%.6g Hz with "
+                                     "unit %s)" % (rate, time_col[0], col_rate, unit))
         if rate is None:
             raise OimonError("give --rate (no time column to take it from)")
         src_rate = rate
@@ -313,6 +335,39 @@ def _fmt(ch, counts):
     return "%%.%df" % max(0, int(round(-math.log10(s))))
 
 
+def _start_time(header):
+    """The header's start_time (ISO 8601, of the file's first sample) as UTC datetime64[us],
+    None if absent or not a time."""
+    import datetime as dt
+    st = header.get("start_time")
+    if not isinstance(st, str):
+        return None
+    try:
+        t = dt.datetime.fromisoformat(st.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return np.datetime64(t, "us")
+
+
+def check_start(text):
+    """--start of an import: an ISO 8601 date or time (UTC if it has no zone), normalised."""
+    import datetime as dt
+    if text is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise OimonError("--start %r is not an ISO 8601 time (e.g. 2025-03-01T10:00:00Z)"
+                         % str(text)[:40])
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    if not 1900 <= t.year <= dt.date.today().year + 1:
+        raise OimonError("--start %s is not a plausible measurement time" % t.date())
+    return t.isoformat()
+
+
 def export_csv(path, out, counts=False, events=None, salvage=False):
     with recording.Reader(path) as r:
         chans = r.header["channels"]
@@ -330,20 +385,32 @@ def export_csv(path, out, counts=False, events=None, salvage=False):
         n = 0
         ok = False
         try:
-            f.write("sample,time_s," + ",".join(names) + "\n")
+            t0 = _start_time(r.header)
+            f.write("sample,time_s," + ",".join(names) + (",clock_utc" if t0 is not None else "")
+                    + "\n")
             rate = float(r.rate)
+            idx0 = None
             for c in r.chunks():
                 if c[0] == "event":
                     if ef:
                         ef.write(json.dumps(c[1], sort_keys=True) + "\n")
                     continue
                 _, first, a = c
+                if idx0 is None:
+                    idx0 = first              # the recording's first sample: time 0, start_time
                 idx = np.arange(first, first + len(a))
-                cols = [idx, idx / rate] + [a[:, k] * scale[k] if not counts else a[:, k]
-                                            for k in range(a.shape[1])]
+                rel = (idx - idx0) / rate
+                cols = [idx, rel] + [a[:, k] * scale[k] if not counts else a[:, k]
+                                     for k in range(a.shape[1])]
                 buf = io.StringIO()
                 np.savetxt(buf, np.column_stack(cols), fmt=fmts, delimiter=",")
-                f.write(buf.getvalue())
+                if t0 is None:
+                    f.write(buf.getvalue())
+                else:
+                    clock = np.datetime_as_string(
+                        t0 + np.rint(rel * 1e6).astype("timedelta64[us]"), unit="ms")
+                    f.write("".join("%s,%sZ\n" % (ln, ck) for ln, ck in
+                                    zip(buf.getvalue().splitlines(), clock)))
                 n += len(a)
             if r.error and not salvage:
                 raise OimonError("%s (nothing written; --salvage exports the good part)" % r.error)

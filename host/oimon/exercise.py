@@ -248,7 +248,8 @@ def _totals(rows):
 def format_report(rep, device_id=None):
     rows, t = rep["days"], rep["totals"]
     if not rows:
-        return "no exercise sessions%s" % (" for %s" % device_id if device_id else "")
+        return ("no exercise sessions%s in the database: the device keeps each session's summary in "
+                "its log; 'oimon sync' brings them here" % (" for %s" % device_id if device_id else ""))
     out = ["exercise report%s: %s .. %s (%d days)" % (
         " for %s" % device_id if device_id else "", rows[0]["date"], rows[-1]["date"], len(rows)),
         "date        sessions  target kg  mean kg  peak kg  in band  over  alarm"]
@@ -271,43 +272,94 @@ def _f(x):
 
 
 def exercise_chart_png(rep, title="Phase I loading exercise", width_in=8.0, dpi=100):
-    """PNG bytes of a compliance report (compliance()'s dict): top, the daily target with its
-    band and the mean and peak load held; bottom, sessions done vs prescribed and time in band."""
+    """PNG bytes of a compliance report (compliance()'s dict) on a calendar axis: top, each
+    day's target zone drawn as a green band (even for one day), the target, the mean and peak
+    load held; bottom, sessions done (bars on their dates) against the prescribed number (a
+    mark), whole sessions on the axis, and the time in the zone."""
     import matplotlib
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     rows = rep["days"]
     fig = Figure(figsize=(width_in, 5.0), dpi=dpi)
     ax, bx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    x = list(range(len(rows)))
-    labels = [r["date"][5:] for r in rows]
-    tg = [r["target_kg"] if r["target_kg"] is not None else float("nan") for r in rows]
-    lo = [t * (1 - (r["band_pct"] or 0) / 100.0) for t, r in zip(tg, rows)]
-    hi = [t * (1 + (r["band_pct"] or 0) / 100.0) for t, r in zip(tg, rows)]
-    ax.fill_between(x, lo, hi, step="mid", color="tab:green", alpha=0.15, label="target band")
-    ax.step(x, tg, where="mid", color="tab:green", label="target")
-    ax.plot(x, [r["mean_kg"] if r["mean_kg"] is not None else float("nan") for r in rows], "o",
+    if not rows:
+        ax.text(0.5, 0.5, "no exercise sessions", ha="center", va="center", transform=ax.transAxes)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    x = [mdates.date2num(dt.date.fromisoformat(r["date"])) for r in rows]
+    nan = float("nan")
+    for xi, r in zip(x, rows):
+        t = r["target_kg"]
+        if t is None:
+            continue
+        b = (r["band_pct"] or 0) / 100.0
+        ax.bar(xi, t * 2 * b, bottom=t * (1 - b), width=0.9, color="tab:green", alpha=0.22, lw=0)
+        ax.hlines(t, xi - 0.45, xi + 0.45, color="tab:green", lw=2)
+    ax.plot(x, [r["mean_kg"] if r["mean_kg"] is not None else nan for r in rows], "o",
             color="tab:blue", label="mean held")
-    ax.plot(x, [r["peak_kg"] if r["peak_kg"] is not None else float("nan") for r in rows], "v",
-            color="tab:red", ms=4, label="peak")
+    ax.plot(x, [r["peak_kg"] if r["peak_kg"] is not None else nan for r in rows], "v",
+            color="tab:red", ms=5, label="peak")
+    h, lab = ax.get_legend_handles_labels()
+    h = [Patch(color="tab:green", alpha=0.3, label="target zone"),
+         Line2D([], [], color="tab:green", lw=2, label="target")] + h
+    ax.legend(handles=h, loc="upper left", fontsize=8, ncol=4)
     ax.set_ylabel("load (kg)")
+    top = max([v for r in rows for v in (r["peak_kg"], r["mean_kg"],
+                                          (r["target_kg"] or 0) * (1 + (r["band_pct"] or 0) / 100.0))
+               if v is not None] + [1.0])
+    ax.set_ylim(0, top * 1.3)          # room for the legend above the peaks
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    bx.bar([i - 0.2 for i in x], [r["prescribed"] for r in rows], 0.4, color="0.8", label="prescribed")
-    bx.bar([i + 0.2 for i in x], [r["done"] for r in rows], 0.4, color="tab:blue", label="done")
+    bx.bar(x, [r["done"] for r in rows], 0.6, color="tab:blue", label="sessions done")
+    bx.hlines([r["prescribed"] for r in rows], [v - 0.4 for v in x], [v + 0.4 for v in x],
+              color="k", lw=2, label="prescribed")
     bx.set_ylabel("sessions")
+    bx.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bx.set_ylim(0, max([r["prescribed"] for r in rows] + [r["done"] for r in rows] + [1]) + 0.6)
     cx = bx.twinx()
-    cx.plot(x, [r["in_band_pct"] if r["in_band_pct"] is not None else float("nan") for r in rows],
-            "s-", color="tab:orange", ms=3, label="in band %")
-    cx.set_ylim(0, 100)
-    cx.set_ylabel("in band (%)")
-    bx.legend(loc="upper left", fontsize=8)
-    step = max(1, len(rows) // 14)
-    bx.set_xticks(x[::step])
-    bx.set_xticklabels(labels[::step], rotation=45, fontsize=8)
+    cx.plot(x, [r["in_band_pct"] if r["in_band_pct"] is not None else nan for r in rows],
+            "s-", color="tab:orange", ms=3, label="time in zone %")
+    cx.set_ylim(0, 105)
+    cx.set_ylabel("in zone (%)")
+    h1, l1 = bx.get_legend_handles_labels()
+    h2, l2 = cx.get_legend_handles_labels()
+    bx.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, ncol=3)
+    span = len(rows)
+    bx.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, (span + 13) // 14)))
+    bx.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    bx.set_xlim(x[0] - 0.6, x[-1] + 0.6)
+    for lab_ in bx.get_xticklabels():
+        lab_.set_rotation(45)
+        lab_.set_fontsize(8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def format_session(s):
+    """A session summary (the device's Exercise.summary(), device units) in words."""
+    if not isinstance(s, dict) or "loaded_ms" not in s:
+        return "exercise session ended"
+    lm = s.get("loaded_ms", 0)
+    pct = lambda k: round(100.0 * s.get(k, 0) / lm) if lm else 0  # noqa: E731
+    out = ["exercise session %s of %s ended after %.1f min (%s of %d min prescribed)%s" % (
+        s.get("n", "?"), s.get("date", "today"), s.get("dur_ms", 0) / 60000.0,
+        "complete" if s.get("complete") else "not complete", s.get("minutes", 0),
+        "" if not s.get("spd") else "; %d sessions a day" % s["spd"])]
+    if s.get("target_kg") is not None:
+        lo, hi, al = thresholds_kg({"band_pct": s.get("band_pct", 10), "margin_pct": s.get("margin_pct", 20)},
+                                   s["target_kg"])
+        out.append("target %.1f kg (zone %.1f-%.1f kg, unload above %.1f kg)" % (s["target_kg"], lo, hi, al))
+    out.append("loaded %.1f min: in the zone %d %%, under %d %%, over %d %%" % (
+        lm / 60000.0, pct("in_ms"), pct("under_ms"), pct("over_ms")))
+    out.append("mean %.1f kg, peak %.1f kg; %d over-target excursions, %d above the alarm margin" % (
+        kg(s.get("mean", 0)), kg(s.get("peak", 0)), s.get("over_n", 0), s.get("alarm_n", 0)))
+    out.append("(kept in the device's log: 'oimon sync' adds it to 'oimon exercise report')")
+    return "\n".join(out)

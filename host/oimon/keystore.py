@@ -47,7 +47,10 @@ class Keystore:
         self.devices = {}
         if _check_mode(self.path):
             try:
-                data = json.loads(self.path.read_text())
+                from oimon import validate
+                data = validate.loads(self.path.read_bytes(), "keystore")   # bounded depth
+                if not isinstance(data, dict):
+                    raise ValueError
                 devs = data["devices"]
                 if not isinstance(devs, dict):
                     raise ValueError
@@ -56,7 +59,8 @@ class Keystore:
                     if len(k) != KEY_LEN or not isinstance(v.get("counter", 0), int):
                         raise ValueError
                     self.devices[d] = {"key": k, "counter": v.get("counter", 0)}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError,
+                    OimonError):
                 raise OimonError("keystore %s is corrupt" % self.path)
 
     def __repr__(self):

@@ -1,7 +1,12 @@
 """Transport to an oimon device: a serial port, a pty path or any pyserial URL (loop://,
 socket://host:port). Frames are the shared protocol module's (oimon_common.protocol)."""
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import re
+import tempfile
 import time
 
 import serial
@@ -49,24 +54,104 @@ def resolve_port(port):
     raise OimonError("several boards found (%s): choose one with --port" % ", ".join(likely))
 
 
+class DeviceRefused(OimonError):
+    """The device answered a command with an error status: nothing was changed on it."""
+
+
+class PortBusy(OimonError):
+    """Another program (or another oimon) has the port."""
+
+
+def lock_dir():
+    d = os.environ.get("OIMON_LOCK_DIR") or os.path.join(tempfile.gettempdir(),
+                                                         "oimon-locks-%d" % os.getuid())
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+def _lock_name(port):
+    key = port if "://" in port else os.path.realpath(port)
+    tail = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[-60:]
+    return os.path.join(lock_dir(), "%s-%s.lock" % (tail, hashlib.sha1(key.encode()).hexdigest()[:10]))
+
+
+class PortLock:
+    """An advisory lock (flock) on a lock file named after the port: pyserial's exclusive=True
+    locks real serial ports, this also covers pty paths and URLs (socket://, loop://), which the
+    OS does not lock. Held while the Link is open; released by the kernel if the process dies."""
+
+    def __init__(self, port):
+        self.path = _lock_name(port)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = ""
+            try:
+                holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise PortBusy("port busy: %s is in use by another program%s" % (
+                    port, " (%s)" % holder if holder else ""))
+            raise
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, ("oimon pid %d" % os.getpid()).encode(), 0)
+        except OSError:
+            pass
+
+    def release(self):
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)        # closing drops the flock
+            self.fd = None
+
+
 class Link:
-    def __init__(self, port, timeout=2.0):
+    def __init__(self, port, timeout=None):
         self.port = port
+        if timeout is None:                  # how long a command waits for its answer
+            try:
+                timeout = float(os.environ.get("OIMON_LINK_TIMEOUT", "2"))
+            except ValueError:
+                timeout = 2.0
+            timeout = min(max(timeout, 0.1), 600.0)
         self.timeout = timeout
+        self.lock = None
+        try:
+            self.lock = PortLock(port)
+        except PortBusy:
+            raise
+        except OSError as e:
+            raise OimonError("cannot lock port %s: %s" % (port, e.strerror or e))
         try:
             self.ser = serial.serial_for_url(port, baudrate=115200, timeout=0.05,
-                                             write_timeout=timeout)
+                                             write_timeout=timeout, exclusive=True)
         except (serial.SerialException, ValueError, OSError) as e:
-            raise OimonError("cannot open port %s: %s" % (port, _short(e)))
+            self.lock.release()
+            msg = _short(e)
+            if "exclusively lock" in msg or "Resource temporarily unavailable" in msg:
+                raise PortBusy("port busy: %s is in use by another program" % port)
+            raise OimonError("cannot open port %s: %s" % (port, _open_reason(e)))
         self.dec = P.Decoder()
         self.enc = P.Encoder()
         self.pending = []         # frames that arrived while waiting for a response
+        self._backlog = []        # frames decoded after the response (read_frames returns them)
 
     def close(self):
         try:
             self.ser.close()
         except Exception:  # noqa: BLE001 - closing a port that vanished
             pass
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def __enter__(self):
         return self
@@ -81,28 +166,37 @@ class Link:
             raise OimonError("write to %s failed: %s" % (self.port, _short(e)))
 
     def read_frames(self, size=4096):
+        if self._backlog:                  # decoded after a response, not yet handed out
+            out, self._backlog = self._backlog, []
+            return out
         try:
             data = self.ser.read(max(1, min(size, self.ser.in_waiting or 1)))
         except (serial.SerialException, OSError) as e:
             raise OimonError("read from %s failed: %s" % (self.port, _short(e)))
         return self.dec.feed(data) if data else []
 
-    def command(self, cmd, args=None, payload=None, timeout=None):
+    def command(self, cmd, args=None, payload=None, timeout=None, match=None):
         """Send a command; return the decoded JSON data of its response. Other frames that
-        arrive meanwhile are kept in .pending for the caller."""
+        arrive before it are kept in .pending for the caller, the ones after it are returned by
+        the next read_frames(). match(data) -> False marks a response as not ours (a stale one
+        left in the port's buffer by an earlier program): it is skipped."""
         body = payload if payload is not None else json.dumps(args or {}).encode()
         self.write_frame(P.T_CMD, bytes((cmd,)) + body)
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
-            for ftype, seq, pl in self.read_frames():
+            frames = self.read_frames()
+            for i, (ftype, seq, pl) in enumerate(frames):
                 if ftype == P.T_RESP and len(pl) >= 2 and pl[0] == cmd:
                     try:
                         data = json.loads(pl[2:]) if len(pl) > 2 else {}
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise OimonError("garbled response from the device")
+                    if match is not None and pl[1] == P.S_OK and not match(data):
+                        continue
+                    self._backlog = frames[i + 1:] + self._backlog
                     if pl[1] != P.S_OK:
                         msg = data.get("error") if isinstance(data, dict) else None
-                        raise OimonError("device refused: %s%s" % (
+                        raise DeviceRefused("device refused: %s%s" % (
                             STATUS_TEXT.get(pl[1], "status %d" % pl[1]), ": " + msg if msg else ""))
                     if cmd == P.C_INFO:
                         check_protocol(data)
@@ -187,6 +281,20 @@ def check_protocol(info):
     v = info.get("protocol") if isinstance(info, dict) else None
     if v != P.VERSION:
         raise version_mismatch("(none: older firmware)" if v is None else v)
+
+
+def _open_reason(e):
+    """The OS's reason for a failed open, without pyserial's repetition of the port name."""
+    en = getattr(e, "errno", None)
+    if en == errno.ENOENT:
+        return "no such port (is the device plugged in? oimon ports lists them)"
+    if en in (errno.EACCES, errno.EPERM):
+        return "permission denied (add yourself to the dialout group, then log in again)"
+    if en == errno.EBUSY:
+        return "port busy (in use by another program)"
+    if en is not None:
+        return os.strerror(en)
+    return _short(e)
 
 
 def _short(e):

@@ -8,11 +8,22 @@ still yields its good part.
                                            calibration, start_time, kind, ...
     chunks   repeated:
       tag    4 bytes: b"SMPL" samples | b"EVNT" one event (JSON) | b"END " end marker (JSON)
+             | b"SEGM" a new segment (JSON, version 2): the device restarted, a new time base
+             | b"IMU " IMU rows (version 3): first u64 LE (IMU sample index), then m x 8 x i32
+               (t = load sample index, acc mg, gyro 0.1 dps, flags; MISSING = -2^31)
       len    u32 LE                        length of the body
       body   SMPL: first u64 LE (sample index of its first row), then n x channels x i32 LE
              EVNT: JSON object (device events; ground truth has "kind": "truth")
              END : JSON object {"samples": n, "events": m}; the last chunk of a closed file
       crc    u32 LE                        zlib.crc32 of tag + len + body
+
+Segments (version 2): sample indices in a file never run backwards. When the device restarts
+during a recording (its sample counter starts again at 0), the writer starts a new segment: a
+SEGM chunk {"segment", "first" (index of its first sample in the file), "device_first" (the
+device's counter there), "start_time" (ISO UTC), "boot", "reason"}, and the samples after it
+continue at "first" (the host's clock time since the start, never less than the end of the
+previous segment). Older (version 1) files whose indices ran backwards are read the same way:
+the reader shifts a backwards jump to just after the previous samples (.segments says where).
 
 A reader that meets a bad chunk records a RecordingError with its byte offset, then looks for the
 next chunk whose CRC checks out and goes on from there (resync), so one flipped byte costs one
@@ -30,13 +41,12 @@ import numpy as np
 from oimon.errors import OimonError
 
 MAGIC = b"OIMREC\x00\x01"
-MAGIC_V2 = b"OIMREC\x00\x02"          # version 2: may hold IMU chunks (docs/recording-format.md)
-MAGICS = (MAGIC, MAGIC_V2)
 TAG_SAMPLES = b"SMPL"
 TAG_EVENT = b"EVNT"
 TAG_END = b"END "
 TAG_IMU = b"IMU "
-TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END, TAG_IMU)
+TAG_SEGMENT = b"SEGM"
+TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END, TAG_SEGMENT, TAG_IMU)
 IMU_COLS = 8
 MISSING = -0x80000000                  # stored value of a channel that was not measured
 IMU_CHANNELS = [
@@ -59,7 +69,10 @@ def imu_header(rate_hz=104, missing=(), source=None):
 CHUNK_ROWS = 4096
 MAX_HEADER = 1 << 20
 MAX_CHUNK = 64 << 20
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1                 # what a writer without segments writes
+SEGMENTS_VERSION = 2               # a file that may hold SEGM chunks (oimon record)
+IMU_VERSION = 3                    # a file that may hold IMU chunks (docs/recording-format.md)
+READ_VERSIONS = (1, 2, 3)
 
 CAL_CHANNELS = [
     {"name": "axial", "unit": "N", "scale": 0.1},
@@ -89,7 +102,7 @@ class Writer:
         self.header.setdefault("version", FORMAT_VERSION)
         self.header.setdefault("kind", "calibrated")
         if "imu" in self.header:
-            self.header["version"] = 2
+            self.header["version"] = max(IMU_VERSION, self.header["version"])
         self.header.setdefault("rate_hz", 1000)
         self.header.setdefault("channels", CAL_CHANNELS if self.header["kind"] == "calibrated"
                                else RAW_CHANNELS)
@@ -102,17 +115,23 @@ class Writer:
             raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
         h = json.dumps(self.header, sort_keys=True).encode()
         self.version = self.header.get("version", FORMAT_VERSION)
-        self._f.write((MAGIC_V2 if self.version >= 2 else MAGIC) + struct.pack("<I", len(h)) + h)
+        self._f.write(MAGIC + struct.pack("<I", len(h)) + h)
         self.imu_rows = 0
         self._rows = []
         self._nrows = 0
         self._first = None
         self.samples = 0
         self.events = 0
+        self.segments = 0
 
     def _chunk(self, tag, body):
         head = tag + struct.pack("<I", len(body))
-        self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        try:
+            self._f.write(head + body + struct.pack("<I", zlib.crc32(head + body) & 0xFFFFFFFF))
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def write(self, first, rows):
         """rows: array-like (n, channels) of ints; first: sample index of rows[0]."""
@@ -137,8 +156,8 @@ class Writer:
         """IMU rows (m, 8): t (load sample index), acc x/y/z (mg), gyro x/y/z (0.1 dps), flags;
         MISSING for a channel not measured; first = IMU sample index of rows[0]. Written at once
         (pending samples first): write a segment's IMU rows before its samples."""
-        if self.version < 2:
-            raise OimonError("IMU rows need a header with an \"imu\" entry (format version 2)")
+        if self.version < IMU_VERSION:
+            raise OimonError("IMU rows need a header with an \"imu\" entry (format version 3)")
         a = np.asarray(rows, dtype="<i4").reshape(-1, IMU_COLS)
         self._flush_rows()
         for k in range(0, len(a), CHUNK_ROWS):
@@ -151,6 +170,13 @@ class Writer:
         self._chunk(TAG_EVENT, json.dumps(ev, sort_keys=True).encode())
         self.events += 1
 
+    def segment(self, info):
+        """Start a new segment (see the module docstring): info is its SEGM dict; the samples
+        written after it start at info["first"]."""
+        self._flush_rows()
+        self._chunk(TAG_SEGMENT, json.dumps(info, sort_keys=True).encode())
+        self.segments += 1
+
     def _flush_rows(self):
         if self._rows:
             body = struct.pack("<Q", self._first) + np.concatenate(self._rows).astype("<i4").tobytes()
@@ -159,24 +185,59 @@ class Writer:
 
     def flush(self):
         self._flush_rows()
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise OimonError("%s: %s: %s" % (
+                self.path, _os_reason(e), "nothing was written" if self.atomic else
+                "the recording is readable up to its last complete chunk"))
 
     def close(self):
+        """Write the END chunk and close. A write that fails (disk full) closes the file
+        anyway and raises one OimonError: what was written before is readable up to its last
+        complete chunk."""
         if self._f:
-            self._flush_rows()
-            end = {"samples": self.samples, "events": self.events}
-            if self.version >= 2:
-                end["imu_rows"] = self.imu_rows
-            self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
-            self._f.close()
+            f = self._f
+            try:
+                self._flush_rows()
+                end = {"samples": self.samples, "events": self.events}
+                if self.segments:
+                    end["segments"] = self.segments + 1
+                if self.version >= IMU_VERSION:
+                    end["imu_rows"] = self.imu_rows
+                self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
+                f.flush()
+            except (OSError, OimonError) as e:
+                self._f = None
+                try:
+                    f.close()
+                except OSError:
+                    pass
+                if self.atomic:
+                    try:
+                        os.unlink(self._target)
+                    except OSError:
+                        pass
+                if isinstance(e, OimonError):
+                    raise
+                raise OimonError("%s: %s: %s" % (
+                    self.path, _os_reason(e), "nothing was written" if self.atomic else
+                    "the recording is readable up to its last complete chunk"))
             self._f = None
-            if self.atomic:
-                os.replace(self._target, self.path)
+            try:
+                f.close()
+                if self.atomic:
+                    os.replace(self._target, self.path)
+            except OSError as e:
+                raise OimonError("%s: %s" % (self._target, _os_reason(e)))
 
     def abort(self):
         """Stop without finishing: an atomic writer removes its part file."""
         if self._f:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass
             self._f = None
             if self.atomic:
                 try:
@@ -214,12 +275,13 @@ class Reader:
             raise
         self.errors = []
         self.end = None
+        self.segments = []
         self.size = os.fstat(self._f.fileno()).st_size
 
     def _read_header(self):
         path = self.path
         magic = self._f.read(8)
-        if magic not in MAGICS:
+        if magic != MAGIC:
             if magic[:6] == MAGIC[:6]:
                 raise RecordingError(path, 6, "unsupported recording format version %r" % magic[6:])
             raise RecordingError(path, 0, "not an oimon recording (bad magic)")
@@ -241,9 +303,10 @@ class Reader:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             raise RecordingError(path, 12, "corrupt header")
-        self.version = magic[7]
         self.rate = self.header.get("rate_hz", 1000)
-        self.imu = self.header.get("imu") if self.version >= 2 else None
+        v = self.header.get("version", 1)
+        self.version = v if isinstance(v, int) and not isinstance(v, bool) else 1
+        self.imu = self.header.get("imu") if self.version >= IMU_VERSION else None
         self.kind = self.header.get("kind", "calibrated")
         self.body_offset = 12 + hlen
 
@@ -274,7 +337,7 @@ class Reader:
             return None, "CRC error in chunk", None
         if tag == TAG_SAMPLES and (n < 8 or (n - 8) % (4 * self.nch)):
             return None, "sample chunk of odd length", None
-        if tag == TAG_IMU and (self.version < 2 or n < 8 or (n - 8) % (4 * IMU_COLS)):
+        if tag == TAG_IMU and (self.version < IMU_VERSION or n < 8 or (n - 8) % (4 * IMU_COLS)):
             return None, "IMU chunk of odd length", None
         if tag != TAG_SAMPLES and tag != TAG_IMU:
             try:
@@ -311,9 +374,41 @@ class Reader:
 
     def chunks(self, imu=False):
         """Yield ('samples', first, ndarray (n, nch)) and ('event', dict); with imu=True also
-        ('imu', first, ndarray (m, 8)) (IMU chunks are skipped otherwise)."""
+        ('imu', first, ndarray (m, 8)) (version 3; IMU chunks are skipped otherwise). Sample
+        indices never run backwards: a SEGM chunk (version 2) is collected in .segments; a
+        backwards jump of an older file is shifted to just after the previous samples (and the
+        "sample" of the events after it with it), also noted in .segments."""
         self.errors = []
         self.end = None
+        self.segments = []
+        nxt_index = None             # index after the last sample yielded
+        shift = 0                    # added to an older file's indices after a backwards jump
+        for c in self._raw_chunks():
+            if c[0] == "segment":
+                self.segments.append(c[1])
+                shift = 0
+                continue
+            if c[0] == "event":
+                ev = c[1]
+                if shift and isinstance(ev.get("sample"), int) and not is_truth(ev):
+                    ev = dict(ev, sample=ev["sample"] + shift, device_sample=ev["sample"])
+                yield "event", ev
+                continue
+            if c[0] == "imu":
+                if imu:
+                    yield c
+                continue
+            first = c[1] + shift
+            if nxt_index is not None and first < nxt_index:
+                shift += nxt_index - first
+                self.segments.append({"segment": len(self.segments) + 1, "first": nxt_index,
+                                      "device_first": c[1], "reason": "sample index ran "
+                                      "backwards (device restart in a version 1 file)"})
+                first = nxt_index
+            nxt_index = first + len(c[2])
+            yield "samples", first, c[2]
+
+    def _raw_chunks(self):
         off = self.body_offset
         while True:
             if off >= self.size:
@@ -335,10 +430,11 @@ class Reader:
                 yield "samples", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, self.nch)
             elif tag == TAG_EVENT:
                 yield "event", body
+            elif tag == TAG_SEGMENT:
+                yield "segment", body
             elif tag == TAG_IMU:
-                if imu:
-                    first = struct.unpack_from("<Q", body)[0]
-                    yield "imu", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, IMU_COLS)
+                first = struct.unpack_from("<Q", body)[0]
+                yield "imu", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, IMU_COLS)
             else:
                 self.end = body
                 if off < self.size:
@@ -412,6 +508,15 @@ def physical(header, samples):
     """Samples in physical units (float64): column c times channels[c].scale."""
     scale = np.array([c.get("scale", 1) for c in header["channels"]], dtype=float)
     return samples.astype(float) * scale
+
+
+def _os_reason(e):
+    import errno
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if e.errno == errno.EFBIG:
+        return "file too large for this file system or limit"
+    return e.strerror or str(e)
 
 
 def is_truth(ev):

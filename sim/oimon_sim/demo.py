@@ -6,7 +6,9 @@
    recording, with events into SQLite;
 3. `oimon retighten record` stores a retightening on the device (signed with its key) and in
    the database; 4. `oimon plot` writes a PNG; `oimon retighten status` prints the
-   retightening line; 5. prints where each output is."""
+   retightening line; 5. `oimon sync` pulls the device's log (events with their snippets), and
+   `oimon report` writes the clinical report (HTML, and a PDF where Chromium is installed);
+6. prints where each output is and how to open the clinic dashboard (`oimon serve`)."""
 import argparse
 import datetime as dt
 import os
@@ -28,6 +30,16 @@ def oimon(*args, env=None):
         sys.stderr.write(proc.stderr)
         raise SystemExit("demo: 'oimon %s' failed (exit %d)" % (" ".join(args), proc.returncode))
     return proc.stdout
+
+
+def _short(p):
+    """A path relative to the current folder where that is shorter (what to type)."""
+    p = str(p)
+    try:
+        rel = os.path.relpath(p)
+    except ValueError:
+        return p
+    return rel if len(rel) < len(p) else p
 
 
 def main(argv=None):
@@ -52,19 +64,33 @@ def main(argv=None):
         print("demo: virtual device on %s" % vd.path)
         env["OIMON_PORT"] = vd.path
         oimon("info", env=env)
+        oimon("config", "set", "patient=P-DEMO", env=env)      # a pseudonym, signed with the key
         oimon("record", "--duration", str(a.seconds), "--out", str(rec), env=env)
         last = (dt.date.today() - dt.timedelta(days=60)).isoformat()
         oimon("retighten", "record", "SIM-DEMO", "--date", last, "--torque", "12", env=env)
+        oimon("sync", env=env)
     finally:
         vd.stop()
     oimon("events", env=env)
     oimon("plot", str(rec), "--out", str(png), env=env)
     status = oimon("retighten", "status", env=env).strip()
+    report, pdf = out / "report.html", out / "report.pdf"
+    oimon("report", "--out", str(report), env=env)
+    try:
+        oimon("report", "--out", str(pdf), env=env)
+    except SystemExit:                      # no Chromium here: the HTML report is the product
+        pdf = None
     print()
     print("recording:    %s" % rec)
     print("database:     %s" % db)
     print("plot (PNG):   %s" % png)
     print("retightening: %s" % status)
+    print("report:       %s" % report)
+    if pdf is not None:
+        print("report (PDF): %s" % pdf)
+    exe = os.path.join(os.path.dirname(sys.executable), "oimon")
+    print("dashboard:    %s --db %s serve   then open http://127.0.0.1:8765/ "
+          "(add --virtual demo for the live page)" % (_short(exe), _short(db)))
     return 0
 
 

@@ -58,10 +58,37 @@ class VirtualDevice:
                                      env=env, cwd=str(self.storage), start_new_session=True)
         os.close(self._master)           # the firmware holds it now
         self._master = None
-        time.sleep(0.05)
-        if self.proc.poll() is not None:
-            raise RuntimeError("virtual device exited at start: %s" % self.log_tail())
+        self._wait_ready(float(os.environ.get("OIMON_SIM_START_TIMEOUT", "120")))
         return self.path
+
+    def _wait_ready(self, timeout):
+        """Until the firmware answers C_INFO on the pty (its main loop runs), or exits (then
+        RuntimeError with its log's tail). A condition, not a guess at how long start-up
+        takes on a busy machine; callers can talk to it at once afterwards."""
+        import select
+        from oimon_common import protocol as P
+        fd = self._slave
+        dec = P.Decoder()
+        os.write(fd, bytes(P.encode(P.T_CMD, 0, bytes((P.C_INFO,)) + b"{}")))
+        end = time.monotonic() + timeout
+        next_ask = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("virtual device exited at start: %s" % self.log_tail())
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                for ftype, _seq, pl in dec.feed(data):
+                    if ftype == P.T_RESP and pl[:1] == bytes((P.C_INFO,)):
+                        return
+            elif time.monotonic() > next_ask:      # asked before its reader was up: again
+                os.write(fd, bytes(P.encode(P.T_CMD, 0, bytes((P.C_INFO,)) + b"{}")))
+                next_ask = time.monotonic() + 2.0
+        raise RuntimeError("virtual device did not answer within %g s: %s" % (timeout,
+                                                                             self.log_tail()))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -91,6 +118,16 @@ class VirtualDevice:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        work = getattr(self, "work", None)
+        if work is not None:                     # start_virtual_device's input folder
+            import shutil
+            try:
+                inside = self.storage.resolve().is_relative_to(Path(work).resolve())
+            except OSError:
+                inside = True
+            if not inside:                       # storage kept elsewhere: sensor.raw can go
+                shutil.rmtree(work, ignore_errors=True)
+                self.work = None
 
     def __enter__(self):
         self.start()
@@ -127,12 +164,27 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
-                       device_id=device_id)
-    vd.work = work                           # sensor.raw (and storage unless given): remove after
-    if calibrated:
-        vdev_setup.provision(vd.storage, model)
-    vd.start()
+    vd = None
+    try:
+        vd = VirtualDevice(raw_path, rate=rate, speed=speed, storage=storage or (work / "storage"),
+                           device_id=device_id)
+        vd.work = work                       # sensor.raw (and storage unless given): remove after
+        if calibrated:
+            vdev_setup.provision(vd.storage, model)
+        vd.start()
+    except BaseException as e:
+        # the firmware died at start-up (or provisioning failed): stop what was started and
+        # remove the work folder (sensor.raw; storage when it is ours) before reporting it
+        tail = vd.log_tail(400) if vd is not None else ""
+        if vd is not None:
+            vd.stop()
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(e, RuntimeError):
+            last = [ln for ln in tail.strip().splitlines() if ln.strip()]
+            raise OimonError("virtual device exited at start%s" % (
+                ": " + last[-1].strip() if last else "")) from None
+        raise
     return vd
 
 

@@ -104,15 +104,12 @@ def _to_raw(block, model):
 
 
 # --- the model -------------------------------------------------------------------------------
-PHASE_INDEX = {"I": 0, "II": 1, "III": 2, "full": 3}
-
-
 def detector_limits(cfg, rate=1000):
     """[comp, tens, mom, debounce (samples), phase] as the device gives detect.Detector."""
     lim = cfg["active_limits"]
     deb = max(1, int(round(float(cfg.get("debounce_ms", 20)) * rate / 1000.0)))
     return [int(lim["comp"]), int(lim["tens"]), int(lim["moment"]), deb,
-            PHASE_INDEX.get(cfg.get("phase"), -1)]
+            L.PHASES.index(cfg["phase"]) if cfg.get("phase") in L.PHASES else -1]
 
 
 def body_weight_units(cfg):

@@ -83,6 +83,23 @@ def write_csv(path, rows):
     os.replace(tmp, path)
 
 
+def physical(param):
+    """(scale, unit) turning the swept parameter's device units into what a reader knows:
+    forces 0.1 N -> N, moments 0.01 N*m -> N*m, load rates -> kN/s, times ms."""
+    name = param.split(".")[-1]
+    if name in ("comp", "tens") or name.startswith(("f_", "step_off")):
+        return 0.1, "N"
+    if name == "moment" or name.startswith("m_"):
+        return 0.01, "N*m"
+    if name.startswith("r_"):
+        return 0.001, "kN/s"
+    if name.startswith("t_"):
+        return 1.0, "ms"
+    if name.endswith("_pct"):
+        return 1.0, "%"
+    return 1.0, "device units"
+
+
 def plot(path, rows, param):
     # lazy: matplotlib (also imported by oimon.plots) costs ~0.5 s; only --png needs it
     import matplotlib
@@ -90,12 +107,13 @@ def plot(path, rows, param):
     import matplotlib.pyplot as plt
     from oimon.plots import save_png
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5))
-    x = [r["false_per_24h"] or 0 for r in rows]
-    v = [r["value"] for r in rows]
+    x = [max(0.0, r["false_per_24h"] or 0) for r in rows]
+    scale, unit = physical(param)
+    v = [r["value"] * scale for r in rows]
     labs = [k[5:] for k in _columns(rows) if k.startswith("sens_")]
     ax.plot(x, [r["sensitivity"] or 0 for r in rows], "o-", color="k", lw=2, label="all labelled")
     for r, xx in zip(rows, x):
-        ax.annotate(str(r["value"]), (xx, r["sensitivity"] or 0), fontsize=7,
+        ax.annotate("%g" % round(r["value"] * scale, 3), (xx, r["sensitivity"] or 0), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
     for k, lab in enumerate(labs):
         ys = [r.get("sens_" + lab) if r.get("sens_" + lab) is not None else np.nan for r in rows]
@@ -104,13 +122,15 @@ def plot(path, rows, param):
     bx.plot(v, [r["sensitivity"] or 0 for r in rows], "o-", color="k", lw=2, label="all labelled")
     ax.set_xlabel("false events per 24 h")
     ax.set_ylabel("sensitivity")
-    ax.set_title("ROC-style (point labels = %s)" % param)
-    bx.set_xlabel("%s (device units)" % param)
+    ax.set_title("ROC-style (point labels = %s in %s)" % (param, unit))
+    bx.set_xlabel("%s (%s)" % (param, unit))
     bx.set_ylabel("sensitivity")
     bx.set_title("against the threshold; red: false events per 24 h")
     fx = bx.twinx()
     fx.plot(v, x, "s-", color="r", lw=1.5)
     fx.set_ylabel("false events per 24 h", color="r")
+    fx.set_ylim(0, max(x + [1.0]) * 1.08)        # a count: never below zero
+    ax.set_xlim(0, max(x + [1.0]) * 1.08)
     for a_ in (ax, bx):
         a_.set_ylim(-0.03, 1.03)
         a_.grid(True, alpha=0.3)

@@ -170,7 +170,11 @@ def test_patient_commands():
     assert d.call(P.C_TIME, {"t": 5})[0] == P.S_RANGE
     assert d.call(P.C_TIME, {"t": "x"})[0] == P.S_RANGE
     st, r = d.call(P.C_STREAM, {"mode": "cal"})
-    assert st == P.S_OK and d.stream == 1
+    assert st == P.S_OK and d.stream == 1 and r["session"] == 0 and isinstance(r["boot"], int)
+    st, r2 = d.call(P.C_STREAM, {"mode": "cal", "session": 0xDEADBEEF})
+    assert st == P.S_OK and r2["session"] == 0xDEADBEEF and r2["boot"] == r["boot"]
+    assert d.call(P.C_STREAM, {"mode": "cal", "session": -1})[0] == P.S_BAD_REQUEST
+    assert d.call(P.C_STREAM, {"mode": "cal", "session": "x"})[0] == P.S_BAD_REQUEST
     d.call(P.C_STREAM, {"mode": "off"})
     assert d.stream == 0
     assert d.call(P.C_STREAM, {"mode": "fast"})[0] == P.S_BAD_REQUEST

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from oimon import calibration as C
-from oimon import db, link
+from oimon import db, link, validate
 from oimon.errors import OimonError
 from oimon_common import protocol as P
 
@@ -19,9 +19,10 @@ def register(sub):
     p = sub.add_parser("calibrate", help="calibrate the bridges with the jig (interactive wizard)")
     p.add_argument("--plan", help="JSON plan of the jig's steps: runs without prompts")
     p.add_argument("--masses", default="5,10,20,50", help="jig masses in kg (default 5,10,20,50)")
-    p.add_argument("--lever-arm", type=float, default=C.DEFAULT_LEVER,
-                   help="the jig's lever arm in m (default 0.5)")
-    p.add_argument("--bound", type=float, help="acceptance bound, %% of full scale (default 0.5)")
+    p.add_argument("--lever-arm", type=validate.number(0.01, C.MAX_LEVER_M, unit="m"),
+                   default=C.DEFAULT_LEVER, help="the jig's lever arm in m (default 0.5)")
+    p.add_argument("--bound", type=validate.number(0.01, 10, unit="%"),
+                   help="acceptance bound, %% of full scale (default 0.5)")
     p.add_argument("--dry-run", action="store_true",
                    help="fit and show the result; write nothing to the device or the database")
     p.add_argument("--json", action="store_true",
@@ -37,9 +38,11 @@ def _plan(args):
         plan = C.load_plan(args.plan)
     else:
         try:
-            masses = [float(m) for m in args.masses.split(",") if m.strip()]
-        except ValueError:
-            raise OimonError("--masses %r: give kilograms separated by commas" % args.masses)
+            masses = [validate.check_number(validate.parse_number(m, "--masses"), "--masses",
+                                            0, C.MAX_MASS_KG, lo_open=True, unit="kg")
+                      for m in args.masses.split(",") if m.strip()]
+        except OimonError as e:
+            raise OimonError("%s (give kilograms separated by commas)" % e)
         if len(masses) < 3:
             raise OimonError("--masses: give at least three masses")
         plan = C.check_plan(C.default_plan(masses, args.lever_arm), "default plan")
@@ -101,9 +104,27 @@ class RawReader:
                 pass
 
 
+def _tare_index(plan):
+    for k, s in enumerate(plan["steps"]):
+        if not any(s["load"]):
+            return k
+    return None
+
+
+def check_steps(plan, means):
+    """Every loaded step against the load it asked for (calibration.check_step, zero = the
+    first tare step); the first misfit is an OimonError: nothing is written."""
+    t = _tare_index(plan)
+    for k, s in enumerate(plan["steps"]):
+        msg = C.check_step(s, means[k], means[t], plan["step_tolerance_pct"])
+        if msg:
+            raise OimonError("calibration refused: step %d: %s; nothing was written" % (k + 1, msg))
+
+
 def _measure_prompted(rr, plan, interactive):
     means, stds = [], []
     n = plan["samples"]
+    tare = None
     for k, s in enumerate(plan["steps"]):
         if interactive:
             ld = s["load"]
@@ -117,14 +138,21 @@ def _measure_prompted(rr, plan, interactive):
                 rr.drain(plan["settle_s"])
                 rows = rr.collect(n, 5 + 3 * n / rr.rate)
                 sd = rows[:, :3].std(axis=0)
-                if np.all(sd < 2000):
+                if not np.all(sd < 2000):
+                    print("  the load was moving (std %s counts): again" % np.round(sd).astype(int))
+                    continue
+                msg = None if tare is None else C.check_step(
+                    s, rows[:, :3].mean(axis=0), tare, plan["step_tolerance_pct"])
+                if msg is None:
                     break
-                print("  the load was moving (std %s counts): again" % np.round(sd).astype(int))
+                print("  %s: check the jig and the mass, then again" % msg)
         else:
             rr.drain(plan["settle_s"])
             rows = rr.collect(n, 5 + 3 * n / rr.rate)
         means.append(rows[:, :3].mean(axis=0))
         stds.append(rows[:, :3].std(axis=0))
+        if tare is None and not any(s["load"]):
+            tare = means[-1]
         if interactive:
             print("  raw mean %s counts" % np.round(means[-1]).astype(int))
     return np.array(means), np.array(stds)
@@ -222,6 +250,7 @@ def cmd_calibrate(args):
                 means, stds = _measure_prompted(rr, plan, interactive)
         finally:
             rr.stop()
+        check_steps(plan, means)            # each step read as the load it asked for
         loads = np.array([s["load"] for s in plan["steps"]])
         offsets, matrix = C.fit(means, loads)
         version = 1 if con is None else 1 + con.execute(

@@ -87,10 +87,22 @@ def device_changes(values, current_phase):
     return ch
 
 
-def auth_command(ln, args, cmd, payload):
+def auth_command(ln, args, cmd, payload, con=None):
     """An authenticated (prosthetist) command: HMAC over device id, counter and command with the
-    device's key from the host keystore (global --keystore, $OIMON_KEYSTORE or the default)."""
-    return ln.command_auth(cmd, payload, args.keystore)
+    device's key from the host keystore (global --keystore, $OIMON_KEYSTORE or the default).
+    Journaled in the database first (db.device_change: config_change row 'sent', then
+    'accepted'), so a change the device accepted is never missing from the database."""
+    from oimon import keystore as K
+    ks = K.open(args.keystore)               # a bad keystore fails before anything is written
+    if con is None:
+        con = db.connect(getattr(args, "db", None))
+    info = ln.command(P.C_INFO)
+    dev = info.get("device_id")
+    if not isinstance(dev, str):
+        raise OimonError("the device did not report its id")
+    name = P.CMD_NAMES.get(cmd, str(cmd))
+    with db.device_change(con, dev, name, payload):
+        return ln.command_auth(cmd, payload, ks)
 
 
 def _limits_phys(lim):
@@ -120,19 +132,24 @@ def cmd_show(args):
     return 0
 
 
+def _pseudonym(con, dev, name):
+    with con:
+        db.set_pseudonym(con, dev, name)
+
+
 def cmd_set(args):
     values = parse_assignments(args.assignments)
+    from oimon import keystore as K
+    K.open(args.keystore)                    # checked before the database is touched
     con = db.connect(args.db)
     with link.Link(link.resolve_port(args.port)) as ln:
         info = ln.command(P.C_INFO)
         changes = device_changes(values, info.get("phase") or "full")
-        auth_command(ln, args, P.C_SET, changes)
-        after = ln.command(P.C_INFO)
-    dev = info.get("device_id", "?")
-    with con:
-        db.add_config_change(con, dev, changes)
+        auth_command(ln, args, P.C_SET, changes, con)     # the config_change row
+        dev = info.get("device_id", "?")
         if "patient" in values:
-            db.set_pseudonym(con, dev, values["patient"])
+            db.retry(lambda: _pseudonym(con, dev, values["patient"]))
+        after = ln.command(P.C_INFO)
     lim = _limits_phys(after.get("limits") or {})
     print("%s: phase %s, limits %.0f N compression, %.0f N tension, %.1f N*m moment, body weight %s kg"
           % (dev, after.get("phase"), lim["comp_N"], lim["tens_N"], lim["moment_Nm"],

@@ -5,6 +5,7 @@ decoder resynchronises at the next 0x00 delimiter."""
 import json
 import struct
 
+from oimon import validate
 from oimon.errors import OimonError
 from oimon_common import protocol as P
 
@@ -21,9 +22,10 @@ def register(sub):
 
 
 def _json(b):
+    """The JSON of a frame, or None: a capture is untrusted (bounded depth, no NaN)."""
     try:
-        return json.loads(bytes(b))
-    except ValueError:
+        return validate.loads(bytes(b), "frame")
+    except OimonError:
         return None
 
 
@@ -63,8 +65,9 @@ def describe(ftype, seq, pl):
                 d["counter"] = struct.unpack_from("<I", args, 0)[0]
                 args = args[P.AUTH_HDR:]
             d["args"] = _json(args) if args else {}
-    except (ValueError, struct.error) as e:
-        d["malformed"] = str(e)
+    except (ValueError, struct.error, KeyError, IndexError, TypeError, OverflowError,
+            RecursionError) as e:
+        d["malformed"] = (str(e).splitlines() or [e.__class__.__name__])[0][:200]
     return d
 
 
@@ -80,7 +83,7 @@ def decode_bytes(data):
     frames = [describe(*f) for f in dec.feed(data)]
     tail = dec._n                         # bytes after the last delimiter: an incomplete frame
     counts = {"good": dec.good, "bad": dec.bad + (1 if tail else 0), "gaps": dec.gaps,
-              "lost": dec.lost, "bytes": len(data)}
+              "lost": dec.lost, "repeats": dec.repeats, "bytes": len(data)}
     return frames, counts
 
 
@@ -100,6 +103,8 @@ def cmd_decode(args):
     if args.json:
         print(json.dumps({"summary": c}, separators=(",", ":")))
     else:
-        print("%d good frames, %d bad frames, %d sequence gaps (%d frames missing), %d bytes"
-              % (c["good"], c["bad"], c["gaps"], c["lost"], c["bytes"]))
+        print("%d good frames, %d bad frames, %d sequence gaps (%d frames missing), %s%d bytes"
+              % (c["good"], c["bad"], c["gaps"], c["lost"],
+                 "%d repeated frames (number went back), " % c["repeats"] if c["repeats"] else "",
+                 c["bytes"]))
     return 0

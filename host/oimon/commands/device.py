@@ -3,6 +3,7 @@ MicroPython and the firmware on it."""
 import datetime as dt
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,12 @@ def register(sub):
     p.add_argument("--no-deploy", action="store_true", help="only write MicroPython")
     p.add_argument("--bundle", help="firmware bundle to deploy after flashing (as for deploy)")
     p.add_argument("--connect-attempts", type=int, default=3, help=argparse_suppress())
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="do not ask before erasing the whole flash (log, calibration, key)")
+    p.add_argument("--backup", metavar="FILE",
+                   help="first save the whole flash to FILE (esptool read-flash 0 ALL)")
+    p.add_argument("--force", action="store_true",
+                   help="erase even though the device log holds records not yet synced")
     p.set_defaults(func=cmd_flash)
     p = sub.add_parser("deploy", help="copy the compiled firmware, board config and device key "
                        "to the board (skips files already there)")
@@ -200,22 +207,95 @@ def _resync(port):
         pass
 
 
+def _unsynced(port, dbpath):
+    """(device_id, records on the device after the last one pulled, last seq) from a monitor
+    running on the port, or None if none answers (a bare board, MicroPython's REPL)."""
+    from oimon import db
+    try:
+        with link.Link(port, timeout=1.5) as ln:
+            info = ln.command(P.C_INFO)
+            st = ln.command(P.C_STATUS)
+    except link.PortBusy:
+        raise
+    except OimonError:
+        return None
+    dev = info.get("device_id")
+    seq = (st.get("log") or {}).get("seq") if isinstance(st, dict) else None
+    if not isinstance(dev, str) or not isinstance(seq, int):
+        return None
+    con = db.connect(dbpath)
+    row = con.execute("SELECT log_seq FROM device WHERE device_id = ?", (dev,)).fetchone()
+    pulled = row[0] if row else 0
+    return dev, max(0, seq - pulled), pulled
+
+
+def _confirm_erase(port, what, assume_yes):
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise OimonError("flash erases the whole flash of the board on %s (%s): give --yes to "
+                         "confirm (no terminal to ask)" % (port, what))
+    sys.stderr.write("erase the whole flash of the board on %s (%s)? type yes: " % (port, what))
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("yes", "y"):
+        raise OimonError("flash cancelled: nothing was erased")
+
+
 def cmd_flash(args):
+    """Check the image, then (before anything is erased): the device log synced (--force
+    skips), --backup read, the user's yes (--yes for scripts); then erase and write."""
+    from oimon import validate
     size = check_image(args.firmware)
+    if args.backup:
+        validate.check_out_path(args.backup, "--backup")
+        if os.path.exists(args.backup):
+            raise OimonError("--backup %s exists: choose a new file (an old backup is never "
+                             "overwritten)" % args.backup)
     bundle = None if args.no_deploy else B.load(B.resolve(args.bundle))   # fail before erasing
     port = link.resolve_port(args.port)
     if "://" in port:
         raise OimonError("flash needs a serial port, not %s" % port)
+    state = _unsynced(port, args.db)
+    if state is None:
+        what = "no oimon monitor answered: its log, calibration and key, if any, are lost"
+        print("oimon: warning: could not check the device log (no monitor answering on %s)"
+              % port, file=sys.stderr)
+    else:
+        dev, n, pulled = state
+        if n and not args.force:
+            raise OimonError("the log of %s holds %d records not yet synced (after #%d): run "
+                             "'oimon sync' first, or give --force to lose them; nothing was "
+                             "erased" % (dev, n, pulled))
+        what = "%s: its log%s, calibration and key are erased" % (
+            dev, " (%d records NOT synced)" % n if n else " (synced)")
+    _confirm_erase(port, what, args.yes)
     base = ["--chip", "esp32s3", "--port", port, "--baud", str(args.baud),
             "--connect-attempts", str(args.connect_attempts)]
-    print("erasing the flash of the ESP32-S3 on %s" % port, file=sys.stderr)
+    lock = link.PortLock(port)               # no oimon uses the port while esptool has it
     try:
-        _esptool(base + ["erase-flash"], quiet=True)
-    except OimonError:
-        _resync(port)
-        raise
-    print("writing %s (%d bytes) at 0x0" % (args.firmware, size), file=sys.stderr)
-    _esptool(base + ["write-flash", "0x0", str(args.firmware)])
+        if args.backup:
+            print("saving the whole flash to %s" % args.backup, file=sys.stderr)
+            part = args.backup + ".part"
+            try:
+                _esptool(base + ["read-flash", "0", "ALL", part], quiet=True)
+                os.replace(part, args.backup)
+            except BaseException:
+                _resync(port)
+                try:
+                    os.unlink(part)
+                except OSError:
+                    pass
+                raise
+        print("erasing the flash of the ESP32-S3 on %s" % port, file=sys.stderr)
+        try:
+            _esptool(base + ["erase-flash"], quiet=True)
+        except OimonError:
+            _resync(port)
+            raise
+        print("writing %s (%d bytes) at 0x0" % (args.firmware, size), file=sys.stderr)
+        _esptool(base + ["write-flash", "0x0", str(args.firmware)])
+    finally:
+        lock.release()
     print("MicroPython written to %s" % port)
     if args.no_deploy:
         return 0

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from oimon import db, link
+from oimon import db, link, validate
 from oimon import exercise as X
 from oimon.errors import OimonError
 from oimon_common import exercise as FX
@@ -17,23 +17,15 @@ from oimon_common import protocol as P
 
 
 def _date(s):
-    try:
-        return dt.date.fromisoformat(s)
-    except (TypeError, ValueError):
-        raise OimonError("%r is not a date YYYY-MM-DD" % s)
+    """A plan or report date (oimon.validate: not before any device existed; may be ahead)."""
+    return dt.date.fromisoformat(validate.date_arg(latest_days_ahead=None)(s))
+
+
+_date.__name__ = "date"
 
 
 def _num(lo, hi, kind=float):
-    def conv(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise OimonError("%r is not a %s" % (s, "number" if kind is float else "whole number"))
-        if not lo <= v <= hi:      # also refuses nan
-            raise OimonError("%s is outside %g..%g" % (s, lo, hi))
-        return v
-    conv.__name__ = kind.__name__
-    return conv
+    return validate.integer(lo, hi) if kind is int else validate.number(lo, hi)
 
 
 def register(sub):
@@ -105,9 +97,25 @@ def cmd_plan(args):
         plan = X.validate(build_plan(args, args.body_weight_kg))
         _print_plan(args, plan)
         return 0
-    # everything that can be checked without the device, first (100 kg: the 50 kg cap applies)
-    X.validate(build_plan(args, args.body_weight_kg if args.body_weight_kg is not None else 100))
-    with link.Link(link.resolve_port(args.port)) as ln:
+    # everything that can be checked without the device, first: with the heaviest body weight
+    # the device accepts, so that a rule that depends on it (the cap, % of body weight) is only
+    # judged (and worded) with the device's own body weight below
+    from oimon_common import settings as S
+    pre = None
+    try:
+        X.validate(build_plan(args, args.body_weight_kg if args.body_weight_kg is not None
+                              else S.BODY_WEIGHT[1]))
+    except OimonError as e:
+        if args.body_weight_kg is not None:
+            raise
+        pre = e                  # worded with a body weight not the device's: ask it first
+    try:
+        ln = link.Link(link.resolve_port(args.port))
+    except OimonError:
+        if pre is not None:
+            raise pre
+        raise
+    with ln:
         info = ln.command(P.C_INFO)
         dev_bw = info.get("body_weight_kg")
         if args.body_weight_kg is not None and dev_bw is not None \
@@ -243,7 +251,7 @@ def cmd_session(args):
         print("exercise session %d of today started: target %.1f kg for %d minutes" % (
             r["session_today"], r["target_kg"], r["minutes"]))
     else:
-        print("exercise session ended: %s" % json.dumps(r, sort_keys=True))
+        print(X.format_session(r))
 
 
 def cmd_live(args):

@@ -2,8 +2,9 @@
 | interval DEVICE MONTHS"""
 import datetime as dt
 import json
+import sys
 
-from oimon import db, retighten
+from oimon import db, retighten, validate
 from oimon.errors import OimonError
 
 
@@ -38,12 +39,17 @@ def _device_id(s):
 
 def cmd_record(args):
     dev = _device_id(args.device)
-    d = retighten.parse_date(args.date)
-    if d > dt.date.today() + dt.timedelta(days=1):
-        raise OimonError("date %s is in the future" % d)
+    d = validate.parse_date(args.date, "--date")          # not before any device, not ahead
     if args.torque is not None and not 0 < args.torque <= 50:
         raise OimonError("torque %g N*m is outside 0..50 N*m" % args.torque)
     con = db.connect(args.db)
+    (last,) = con.execute("SELECT max(date) FROM retightening WHERE device_id = ?",
+                          (dev,)).fetchone()
+    if last and d.isoformat() < last:
+        print("oimon: warning: %s is older than the last recorded retightening of %s (%s): "
+              "recorded in the database only as a late entry; the due date still counts "
+              "from %s" % (d, dev, last, last), file=sys.stderr)
+        args.host_only = True            # the device's reminder keeps the newer date
     on_device = ""
     if not args.host_only:
         on_device = _record_on_device(args, dev, d)

@@ -3,33 +3,58 @@ import json
 import sys
 import time
 
+from oimon import validate
 from oimon.errors import OimonError, read_json
 from oimon_sim.device import start_virtual_device
 from oimon_sim.generate import DEFAULT_START, generate_recording
 
 
 def _positive(kind, lo=None, hi=None):
-    def conv(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise OimonError("%r is not a %s" % (s, "number" if kind is float else "whole number"))
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise OimonError("%s is out of range (%s..%s)" % (s, lo, hi))
-        return v
-    conv.__name__ = kind.__name__
-    return conv
+    return validate.integer(lo, hi) if kind is int else validate.number(lo, hi)
 
 
 def _kv(s):
+    import argparse
     if "=" not in s:
-        raise OimonError("--set wants KEY=VALUE, got %r" % s)
+        raise argparse.ArgumentTypeError("wants KEY=VALUE, got %r" % s[:40])
     k, v = s.split("=", 1)
     try:
-        v = json.loads(v)
-    except ValueError:
-        pass
+        v = validate.loads(v, "value")
+    except OimonError:
+        pass                             # a plain word: a string value
+    if isinstance(v, (dict, list)):
+        raise argparse.ArgumentTypeError("%s: a scenario parameter is a number or a word" % k)
     return k.strip(), v
+
+
+def check_scenario_params(name, params):
+    """--set KEY=VALUE against the scenario's own parameters (its function's keyword
+    arguments): unknown keys and values of the wrong kind (a word for a number, nan, inf,
+    huge) are one line naming the known ones."""
+    import inspect
+    from oimon_sim import scenarios
+    fn = scenarios.SCENARIOS.get(name)
+    if fn is None or not params:
+        return params
+    sig = inspect.signature(fn).parameters
+    fixed = ("duration_s", "rate", "body_weight_kg", "seed")
+    known = {k: p.default for k, p in sig.items()
+             if k not in fixed and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind == p.VAR_KEYWORD for p in sig.values()):
+        known = None                     # takes anything: values still checked below
+    for k, v in params.items():
+        if known is not None and k not in known:
+            raise OimonError("scenario %s has no parameter %r (%s)" % (
+                name, k, "its parameters: " + ", ".join(sorted(known)) if known
+                else "it takes none"))
+        d = known.get(k) if known else None
+        if isinstance(d, (int, float)) and not isinstance(d, bool):
+            validate.check_number(v, "--set %s" % k)
+        elif isinstance(d, str) and not isinstance(v, str):
+            raise OimonError("--set %s wants a word, not %r" % (k, v))
+        elif isinstance(v, float):
+            validate.check_number(v, "--set %s" % k)
+    return params
 
 
 def register(sub):
@@ -134,7 +159,9 @@ def cmd_device(args):
     finally:
         vd.stop()
         import shutil
-        if args.storage:                     # keep the storage asked for, drop the input file
+        if vd.work is None:                  # stop() removed the input folder already
+            pass
+        elif args.storage:                     # keep the storage asked for, drop the input file
             (vd.work / "sensor.raw").unlink(missing_ok=True)
             shutil.rmtree(vd.work, ignore_errors=True) if not any(vd.work.iterdir()) else None
         else:
@@ -150,8 +177,9 @@ def cmd_list(args):
 
 
 def cmd_generate(args):
+    params = check_scenario_params(args.scenario, dict(args.set))
     h = generate_recording(args.out, args.scenario, args.duration, args.seed, args.body_weight,
-                           args.rate, args.raw, dict(args.set), not args.no_noise, args.start,
+                           args.rate, args.raw, params, not args.no_noise, args.start,
                            args.device_id, args.progress)
     print("wrote %s: %s, %.1f s at %d Hz, %s" % (args.out, args.scenario, args.duration,
                                                  args.rate, h["kind"]))
@@ -162,8 +190,52 @@ def _load_config(path):
     if not path:
         return None
     cfg = read_json(path, "config")
-    if not isinstance(cfg, dict):
-        raise OimonError("%s: a config is a JSON object" % path)
+    return check_replay_config(cfg, "config %s" % path)
+
+
+def check_replay_config(cfg, what="config"):
+    """A replay config (the device's config.json keys, plus "detector" and "fc"): known keys
+    only, each value of its kind and in the device's own range (oimon_common.settings), limits
+    in device units (0.1 N, 0.01 N*m), no NaN/inf, no true for a number."""
+    from oimon_common import settings as S
+    from oimon_common.limits import PHASES
+    known = set(S.DEFAULTS) | {"detector", "fc"}
+    validate.check_keys(cfg, known, what)
+    ph = cfg.get("phase")
+    if "phase" in cfg and ph not in PHASES:
+        raise OimonError("%s: phase must be one of %s, not %s" % (what, ", ".join(PHASES),
+                                                                  validate._show(ph)))
+    if "body_weight_kg" in cfg:
+        validate.check_number(cfg["body_weight_kg"], "%s: body_weight_kg" % what, *S.BODY_WEIGHT,
+                              unit="kg")
+    if "debounce_ms" in cfg:
+        validate.check_number(cfg["debounce_ms"], "%s: debounce_ms" % what, 1, 1000, unit="ms")
+    if "fc" in cfg:
+        validate.check_number(cfg["fc"], "%s: fc" % what, 1, 200, unit="Hz", integer=True)
+    if "stream_batch" in cfg:
+        validate.check_number(cfg["stream_batch"], "%s: stream_batch" % what, *S.STREAM_BATCH,
+                              integer=True)
+    lim = cfg.get("limits", {})
+    if lim is not None:
+        if not isinstance(lim, dict):
+            raise OimonError("%s: limits must be an object" % what)
+        tables = lim.items() if any(isinstance(v, dict) for v in lim.values()) else [(None, lim)]
+        for phase, t in tables:
+            where = "%s: limits%s" % (what, "." + phase if phase else "")
+            if phase is not None and phase not in PHASES:
+                raise OimonError("%s: unknown phase %r (phases: %s)" % (what, phase,
+                                                                       ", ".join(PHASES)))
+            validate.check_keys(t, S.LIMIT_RANGES, where)
+            for k, v in t.items():
+                lo, hi = S.LIMIT_RANGES[k]
+                validate.check_number(v, "%s.%s" % (where, k), lo, hi,
+                                      unit="x 0.01 N*m" if k == "moment" else "x 0.1 N")
+    det = cfg.get("detector")
+    if det is not None:
+        if not isinstance(det, dict):
+            raise OimonError('%s: "detector" is an object of detector settings' % what)
+        for k, v in det.items():
+            validate.check_number(v, "%s: detector.%s" % (what, k))
     return cfg
 
 
