@@ -433,7 +433,7 @@ def export_csv(path, out, counts=False, events=None, salvage=False):
         return n, r.error
 
 
-# --- IMU channels (recording format version 2) ---------------------------------------------
+# --- IMU channels (recording format version 3) ---------------------------------------------
 IMU_CSV_HEADER = ("imu_sample,t_s,acc_x_g,acc_y_g,acc_z_g,gyro_x_dps,gyro_y_dps,gyro_z_dps,"
                   "flags\n")
 
