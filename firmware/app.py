@@ -96,6 +96,10 @@ class Device:
         self.det.bind(self.out)
         self._pk, self._pt = dsp.kernel, self.pipe.tab
         self._dk, self._dt = detect.kernel, self.det.tab
+        self.imu = hal.imu()                 # LSM6DSO32 (None: load-only fall detection)
+        if self.imu is not None:
+            self.det.attach_imu(self.imu.RATE)
+        self._imu_row = array("i", [0] * 8)
         # ACQUIRED samples since boot, lost ones included (a gap shows as a jump): count wraps at
         # 2**30 and count_hi counts the wraps (the wire's u32 = (count_hi & 3) << 30 | count)
         self.count = 0
@@ -348,14 +352,15 @@ class Device:
         if code & detect.EV_OVERLOAD_END:
             # a short overload still gets one full burst, so the patient notices it
             self._ovl_clear_at = hal.ticks_add(now, OVERLOAD_ALARM_MIN_MS)
-        if code & detect.EV_FALL:
+        if code & (detect.EV_FALL | detect.EV_FALL_IMU):
             self.alarm.raise_(alarm.HIGH, alarm.FALL)        # until acknowledged
-        if code & detect.EV_FAULT:
+        if code & (detect.EV_FAULT | detect.EV_IMU_FAULT):
             self.alarm.raise_(alarm.LOW, alarm.SENSOR_FAULT)
-        if code & detect.EV_FAULT_CLEAR:
+        if code & (detect.EV_FAULT_CLEAR | detect.EV_IMU_CLEAR) and not self.det.alarm_level():
             self.alarm.clear(alarm.SENSOR_FAULT)
         self.alarm.tick(now)
-        if code & (detect.EV_OVERLOAD_START | detect.EV_FALL | detect.EV_FAULT):
+        if code & (detect.EV_OVERLOAD_START | detect.EV_FALL | detect.EV_FAULT | detect.EV_FALL_IMU
+                   | detect.EV_IMU_FAULT):
             self.log.append(flashlog.K_ALARM, b'{"raised":%d}' % code)
 
     def ack_alarm(self):
@@ -504,7 +509,28 @@ class Device:
             if self.stream:
                 self.send(P.T_EVENT, e)
 
+    def imu_poll(self):
+        """The IMU's FIFO batch through the inertial fall path (docs/algorithm.md 5.7): every
+        sample waiting, stamped with the latest load sample; no data for 100 ms is a fault."""
+        imu = self.imu
+        if imu is None:
+            return
+        k = imu.read(self.det.st)
+        if k == 0:
+            if imu.stale(hal.ticks_ms()):
+                e = self.det.imu.stale()
+                if e:
+                    self.on_event(e)
+            return
+        row = self._imu_row
+        for i in range(k):
+            imu.row(i, row)
+            e = self.det.imu_step(row)
+            if e:
+                self.on_event(e)
+
     def idle(self):
+        self.imu_poll()
         self.poll_link()
         if self.events:
             self.flush_events()

@@ -14,7 +14,10 @@ OUT_AX = const(0)      # filtered axial force, 0.1 N, + = compression
 OUT_MAP = const(1)     # filtered bending moment antero-posterior, 0.01 N*m
 OUT_MML = const(2)     # filtered bending moment medio-lateral, 0.01 N*m
 OUT_RATE = const(3)    # axial load rate, N/s: (xa[n] - xa[n-10]) * 10 on the UNfiltered axial
-OUT_FLAGS = const(4)   # raw/pipeline flags below; out[5..7] are written 0 (reserved)
+OUT_FLAGS = const(4)   # raw/pipeline flags below
+OUT_XA = const(5)      # measured (calibrated, unfiltered) axial, 0.1 N: the overload limits' input
+OUT_XMAP = const(6)    # measured moment AP, 0.01 N*m
+OUT_XMML = const(7)    # measured moment ML, 0.01 N*m
 
 # ---- flags (out[4]) ---------------------------------------------------------------------------
 FL_SAT = const(0x007)     # bit c: raw[c] is a saturation code (0x7FFFFF or -0x800000), c = 0..2
@@ -25,7 +28,8 @@ FL_UNCAL = const(0x200)   # no valid calibration: out[0..3] are 0
 FL_TARE = const(0x400)    # tare running (outputs use the previous offsets)
 FL_CLAMP = const(0x800)   # a calibrated value was clamped to +-XMAX (information)
 FL_GAP = const(0x1000)    # first sample after samples were lost (Pipeline.gap): the load
-                          # rate restarts from this sample (0 until RATE_LAG new samples)
+                          # rate restarts from this sample (0 until RATE_LAG new samples);
+                          # not a fault: detect.py treats the gap (docs/algorithm.md 5.8)
 
 SAT_HI = const(0x7FFFFF)
 SAT_LO = const(-0x800000)
@@ -202,6 +206,7 @@ def kernel(t: ptr32) -> int:
             x = 0 - XMAX
             fl |= FL_CLAMP
         out[c] = x          # calibrated, unfiltered (overwritten by the filter output below)
+        out[5 + c] = x      # the measured value, kept for the overload limits
         c += 1
     xa = out[0]
     if gap:                     # no load rate across a gap: the lag ring restarts here
@@ -272,9 +277,6 @@ def kernel(t: ptr32) -> int:
     st[_S_RING + ri] = xa
     st[_S_RIDX] = (ri + 1) & 15
     out[4] = fl
-    out[5] = 0
-    out[6] = 0
-    out[7] = 0
     return fl
 
 

@@ -52,5 +52,21 @@ def sensor():
     return _sensor
 
 
+_imu = None
+
+
+def imu():
+    # The LSM6DSO32 on the I2C bus it shares with the RTC (hardware/README.md "IMU"). A part that
+    # does not answer is still returned: it reports no data, so the IMU fault is raised and shown.
+    global _imu
+    if _imu is None:
+        from machine import I2C
+        from lsm6dso import LSM6DSO, LSM6DSOIO
+        i2c = I2C(board.I2C_ID, scl=Pin(board.I2C_SCL), sda=Pin(board.I2C_SDA), freq=400000)
+        _imu = LSM6DSO(LSM6DSOIO(i2c, board.IMU_I2C_ADDR), time.ticks_ms)
+        _imu.begin()
+    return _imu
+
+
 def machine_reset():
     machine.reset()

@@ -15,7 +15,8 @@ include("$(PORT_DIR)/boards/manifest.py")
 
 # device-only modules: firmware/
 for _m in ("app", "alarm", "ads131m04", "auth", "board", "cmds", "config", "detect", "dsp",
-           "flashlog", "hal", "hal_esp32", "hx711", "rawpart", "retighten_dev"):
+           "flashlog", "hal", "hal_esp32", "hx711", "imufall", "lsm6dso", "rawpart",
+           "retighten_dev"):
     module(_m + ".py", opt=1)
 
 # the shared layer: common/oimon_common, as the package oimon_common

@@ -57,7 +57,8 @@ def test_streamed_replay_equals_the_whole_array_model(recs, monkeypatch):
     cal, _ = replay.calibration_for(header)
     conf = replay.resolve_config(None, header)
     y_ref, ev_ref = replayer.replay(raw, cal, replay.detector_limits(conf),
-                                 replay.body_weight_units(conf))
+                                 replay.body_weight_units(conf),
+                                 imu_rows=recording.load_imu(recs["day"]))
     monkeypatch.setattr(replayer, "SEGMENT", 100000)  # other block boundaries than replayer.replay
     res = replay.replay_file(recs["day"], keep_filtered=True)
     assert np.array_equal(res["filtered"], y_ref)

@@ -431,3 +431,73 @@ def export_csv(path, out, counts=False, events=None, salvage=False):
                     except OSError:
                         pass
         return n, r.error
+
+
+# --- IMU channels (recording format version 3) ---------------------------------------------
+IMU_CSV_HEADER = ("imu_sample,t_s,acc_x_g,acc_y_g,acc_z_g,gyro_x_dps,gyro_y_dps,gyro_z_dps,"
+                  "flags\n")
+
+
+def import_imu(path, out, method="index", device_id="IMPORT", start=None):
+    """An accelerometer file (UMAFall layout t_s,ax_g,ay_g,az_g; .csv or .csv.gz) -> an IMU-only
+    recording: no load samples (header "load": "missing"), IMU rows at 104 Hz with the angular
+    rate MISSING and flagged (imu_import.py states the resampling). Returns (header, rows)."""
+    from oimon import imu_import
+    rows, info = imu_import.read_imu_file(path, method)
+    stored = rows.copy()
+    stored[:, 4:7] = recording.MISSING
+    header = {"device_id": device_id, "firmware": "import", "rate_hz": 1000,
+              "kind": "calibrated", "source": "oimon import", "load": "missing",
+              "start_time": start or "1970-01-01T00:00:00+00:00", "import": info,
+              "imu": recording.imu_header(imu_import.IMU_HZ, info["missing"][:3], "import"),
+              "missing": info["missing"]}
+    with recording.Writer(out, header, atomic=True) as w:
+        w.imu(0, stored)
+    return header, rows
+
+
+def export_imu_csv(path, out, salvage=False):
+    """The IMU rows of a recording as CSV: imu_sample, t_s (the load-sample stamp / rate), acc in
+    g, gyro in dps, flags; a channel not measured is an empty field. Returns (rows, error)."""
+    with recording.Reader(path) as r:
+        if r.imu is None:
+            raise OimonError("%s: no IMU channels (a version %d recording without IMU data)"
+                             % (path, r.version))
+        rate = float(r.rate)
+        to_stdout = out == "-"
+        tmp = None if to_stdout else Path(str(out) + ".part")
+        try:
+            f = sys.stdout if to_stdout else open(tmp, "w", newline="")
+        except OSError as e:
+            raise OimonError("%s: cannot write (%s)" % (out, e.strerror))
+        n = 0
+        ok = False
+        try:
+            f.write(IMU_CSV_HEADER)
+            for c in r.chunks(imu=True):
+                if c[0] != "imu":
+                    continue
+                _, first, a = c
+                lines = []
+                for i, row in enumerate(a.tolist()):
+                    v = ["" if x == recording.MISSING else ("%.3f" % (x / 1000.0))
+                         for x in row[1:4]]
+                    g = ["" if x == recording.MISSING else ("%.1f" % (x / 10.0)) for x in row[4:7]]
+                    lines.append("%d,%.3f,%s,%s,%d\n" % (first + i, row[0] / rate, ",".join(v),
+                                                         ",".join(g), row[7]))
+                f.write("".join(lines))
+                n += len(a)
+            if r.error and not salvage:
+                raise OimonError("%s (nothing written; --salvage exports the good part)" % r.error)
+            ok = True
+        finally:
+            if not to_stdout:
+                f.close()
+                if ok:
+                    os.replace(tmp, out)
+                else:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+        return n, r.error

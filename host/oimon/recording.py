@@ -9,6 +9,8 @@ still yields its good part.
     chunks   repeated:
       tag    4 bytes: b"SMPL" samples | b"EVNT" one event (JSON) | b"END " end marker (JSON)
              | b"SEGM" a new segment (JSON, version 2): the device restarted, a new time base
+             | b"IMU " IMU rows (version 3): first u64 LE (IMU sample index), then m x 8 x i32
+               (t = load sample index, acc mg, gyro 0.1 dps, flags; MISSING = -2^31)
       len    u32 LE                        length of the body
       body   SMPL: first u64 LE (sample index of its first row), then n x channels x i32 LE
              EVNT: JSON object (device events; ground truth has "kind": "truth")
@@ -42,14 +44,35 @@ MAGIC = b"OIMREC\x00\x01"
 TAG_SAMPLES = b"SMPL"
 TAG_EVENT = b"EVNT"
 TAG_END = b"END "
+TAG_IMU = b"IMU "
 TAG_SEGMENT = b"SEGM"
-TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END, TAG_SEGMENT)
+TAGS = (TAG_SAMPLES, TAG_EVENT, TAG_END, TAG_SEGMENT, TAG_IMU)
+IMU_COLS = 8
+MISSING = -0x80000000                  # stored value of a channel that was not measured
+IMU_CHANNELS = [
+    {"name": "t", "unit": "sample", "scale": 1},
+    {"name": "acc_x", "unit": "g", "scale": 0.001}, {"name": "acc_y", "unit": "g", "scale": 0.001},
+    {"name": "acc_z", "unit": "g", "scale": 0.001},
+    {"name": "gyro_x", "unit": "dps", "scale": 0.1}, {"name": "gyro_y", "unit": "dps", "scale": 0.1},
+    {"name": "gyro_z", "unit": "dps", "scale": 0.1},
+    {"name": "flags", "unit": "bits", "scale": 1},
+]
+
+
+def imu_header(rate_hz=104, missing=(), source=None):
+    """The header's "imu" entry: rate, the 8 columns of an IMU row, the channels not measured."""
+    d = {"rate_hz": rate_hz, "channels": IMU_CHANNELS, "missing": list(missing),
+         "flags": {"1": "gap before this sample", "2": "no angular rate"}}
+    if source:
+        d["source"] = source
+    return d
 CHUNK_ROWS = 4096
 MAX_HEADER = 1 << 20
 MAX_CHUNK = 64 << 20
 FORMAT_VERSION = 1                 # what a writer without segments writes
 SEGMENTS_VERSION = 2               # a file that may hold SEGM chunks (oimon record)
-READ_VERSIONS = (1, 2)
+IMU_VERSION = 3                    # a file that may hold IMU chunks (docs/recording-format.md)
+READ_VERSIONS = (1, 2, 3)
 
 CAL_CHANNELS = [
     {"name": "axial", "unit": "N", "scale": 0.1},
@@ -78,6 +101,8 @@ class Writer:
         self.header.setdefault("format", "oimon-recording")
         self.header.setdefault("version", FORMAT_VERSION)
         self.header.setdefault("kind", "calibrated")
+        if "imu" in self.header:
+            self.header["version"] = max(IMU_VERSION, self.header["version"])
         self.header.setdefault("rate_hz", 1000)
         self.header.setdefault("channels", CAL_CHANNELS if self.header["kind"] == "calibrated"
                                else RAW_CHANNELS)
@@ -89,7 +114,9 @@ class Writer:
         except OSError as e:
             raise OimonError("%s: cannot write (%s)" % (path, e.strerror))
         h = json.dumps(self.header, sort_keys=True).encode()
+        self.version = self.header.get("version", FORMAT_VERSION)
         self._f.write(MAGIC + struct.pack("<I", len(h)) + h)
+        self.imu_rows = 0
         self._rows = []
         self._nrows = 0
         self._first = None
@@ -126,6 +153,19 @@ class Writer:
             a = a[take:]
             if self._nrows >= CHUNK_ROWS:
                 self._flush_rows()
+
+    def imu(self, first, rows):
+        """IMU rows (m, 8): t (load sample index), acc x/y/z (mg), gyro x/y/z (0.1 dps), flags;
+        MISSING for a channel not measured; first = IMU sample index of rows[0]. Written at once
+        (pending samples first): write a segment's IMU rows before its samples."""
+        if self.version < IMU_VERSION:
+            raise OimonError("IMU rows need a header with an \"imu\" entry (format version 3)")
+        a = np.asarray(rows, dtype="<i4").reshape(-1, IMU_COLS)
+        self._flush_rows()
+        for k in range(0, len(a), CHUNK_ROWS):
+            part = a[k:k + CHUNK_ROWS]
+            self._chunk(TAG_IMU, struct.pack("<Q", first + k) + part.astype("<i4").tobytes())
+        self.imu_rows += len(a)
 
     def event(self, ev):
         self._flush_rows()
@@ -168,6 +208,8 @@ class Writer:
                 end = {"samples": self.samples, "events": self.events}
                 if self.segments:
                     end["segments"] = self.segments + 1
+                if self.version >= IMU_VERSION:
+                    end["imu_rows"] = self.imu_rows
                 self._chunk(TAG_END, json.dumps(end, sort_keys=True).encode())
                 f.flush()
                 self.flushed_samples += self._unflushed
@@ -269,6 +311,9 @@ class Reader:
         except (ValueError, KeyError, TypeError):
             raise RecordingError(path, 12, "corrupt header")
         self.rate = self.header.get("rate_hz", 1000)
+        v = self.header.get("version", 1)
+        self.version = v if isinstance(v, int) and not isinstance(v, bool) else 1
+        self.imu = self.header.get("imu") if self.version >= IMU_VERSION else None
         self.kind = self.header.get("kind", "calibrated")
         self.body_offset = 12 + hlen
 
@@ -299,7 +344,9 @@ class Reader:
             return None, "CRC error in chunk", None
         if tag == TAG_SAMPLES and (n < 8 or (n - 8) % (4 * self.nch)):
             return None, "sample chunk of odd length", None
-        if tag != TAG_SAMPLES:
+        if tag == TAG_IMU and (self.version < IMU_VERSION or n < 8 or (n - 8) % (4 * IMU_COLS)):
+            return None, "IMU chunk of odd length", None
+        if tag != TAG_SAMPLES and tag != TAG_IMU:
             try:
                 body = json.loads(body)
                 if not isinstance(body, dict):
@@ -332,11 +379,12 @@ class Reader:
             pos += block
         return None
 
-    def chunks(self):
-        """Yield ('samples', first, ndarray (n, nch)) and ('event', dict). Sample indices
-        never run backwards: a SEGM chunk (version 2) is collected in .segments; a backwards
-        jump of an older file is shifted to just after the previous samples (and the "sample"
-        of the events after it with it), also noted in .segments."""
+    def chunks(self, imu=False):
+        """Yield ('samples', first, ndarray (n, nch)) and ('event', dict); with imu=True also
+        ('imu', first, ndarray (m, 8)) (version 3; IMU chunks are skipped otherwise). Sample
+        indices never run backwards: a SEGM chunk (version 2) is collected in .segments; a
+        backwards jump of an older file is shifted to just after the previous samples (and the
+        "sample" of the events after it with it), also noted in .segments."""
         self.errors = []
         self.end = None
         self.segments = []
@@ -352,6 +400,10 @@ class Reader:
                 if shift and isinstance(ev.get("sample"), int) and not is_truth(ev):
                     ev = dict(ev, sample=ev["sample"] + shift, device_sample=ev["sample"])
                 yield "event", ev
+                continue
+            if c[0] == "imu":
+                if imu:
+                    yield c
                 continue
             first = c[1] + shift
             if nxt_index is not None and first < nxt_index:
@@ -387,21 +439,30 @@ class Reader:
                 yield "event", body
             elif tag == TAG_SEGMENT:
                 yield "segment", body
+            elif tag == TAG_IMU:
+                first = struct.unpack_from("<Q", body)[0]
+                yield "imu", first, np.frombuffer(body, "<i4", offset=8).reshape(-1, IMU_COLS)
             else:
                 self.end = body
                 if off < self.size:
                     self._bad(off, "%d bytes after the END chunk" % (self.size - off))
                 return
 
-    def blocks(self, rows=1 << 18):
+    def blocks(self, rows=1 << 18, imu=False):
         """Samples in blocks of up to `rows` contiguous rows: yield (first, ndarray); events are
         collected in .events_seen (bounded by the number of events, not of samples). A gap in
-        the sample indices starts a new block."""
+        the sample indices starts a new block. imu=True: the IMU rows read so far are appended
+        to .imu_pending (a list of (m, 8) arrays; writers put a segment's IMU rows before its
+        samples, so a block's IMU rows are there when it is yielded); the caller empties it."""
         self.events_seen = []
+        self.imu_pending = []
         buf, n, first = [], 0, None
-        for c in self.chunks():
+        for c in self.chunks(imu):
             if c[0] == "event":
                 self.events_seen.append(c[1])
+                continue
+            if c[0] == "imu":
+                self.imu_pending.append(np.array(c[2]))
                 continue
             _, f0, a = c
             if first is not None and f0 != first + n:
@@ -425,6 +486,13 @@ class Reader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def load_imu(path):
+    """All IMU rows of a recording, (m, 8) int32 (an empty array for version 1 / no IMU)."""
+    with Reader(path) as r:
+        parts = [c[2] for c in r.chunks(imu=True) if c[0] == "imu"]
+        return np.concatenate(parts) if parts else np.zeros((0, IMU_COLS), np.int32)
 
 
 def load(path):

@@ -303,6 +303,56 @@ def sensor():
     return SimSensor(path, rate, int(os.getenv("OIMON_SIM_SPEED") or 1), int(os.getenv("OIMON_SIM_LOOP") or 1))
 
 
+class SimIMU:
+    """IMU rows from a file the simulator wrote ($OIMON_SIM_IMU: int32 LE rows of ax, ay, az (mg),
+    gx, gy, gz (0.1 dps), flags at 104 Hz), delivered like the LSM6DSO32 driver: read(clk) takes
+    the rows due by the load sample clk[0] - 1 (row k is due at k * 125 // 13) into self.rows."""
+    RATE = 104
+
+    def __init__(self, path):
+        from array import array
+        self.f = open(path, "rb")
+        self.rows = array("i", [0] * (8 * 256))
+        self._b = bytearray(28)
+        self.k = 0
+        self.samples = 0
+        self.overruns = 0
+        self.errors = 0
+        self.ok = True
+
+    def read(self, clk):
+        n = clk[0] - 1
+        k = 0
+        while k < 256 and (self.k * 125) // 13 <= n:
+            if self.f.readinto(self._b) != 28:
+                self.f.seek(0)
+                if self.f.readinto(self._b) != 28:
+                    return k
+            r = 8 * k
+            self.rows[r] = (self.k * 125) // 13
+            for j in range(7):
+                v = self._b[4 * j] | (self._b[4 * j + 1] << 8) | (self._b[4 * j + 2] << 16) | (self._b[4 * j + 3] << 24)
+                if v & 0x80000000:
+                    v -= 0x100000000
+                self.rows[r + 1 + j] = v
+            self.k += 1
+            k += 1
+        self.samples += k
+        return k
+
+    def row(self, i, dst):
+        for j in range(8):
+            dst[j] = self.rows[8 * i + j]
+
+    def stale(self, now_ms):
+        return False
+
+
+def imu():
+    path = os.getenv("OIMON_SIM_IMU")
+    return SimIMU(path) if path else None
+
+
 def machine_reset():
     sys.exit(0)
 

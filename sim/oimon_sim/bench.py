@@ -22,6 +22,7 @@ BENCHES = [
     ("oimon_sim.bench_sim", "run", {}),            # issue 6: 24 h replay, 10 min stream
     ("oimon_sim.bench_exercise", "run", {}),       # issue 7: exercise load error, cue latency
     ("oimon_sim.bench_timing", "run", {}),         # issue 11: timing model: day losses, CPU, heap
+    ("oimon_sim.bench_falls", "run", {}),          # issue 13: UMAFall, fall kinds, false falls
 ]
 
 

@@ -1,5 +1,7 @@
 """Scenarios written into recordings (oimon sim generate, the tests and the benchmarks), truth
 as EVNT chunks before the samples they label."""
+import numpy as np
+
 from oimon.errors import OimonError
 from oimon_sim import progress as prog
 
@@ -8,8 +10,10 @@ DEFAULT_START = "2025-01-01T00:00:00+00:00"
 
 def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rate=1000, raw=None,
                        params=None, noise=True, start=DEFAULT_START, device_id="SIM-0001",
-                       progress=None):
+                       progress=None, imu=True):
     """Write a scenario into a recording (truth as EVNT chunks before the samples they label).
+    With imu (default) the recording carries the connector unit's IMU (scenarios.generate_imu:
+    the same movement as the load), IMU chunks written before the samples of their segment.
     Returns the header."""
     # lazy: numpy (recording, scenarios, sensor) costs ~50 ms, and the `oimon` command table
     # imports this module on every start
@@ -32,6 +36,8 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
         "params": params, "duration_s": float(duration), "body_weight_kg": float(body_weight_kg),
         "noise": bool(noise),
     }
+    if imu:
+        header["imu"] = recording.imu_header(scenarios.IMU_HZ, source="scenarios.imu_rows")
     if not raw and scenarios.is_raw_scenario(scenario):
         header["faults_left_out"] = True
     if raw:
@@ -45,13 +51,26 @@ def generate_recording(out, scenario, duration, seed=0, body_weight_kg=75.0, rat
                         1 / 3600 if duration >= 3600 else 1, enabled=progress or None)
     try:
         with recording.Writer(out, header, atomic=True) as w, bar:
+            gen_imu = scenarios.generate_imu(scenario, duration, rate, body_weight_kg, seed,
+                                             **params) if imu else None
             for first, rows, tr in scenarios.generate(scenario, duration, rate, body_weight_kg,
                                                       seed, raw=raw, model=model, noise=noise,
                                                       **params):
                 for d in tr:
                     if raw or not d.get("raw"):     # calibrated: faults are left out
                         w.event(d)
-                w.write(first, rows)
+                if gen_imu is None:
+                    w.write(first, rows)
+                else:                           # each chunk of samples after its IMU rows
+                    at, irows = next(gen_imu)
+                    j0 = -(-at * scenarios.IMU_HZ // int(rate))
+                    step = recording.CHUNK_ROWS
+                    for a in range(0, len(rows), step):
+                        lo = np.searchsorted(irows[:, 0], first + a)
+                        hi = np.searchsorted(irows[:, 0], first + a + step)
+                        if hi > lo:
+                            w.imu(j0 + int(lo), irows[lo:hi])
+                        w.write(first + a, rows[a:a + step])
                 bar.update((first + len(rows)) / rate)
     except (scenarios.ScenarioError, TypeError) as e:
         raise OimonError("scenario %s: %s" % (scenario, e))

@@ -1,6 +1,7 @@
 """The bit-exact port of the firmware's signal path (firmware/dsp.py kernel, detect.py kernel,
 docs/algorithm.md) as scalar integer kernels compiled by numba: `_dsp_block` does per sample
-what dsp.kernel does, `_det_block` what detect.kernel does, with the firmware's own state words.
+what dsp.kernel does; fall_kernels.py's `det_step` what detect.kernel does and `imu_step` what
+imufall.kernel does, with the firmware's own state words.
 
 The word layouts, flag bits and event codes are the firmware's, generated from its sources into
 fw_tables.py (tools/gen_fw_tables.py); the filter table is oimon_common.filters. The streaming
@@ -37,13 +38,15 @@ from .fw_tables import (  # noqa: F401 - re-exported: the model's constants are 
     A_OVERLOADS, A_FALLS, A_FAULTS, A_IMPACTS,
     _N, _FAULT, _FRUN, _CRUN, _OA, _CON, _COFF, _WARN, _WCNT, _LATCH, _TRISE, _PKON, _TFALL,
     _TLOADP, _PKLOADP, _DMIN, _FS, _TIMP, _CTLOAD, _CTDESC, _CPKLOAD, _CDMIN, _CPKAX, _CPKRATE,
-    _CPKMAP, _CPKMML, _CPKM2, _LCNT, _SCNT, _FALARM, _SX, _ST_N)
+    _CPKMAP, _CPKMML, _CPKM2, _LCNT, _SCNT, _HAVETF, _SX, _GAPC, _HARD, _CPKREC, _ST_N,
+    FL_GAP, EV_FALL_IMU, EV_IMU_FAULT, EV_IMU_CLEAR, EV_IMU_BASE, FX_N, FX_RING, RING_NONE,
+    F_SOURCE)
 
 # detect.py cfg[] by the lower-case names of CFG_* (what make_config returns)
 CFG = {k[4:].lower(): v for k, v in vars(_T).items() if k.startswith("CFG_") and k != "CFG_N"}
-EV_N = EV_FAULT_BASE + 16               # detect.Detector.ev: array('i', 48), three 16-word slots
+from .fw_tables import EV_N  # noqa: E402 - detect.Detector.ev: array('i', 64), four 16-word slots
 _FB, _XB = EV_FALL_BASE, EV_FAULT_BASE
-EVROW = 2 + 15                          # event record: n, code, up to 15 slot words
+EVROW = 2 + 16                          # event record: n, code, up to 16 slot words
 _event = event
 
 
@@ -218,276 +221,6 @@ def _dsp_block(mode, inp, k, ps, x, y, rate, flags):
     ps[_S_RIDX] = ri
 
 
-@_jit
-def _det_block(y, rate, flags, a, st, cfg, ev, act, evbuf):
-    """detect.kernel for samples a.. of a block (filtered y, load rate, flags); events to evbuf
-    rows (n, code, 15 slot words) in the firmware's report order (fault, fault clear, overload
-    end, overload start, fall). Stops early when evbuf might overflow: returns (next sample,
-    events written). The statements are the firmware's, in its order; the state words that
-    change on most samples are held in locals for the block (st[], act[] in the firmware's
-    layout before and after), the others (candidate copies, overload scratch, ev[]) stay in the
-    arrays."""
-    # configuration
-    COMP, TENS, MOM2, DEB = cfg[CFG_COMP], cfg[CFG_TENS], cfg[CFG_MOM2], cfg[CFG_DEB]
-    COMP_REL, TENS_REL, MOM2_REL = cfg[CFG_COMP_REL], cfg[CFG_TENS_REL], cfg[CFG_MOM2_REL]
-    COMP_WARN, TENS_WARN, MOM2_WARN = cfg[CFG_COMP_WARN], cfg[CFG_TENS_WARN], cfg[CFG_MOM2_WARN]
-    BW, STEP_ON, STEP_OFF, F_IMPACT, R_IMPACT = cfg[CFG_BW], cfg[CFG_STEP_ON], cfg[CFG_STEP_OFF], cfg[CFG_F_IMPACT], cfg[CFG_R_IMPACT]
-    T_DESC_MIN, T_DESC_MAX, T_IMPWIN, T_DECIDE, REC_PCT = cfg[CFG_T_DESC_MIN], cfg[CFG_T_DESC_MAX], cfg[CFG_T_IMPWIN], cfg[CFG_T_DECIDE], \
-        cfg[CFG_REC_PCT]
-    FAULT_N, CLEAR_N, FALL_ALARM = cfg[CFG_FAULT_N], cfg[CFG_CLEAR_N], cfg[CFG_FALL_ALARM]
-    # state
-    n, fault, frun, crun = st[_N], st[_FAULT], st[_FRUN], st[_CRUN]
-    oa, con, coff, warn, wcnt = st[_OA], st[_CON], st[_COFF], st[_WARN], st[_WCNT]
-    latch, trise, pkon, tfall = st[_LATCH], st[_TRISE], st[_PKON], st[_TFALL]
-    tloadp, pkloadp, dmin, fs, timp = st[_TLOADP], st[_PKLOADP], st[_DMIN], st[_FS], st[_TIMP]
-    lcnt, scnt = st[_LCNT], st[_SCNT]
-    a_loaded, a_valid, a_invalid = act[A_LOADED], act[A_VALID], act[A_INVALID]
-    a_pk_ax, a_min_ax, a_pk_map, a_pk_mml, a_pk_m2 = act[A_PK_AX], act[A_MIN_AX], act[A_PK_MAP], act[A_PK_MML], act[A_PK_M2]
-    nev = 0
-    cap = evbuf.shape[0] - 5
-    i = a
-    m = y.shape[0]
-    while i < m:
-        fl = np.int64(flags[i])
-        e = 0
-        # -- sensor faults: saturation/rail run >= FAULT_N, or stuck; clear after CLEAR_N clean
-        if fl & (FL_SAT | FL_RAIL):
-            frun += 1
-        else:
-            frun = 0
-        if fl & FL_FAULT:
-            crun = 0
-        elif crun < CLEAR_N:
-            crun += 1
-        if fault == 0:
-            if frun >= FAULT_N or (fl & FL_STUCK):
-                fault = 1
-                e |= EV_FAULT
-                ev[_XB + X_ONSET] = n - frun + 1 if frun >= FAULT_N else n - 63
-                ev[_XB + X_STATE] = 1
-                ev[_XB + X_RAISED] = n
-                ev[_XB + X_CLEAR] = 0
-                ev[_XB + X_DUR] = 0
-                ev[_XB + X_FLAGS] = fl & FL_FAULT
-                ev[_XB + X_ACC] = fl & FL_FAULT
-                act[A_FAULTS] += 1
-        else:
-            ev[_XB + X_ACC] |= fl & FL_FAULT
-            if crun >= CLEAR_N:
-                fault = 0
-                e |= EV_FAULT_CLEAR
-                ev[_XB + X_STATE] = 2
-                ev[_XB + X_CLEAR] = n
-                ev[_XB + X_DUR] = n - ev[_XB + X_RAISED]
-        # -- validity: no fault, calibrated, no tare, no fault flag on this sample
-        if fault != 0 or (fl & (FL_FAULT | FL_UNCAL | FL_TARE)):
-            if oa != 0:
-                e |= EV_OVERLOAD_END
-                ev[O_STATE] = 2
-                ev[O_END] = n
-                ev[O_DUR] = n - ev[O_START]
-                ev[O_TRUNC] = 1
-                ev[O_REPORT] = n
-            oa = 0
-            con = 0
-            coff = 0
-            warn = 0
-            wcnt = 0
-            latch = 0
-            tfall = -1
-            fs = 0
-            a_invalid += 1
-        else:
-            a_valid += 1
-            ax = np.int64(y[i, 0])
-            ma = abs(np.int64(y[i, 1]))
-            mm = abs(np.int64(y[i, 2]))
-            rt = np.int64(rate[i])
-            qa = min(ma, 32767)
-            qm = min(mm, 32767)
-            m2 = qa * qa + qm * qm
-            # -- daily activity: load-cycle latch (on >= 20 % BW, off < 10 % BW), histogram
-            rising = 0
-            if latch == 0:
-                if ax >= STEP_ON:
-                    latch = 1
-                    rising = 1
-                    trise = n
-                    pkon = ax
-                    act[A_STEPS] += 1
-                elif tfall >= 0 and ax < dmin:
-                    dmin = ax
-            else:
-                if ax < STEP_OFF:
-                    latch = 0
-                    tfall = n
-                    tloadp = trise
-                    pkloadp = pkon
-                    dmin = ax
-                elif ax > pkon:
-                    pkon = ax
-            a_loaded += latch
-            a_pk_ax = max(a_pk_ax, ax)
-            a_min_ax = min(a_min_ax, ax)
-            a_pk_map = max(a_pk_map, ma)
-            a_pk_mml = max(a_pk_mml, mm)
-            a_pk_m2 = max(a_pk_m2, m2)
-            b = (ax * 10) // BW
-            if b < 0:
-                b = 0
-            elif b > HIST_N - 1:
-                b = HIST_N - 1
-            act[ACT_HIST + b] += 1
-            # -- overload: onset after DEB over samples, release after DEB all below 90 %
-            w = 0
-            if ax > COMP:
-                w = 1
-            if ax < -TENS:
-                w |= 2
-            if m2 > MOM2:
-                w |= 4
-            if oa == 0:
-                if w != 0:
-                    con += 1
-                    if con == 1:
-                        st[_SX] = w
-                        st[_SX + 1] = ax
-                        st[_SX + 2] = ax
-                        st[_SX + 3] = ma
-                        st[_SX + 4] = mm
-                        st[_SX + 5] = m2
-                        st[_SX + 6] = 0
-                        st[_SX + 7] = 0
-                    else:
-                        st[_SX] |= w
-                        st[_SX + 1] = max(st[_SX + 1], ax)
-                        st[_SX + 2] = min(st[_SX + 2], ax)
-                        st[_SX + 3] = max(st[_SX + 3], ma)
-                        st[_SX + 4] = max(st[_SX + 4], mm)
-                        st[_SX + 5] = max(st[_SX + 5], m2)
-                    lo = st[_SX + 7] + ax
-                    st[_SX + 6] += lo >> 16
-                    st[_SX + 7] = lo & 0xFFFF
-                    if con >= DEB:
-                        oa = 1
-                        coff = 0
-                        e |= EV_OVERLOAD_START
-                        ev[O_STATE] = 1
-                        ev[O_START] = n - con + 1
-                        ev[O_ONSET] = n
-                        ev[O_END] = 0
-                        ev[O_DUR] = con
-                        for j in range(8):
-                            ev[O_WHICH + j] = st[_SX + j]
-                        ev[O_TRUNC] = 0
-                        ev[O_REPORT] = 0
-                        act[A_OVERLOADS] += 1
-                else:
-                    con = 0
-            else:
-                ev[O_WHICH] |= w
-                ev[O_PK_AX] = max(ev[O_PK_AX], ax)
-                ev[O_MIN_AX] = min(ev[O_MIN_AX], ax)
-                ev[O_PK_MAP] = max(ev[O_PK_MAP], ma)
-                ev[O_PK_MML] = max(ev[O_PK_MML], mm)
-                ev[O_PK_M2] = max(ev[O_PK_M2], m2)
-                lo = ev[O_IMP_LO] + ax
-                ev[O_IMP_HI] += lo >> 16
-                ev[O_IMP_LO] = lo & 0xFFFF
-                ev[O_DUR] = n - ev[O_START] + 1
-                if ax <= COMP_REL and ax >= -TENS_REL and m2 <= MOM2_REL:
-                    coff += 1
-                    if coff >= DEB:
-                        oa = 0
-                        con = 0
-                        e |= EV_OVERLOAD_END
-                        ev[O_STATE] = 2
-                        ev[O_END] = n - coff + 1
-                        ev[O_DUR] = n - coff + 1 - ev[O_START]
-                        ev[O_REPORT] = n
-                else:
-                    coff = 0
-            # -- warning (alarm level 1): any value over 80 % of a limit for DEB samples
-            if ax > COMP_WARN or ax < -TENS_WARN or m2 > MOM2_WARN:
-                if wcnt < DEB:
-                    wcnt += 1
-                if wcnt >= DEB:
-                    warn = 1
-            else:
-                wcnt = 0
-                warn = 0
-            # -- fall: loading -> descent -> impact -> recovery
-            if fs == 2:
-                lcnt += latch
-                scnt += rising
-                if n - timp >= T_DECIDE - 1:
-                    fs = 0
-                    rl = T_DECIDE - T_IMPWIN
-                    if lcnt * 100 < REC_PCT * rl:
-                        e |= EV_FALL
-                        ev[_FB + F_T_LOAD] = st[_CTLOAD]
-                        ev[_FB + F_T_DESC] = st[_CTDESC]
-                        ev[_FB + F_T_IMP] = timp
-                        ev[_FB + F_T_DEC] = n
-                        ev[_FB + F_PK_LOAD] = st[_CPKLOAD]
-                        ev[_FB + F_MIN_DESC] = st[_CDMIN]
-                        ev[_FB + F_PK_AX] = st[_CPKAX]
-                        ev[_FB + F_PK_RATE] = st[_CPKRATE]
-                        ev[_FB + F_PK_MAP] = st[_CPKMAP]
-                        ev[_FB + F_PK_MML] = st[_CPKMML]
-                        ev[_FB + F_PK_M2] = st[_CPKM2]
-                        ev[_FB + F_LOADED] = lcnt
-                        ev[_FB + F_REC_LEN] = rl
-                        ev[_FB + F_STEPS] = scnt
-                        act[A_FALLS] += 1
-                        st[_FALARM] = n + FALL_ALARM
-            elif fs == 1:
-                st[_CPKAX] = max(st[_CPKAX], ax)
-                st[_CPKRATE] = max(st[_CPKRATE], rt)
-                st[_CPKMAP] = max(st[_CPKMAP], ma)
-                st[_CPKMML] = max(st[_CPKMML], mm)
-                st[_CPKM2] = max(st[_CPKM2], m2)
-                if n - timp >= T_IMPWIN - 1:
-                    if st[_CPKRATE] >= R_IMPACT and st[_CPKAX] >= F_IMPACT:
-                        fs = 2
-                        lcnt = 0
-                        scnt = 0
-                        act[A_IMPACTS] += 1
-                    else:
-                        fs = 0
-            elif rising != 0 and tfall >= 0:
-                dd = n - tfall
-                if dd >= T_DESC_MIN and dd <= T_DESC_MAX:
-                    fs = 1
-                    timp = n
-                    st[_CTLOAD] = tloadp
-                    st[_CTDESC] = tfall
-                    st[_CPKLOAD] = pkloadp
-                    st[_CDMIN] = dmin
-                    st[_CPKAX] = ax
-                    st[_CPKRATE] = rt
-                    st[_CPKMAP] = ma
-                    st[_CPKMML] = mm
-                    st[_CPKM2] = m2
-        i += 1
-        if e:
-            for code in (EV_FAULT, EV_FAULT_CLEAR, EV_OVERLOAD_END, EV_OVERLOAD_START, EV_FALL):
-                if e & code:
-                    base = 0 if code <= EV_OVERLOAD_END else (_FB if code == EV_FALL else _XB)
-                    evbuf[nev, 0] = n
-                    evbuf[nev, 1] = code
-                    for j in range(15):
-                        evbuf[nev, 2 + j] = ev[base + j]
-                    nev += 1
-        n += 1
-        if nev >= cap:
-            break
-    st[_N], st[_FAULT], st[_FRUN], st[_CRUN] = n, fault, frun, crun
-    st[_OA], st[_CON], st[_COFF], st[_WARN], st[_WCNT] = oa, con, coff, warn, wcnt
-    st[_LATCH], st[_TRISE], st[_PKON], st[_TFALL] = latch, trise, pkon, tfall
-    st[_TLOADP], st[_PKLOADP], st[_DMIN], st[_FS], st[_TIMP] = tloadp, pkloadp, dmin, fs, timp
-    st[_LCNT], st[_SCNT] = lcnt, scnt
-    act[A_LOADED], act[A_VALID], act[A_INVALID] = a_loaded, a_valid, a_invalid
-    act[A_PK_AX], act[A_MIN_AX], act[A_PK_MAP], act[A_PK_MML], act[A_PK_M2] = a_pk_ax, a_min_ax, a_pk_map, a_pk_mml, a_pk_m2
-    return i, nev
-
+# The detection kernels (detect.kernel per load sample, imufall.kernel per IMU row, the two
+# interleaved) are in fall_kernels.py.
+from .fall_kernels import det_step, imu_step, fused_block, event_dicts  # noqa: E402,F401

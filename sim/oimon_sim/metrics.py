@@ -11,7 +11,11 @@ Rules (docs/sim.md, "Metrics"):
 - an event is false unless it lies in [start, end + tolerance) of a truth entry that expects or
   allows its kind (`allow` "*" = any kind);
 - false events per 24 h = false events / recorded hours x 24;
-- closing records (overload_end, fault_clear) are not events of their own."""
+- closing records (overload_end, fault_clear) are not events of their own;
+- falls (docs/sim.md "Falls"): every truth entry that expects a fall is also counted by its kind
+  (`fall` with the prosthesis the impact point, `slide_down`, `fall_other`: the prosthesis not
+  the impact point), its direction and severity, with which detector path caught it (load,
+  imu); false falls are false events of kind fall, also per 24 h."""
 import numpy as np
 
 from oimon_sim import replay
@@ -34,6 +38,7 @@ def evaluate(events, truth, rate, samples, tolerance_s=2.0, first=0):
     samp = np.array([e.get("sample", -1) for e in ev], dtype=np.int64)
     kinds = [str(e.get("kind", "?")) for e in ev]
     by_label = {}
+    falls = []
     used = np.zeros(len(ev), bool)
     for d in truth:
         lo, hi = d["start"], d["end"] + tol
@@ -50,17 +55,52 @@ def evaluate(events, truth, rate, samples, tolerance_s=2.0, first=0):
         hit = [i for i in range(i0, i1) if matches(kinds[i], exp)]
         if hit:
             L["detected"] += 1
-            ref = d.get("impact", d["start"])
+            ref = d.get("impact", d.get("phases", {}).get("impact", d["start"]))
             L["latencies_ms"].append(round((samp[hit[0]] - ref) * 1000.0 / rate, 1))
+        if "fall" in exp:
+            falls.append({"kind": d["label"], "direction": d.get("direction", "?"),
+                          "severity": d.get("severity", d.get("limb_bw", "-")),
+                          "detected": bool(hit),
+                          "path": ev[hit[0]].get("path", "load") if hit else None})
     false = [ev[i] for i in range(len(ev)) if not used[i]]
     return {"by_label": by_label, "false": false, "events": len(ev), "samples": samples,
-            "rate": rate}
+            "rate": rate, "falls": falls}
+
+
+def _rate(d):
+    return {"n": d[0], "detected": d[1], "sensitivity": d[1] / d[0] if d[0] else None}
+
+
+def fall_summary(falls, false, hours):
+    """Fall sensitivity by kind, direction, kind x direction and severity; false falls."""
+    tabs = {"by_kind": {}, "by_direction": {}, "by_kind_direction": {}, "by_severity": {},
+            "by_path": {}}
+    for f in falls:
+        for tab, key in (("by_kind", f["kind"]), ("by_direction", f["direction"]),
+                         ("by_kind_direction", "%s/%s" % (f["kind"], f["direction"])),
+                         ("by_severity", "%s/%s" % (f["kind"], f["severity"]))):
+            c = tabs[tab].setdefault(key, [0, 0])
+            c[0] += 1
+            c[1] += f["detected"]
+        if f["detected"]:
+            tabs["by_path"][f["path"]] = tabs["by_path"].get(f["path"], 0) + 1
+    out = {k: ({kk: _rate(v) for kk, v in sorted(t.items())} if k != "by_path" else t)
+           for k, t in tabs.items()}
+    nf = sum(1 for e in false if e.get("kind") == "fall")
+    out["n"] = len(falls)
+    out["detected"] = sum(f["detected"] for f in falls)
+    out["sensitivity"] = out["detected"] / len(falls) if falls else None
+    out["false_falls"] = nf
+    out["false_falls_per_24h"] = nf / hours * 24 if hours else None
+    return out
 
 
 def combine(parts):
     """Sum evaluations of several recordings into one report."""
     by, false, hours, nev = {}, [], 0.0, 0
+    falls = []
     for p in parts:
+        falls += p.get("falls", [])
         hours += p["samples"] / p["rate"] / 3600.0
         nev += p["events"]
         false += p["false"]
@@ -86,7 +126,7 @@ def combine(parts):
             "sensitivity": det_all / n_all if n_all else None,
             "false_events": len(false), "false_by_kind": fk,
             "false_per_24h": len(false) / hours * 24 if hours else None,
-            "false_list": false[:50]}
+            "false_list": false[:50], "falls": fall_summary(falls, false, hours)}
 
 
 def evaluate_files(paths, cfg=None, tolerance_s=2.0, progress=None, salvage=False):
@@ -120,6 +160,19 @@ def format_report(m):
             "%.0f ms" % lat["median"] if lat else "-", "%.0f ms" % lat["max"] if lat else "-"))
     if not m["labels"]:
         lines.append("  (no labelled events to detect in the ground truth)")
+    fs = m.get("falls")
+    if fs and fs["n"]:
+        lines.append("falls: %d of %d detected (%s by path); false falls %d (%s per 24 h)" % (
+            fs["detected"], fs["n"], ", ".join("%s %d" % kv for kv in sorted(fs["by_path"].items()))
+            or "none", fs["false_falls"],
+            "%.2f" % fs["false_falls_per_24h"] if fs["false_falls_per_24h"] is not None else "-"))
+        for tab in ("by_kind", "by_direction", "by_kind_direction"):
+            lines.append("  %-18s %s" % (tab.replace("by_", "by ").replace("_", " x "), "  ".join(
+                "%s %d/%d" % (k, v["detected"], v["n"]) for k, v in fs[tab].items())))
+    elif fs:
+        lines.append("false falls: %d (%s per 24 h)" % (
+            fs["false_falls"], "%.2f" % fs["false_falls_per_24h"]
+            if fs["false_falls_per_24h"] is not None else "-"))
     lines.append("false events: %d (%s per 24 h)%s" % (
         m["false_events"], "%.1f" % m["false_per_24h"] if m["false_per_24h"] is not None else "-",
         "  " + ", ".join("%s %d" % kv for kv in sorted(m["false_by_kind"].items()))

@@ -144,9 +144,12 @@ class _Stream:
                             config=m.make_config(lim, bw, **over) if over else None)
 
     def run(self, blocks, calibrated):
-        """Events of all blocks (raw (n, 4), or calibrated (n, 3) device units that enter after
-        the calibration stage: load rate, filter, detection), through Replayer.stream (the dsp
-        and detection stages on the two cores)."""
+        """Events of all blocks: (block, imu rows stamped in model samples, gap positions),
+        block raw (n, 4), or calibrated (n, 3) device units that enter after the calibration
+        stage (load rate, filter, detection), or an int n: n load samples not measured (an
+        IMU-only recording). The load detector and the inertial path interleaved
+        (docs/algorithm.md 5.7), through Replayer.stream (the dsp and detection stages on the
+        two cores)."""
         events = []
         for y, evs in self.r.stream(blocks, calibrated):
             if self.keep:
@@ -172,19 +175,48 @@ def replay_file(path, cfg=None, progress=None, keep_filtered=False, salvage=Fals
         total = expected * rate if expected else max(1, (r.size - r.body_offset) // (4 * r.nch + 0.3))
         bar = prog.Progress(total / rate, "replay", " s", enabled=progress)
         starts, firsts = [], []           # model position -> recording index, per block
-        state = {"gaps": 0, "n": 0, "last": None, "gap_list": []}
+        state = {"gaps": 0, "n": 0, "last": None, "gap_list": [], "imu": np.zeros((0, 8), np.int64)}
+        load_missing = r.header.get("load") == "missing"
+
+        def take_imu(first, m):
+            # IMU rows stamped in this block's recording indices [.., first + m) -> model samples
+            if r.imu_pending:
+                state["imu"] = np.concatenate([state["imu"]] + [np.asarray(a, np.int64)
+                                                               for a in r.imu_pending])
+                del r.imu_pending[:]
+            rows = state["imu"]
+            k = int(np.searchsorted(rows[:, 0], first + m)) if len(rows) else 0
+            now, state["imu"] = rows[:k].copy(), rows[k:]
+            if len(now):
+                now[:, 0] = np.maximum(now[:, 0] - first, 0) + state["n"]
+            return now
 
         def blocks():
-            for first, block in r.blocks(replayer.SEGMENT):
+            if load_missing:             # IMU only: the load was not measured
+                for _ in r.blocks(BLOCK_ROWS, imu=True):
+                    pass
+                rows = np.concatenate([np.asarray(a, np.int64) for a in r.imu_pending]) \
+                    if r.imu_pending else np.zeros((0, 8), np.int64)
+                n = int(rows[-1, 0]) + 1 if len(rows) else 0
+                starts.append(0)
+                firsts.append(0)
+                state["n"] = n
+                yield n, rows, None
+                return
+            for first, block in r.blocks(replayer.SEGMENT, imu=True):
+                gaps = None
                 if state["last"] is not None and first != state["last"]:
                     state["gaps"] += 1
                     state["gap_list"].append((state["last"], first - state["last"]))
+                    gaps = [0]               # FL_GAP on the first sample after the lost ones
+                rows = take_imu(first, len(block))
                 starts.append(state["n"])
                 firsts.append(first)
                 state["n"] += len(block)
                 state["last"] = first + len(block)
                 bar.update(state["n"] / rate)
-                yield _to_raw(block, smodel) if (r.kind != "raw" and round_trip) else block
+                yield (_to_raw(block, smodel) if (r.kind != "raw" and round_trip) else block,
+                       rows, gaps)
 
         with bar:
             events = st.run(blocks(), calibrated=(r.kind != "raw" and not round_trip))

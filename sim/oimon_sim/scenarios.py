@@ -400,6 +400,95 @@ def fall(duration_s, rate=1000, body_weight_kg=75, seed=0, direction="forward",
     return load, tr
 
 
+def _walk_then(duration_s, at, rate, body_weight_kg, seed):
+    n = int(round(duration_s * rate))
+    load, tr = walk(at, rate, body_weight_kg, seed)
+    tr[0]["end"] = len(load)
+    return n, load, tr
+
+
+def slide_down(duration_s, rate=1000, body_weight_kg=75, seed=0, limb_bw=0.5, at_s=None,
+               direction="backward"):
+    """A slide down onto the buttocks: the knee gives way while loaded (0.4 s, ~0.9 BW), the limb
+    unloads while the body slides down (0.7 s), the prosthetic foot meets the floor with only
+    `limb_bw` x BW (0.3-0.7) at ~6 kN/s (no hard impact), the buttocks land (~2 g at the thigh),
+    then sitting on the floor, leg out, ~3 % BW (8 s), getting up (3 s), standing."""
+    at = _event_time(duration_s, at_s, 0.3, 13.0)
+    n, load, tr = _walk_then(duration_s, at, rate, body_weight_kg, seed)
+    rng = np.random.default_rng([seed, 17])
+    bw = _bw(body_weight_kg)
+    start = load[-1].copy() if len(load) else np.zeros(3)
+    m1 = int(0.4 * rate)
+    p1 = _ramp(start, np.array([0.6 * bw, 1500, 300]), m1)
+    p1[:, 0] += 0.3 * bw * np.sin(np.pi * np.arange(m1) / m1)
+    m2 = int(0.7 * rate)
+    p2 = _ramp(p1[-1], np.array([0.02 * bw, 0, 0]), m2)
+    m3 = int(0.25 * rate)
+    lb = float(limb_bw) * (1 + 0.05 * rng.standard_normal())
+    p3 = np.tile(p2[-1], (m3, 1))
+    p3[:, 0] += lb * bw * _pulse(m3, 0.25)
+    p3[:, 1] += 800 * _pulse(m3, 0.25)
+    m4 = int(8.0 * rate)
+    sitf = _posture(m4, rate, rng, 0.03 * bw, 0, 0, sway=0.3)
+    m5 = int(3.0 * rate)
+    up = _ramp(sitf[-1], np.array([0.45 * bw, 200, 100]), m5)
+    up[:, 0] += 0.25 * bw * _pulse(m5, 0.6)
+    rest = max(0, n - len(load) - m1 - m2 - m3 - m4 - m5)
+    standing = _posture(rest, rate, rng, 0.45 * bw, 200, 100)
+    i_load = len(load)
+    i_desc, i_imp = i_load + m1, i_load + m1 + m2
+    i_rec = i_imp + m3
+    i_up = i_rec + m4
+    i_end = i_up + m5
+    load = np.concatenate([load, p1, p2, p3, sitf, up, standing])[:n]
+    tr.append(truth("slide_down", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="slide_down",
+                    direction=direction, limb_bw=round(lb, 3), imu_impact_g=2.0,
+                    phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
+                            "recovery": i_rec, "getting_up": i_up}))
+    tr.append(truth("rest", i_end, n, posture="stand"))
+    return load, tr
+
+
+def fall_other(duration_s, rate=1000, body_weight_kg=75, seed=0, direction="left", impact_g=4.5,
+               at_s=None):
+    """A fall in which the prosthesis is not the impact point: the sound leg slips, the limb
+    unloads in the descent (0.6 s) and never meets the ground (the hip, arm or the other side
+    land: `impact_g` at the thigh), lying with the limb unloaded (6 s), getting up (3 s)."""
+    if direction not in FALL_DIRECTION:
+        raise ScenarioError("direction must be one of %s" % ", ".join(FALL_DIRECTION))
+    at = _event_time(duration_s, at_s, 0.3, 11.0)
+    n, load, tr = _walk_then(duration_s, at, rate, body_weight_kg, seed)
+    rng = np.random.default_rng([seed, 19])
+    bw = _bw(body_weight_kg)
+    start = load[-1].copy() if len(load) else np.zeros(3)
+    m1 = int(0.35 * rate)
+    p1 = _ramp(start, np.array([0.3 * bw, 500, 200]), m1)
+    m2 = int(0.6 * rate)
+    p2 = _ramp(p1[-1], np.array([-0.03 * bw, 0, 0]), m2)
+    m3 = int(0.12 * rate)
+    p3 = np.tile(p2[-1], (m3, 1))
+    p3[:, 0] += 0.05 * bw * _pulse(m3, 0.3)              # the limb's inertia only
+    m4 = int(6.0 * rate)
+    lying = _posture(m4, rate, rng, 0.02 * bw, 0, 0, sway=0.3)
+    m5 = int(3.0 * rate)
+    up = _ramp(lying[-1], np.array([0.45 * bw, 200, 100]), m5)
+    up[:, 0] += 0.25 * bw * _pulse(m5, 0.6)
+    rest = max(0, n - len(load) - m1 - m2 - m3 - m4 - m5)
+    standing = _posture(rest, rate, rng, 0.45 * bw, 200, 100)
+    i_load = len(load)
+    i_desc, i_imp = i_load + m1, i_load + m1 + m2
+    i_rec = i_imp + m3
+    i_up = i_rec + m4
+    i_end = i_up + m5
+    load = np.concatenate([load, p1, p2, p3, lying, up, standing])[:n]
+    tr.append(truth("fall_other", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="other",
+                    direction=direction, imu_impact_g=float(impact_g),
+                    phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
+                            "recovery": i_rec, "getting_up": i_up}))
+    tr.append(truth("rest", i_end, n, posture="stand"))
+    return load, tr
+
+
 def overload(duration_s, rate=1000, body_weight_kg=75, seed=0, peak_bw=3.0, at_s=None):
     """Jump landing on the prosthesis: walking, stand, push-off (~1.3 BW), flight 0.35 s
     (slight tension), landing rising in 50 ms to `peak_bw` x BW (3.0 BW = 2206 N at 75 kg: above
@@ -432,6 +521,7 @@ def overload(duration_s, rate=1000, body_weight_kg=75, seed=0, peak_bw=3.0, at_s
     load = np.concatenate([load, pre, push, fl, land, after])[:n]
     tr.append(truth("overload", i_land, i_land + int(0.3 * rate), expect=["overload"],
                     allow=["*"], peak_n=round(float(pk) / 10, 1),
+                    flight=[i_land - len(fl), i_land],
                     peak_nm=round(float(land[:, 1].max()) / NM, 1)))
     tr.append(truth("rest", i_land + int(0.3 * rate), n, posture="stand"))
     return load, tr
@@ -672,6 +762,8 @@ SCENARIOS = {
     "static_loading": static_loading,
     "stumble": stumble,
     "fall": fall,
+    "slide_down": slide_down,
+    "fall_other": fall_other,
     "overload": overload,
     "sensor_fault": sensor_fault,
     "fault_open": fault_scenario("open"),
@@ -696,6 +788,10 @@ SUMMARY = {
     "stumble": "walking, a stumble that recovers; --set at_s=S",
     "fall": "walking, a fall in four phases; --set direction=forward|backward|left|right "
             "severity=low|medium|high at_s=S",
+    "slide_down": "walking, a slide down onto the buttocks (limb contact 0.3-0.7 BW); "
+                  "--set limb_bw=0.5 at_s=S",
+    "fall_other": "walking, a fall landing on the hip/arm (the prosthesis unloaded); "
+                  "--set direction=left impact_g=4.5 at_s=S",
     "overload": "walking, a jump landing at 3.0 BW; --set peak_bw=3.0 at_s=S",
     "sensor_fault": "walking, a sensor fault; --set fault=open|saturation|stuck|drift channel=0",
     "fault_open": "walking, open bridge (rail) for 5 s (raw)",
@@ -708,3 +804,154 @@ SUMMARY = {
 
 def describe(name):
     return SUMMARY.get(name, "")
+
+
+# --- inertial channels (the connector unit's IMU, docs/algorithm.md 5.7) -----------------------
+# The unit sits on the connector below the residual femur, so the IMU moves with the thigh.
+# Kinematics per truth label, consistent with the load of the same scenario:
+# - posture: the angle theta of the thigh from vertical and the direction d (device x-y plane)
+#   it tilts to: standing/walking 0; sitting 90 deg towards +x (thigh forward); lying after a
+#   fall 85-95 deg towards -x (forward, prone), +x (backward, supine), +-y (sideways); a doffed
+#   prosthesis lies on its side (90 deg, +y);
+# - gait: thigh swing +-17 deg at the stride frequency (gyro peaks ~100 dps, Winter 2009:
+#   thigh range of motion ~45 deg in level walking); vertical dynamic acceleration from the load
+#   itself, 100 mg per BW/s of its positive 10 ms loading rate (level walking ~7.6 BW/s ->
+#   ~0.8 g over gravity; stair descent ~2.3 g; a jump landing ~6 g), smoothed over 20 ms;
+# - falls: free fall during the descent (specific force down to ~25 % of 1 g), the body's impact
+#   along the vertical (3.5 / 5 / 7 g for low / medium / high severity; thigh and pelvis peaks of
+#   falls onto a floor reach 3-8 g), lying still, getting up over 3 s;
+# - noise 3 mg and 0.3 dps rms; the unit's rotation about the thigh axis is random per seed
+#   (the detector must not depend on how it is mounted).
+IMU_HZ = 104
+_G_MG = 1000.0
+FALL_IMPACT_G = {"low": 3.5, "medium": 5.0, "high": 7.0}
+FALL_LIE_DIR = {"forward": (-1.0, 0.0), "backward": (1.0, 0.0), "left": (0.0, -1.0),
+                "right": (0.0, 1.0)}
+
+
+def _kinematics(load, tr, rate, body_weight_kg, rng):
+    """Per load sample: theta (rad), d (n, 2), free-fall factor ff, extra vertical acceleration
+    (mg), from the truth entries (indices relative to this load) and the load."""
+    n = len(load)
+    bw = _bw(body_weight_kg)
+    theta = np.zeros(n)
+    d = np.tile([1.0, 0.0], (n, 1))
+    ff = np.zeros(n)
+    extra = np.zeros(n)
+    gait = np.zeros(n, bool)
+    for e in tr:
+        a, b = max(0, e["start"]), min(n, e["end"])
+        if b <= a:
+            continue
+        lab = e["label"]
+        if lab in ("walk", "stairs_up", "stairs_down", "stumble", "fault_open",
+                   "fault_saturation", "fault_stuck", "fault_drift"):
+            gait[a:b] = True
+        elif lab == "rest":
+            p = e.get("posture")
+            if p == "sit":
+                theta[a:b] = np.pi / 2
+            elif p == "doffed":
+                theta[a:b] = np.pi / 2
+                d[a:b] = (0.0, 1.0)
+        elif lab == "sit_to_stand":
+            m1, m2, m3 = int(1.5 * rate), int(3.0 * rate), int(2.0 * rate)
+            th = np.concatenate([np.pi / 2 * (1 - _ramp(np.zeros(3), np.ones(3), m1)[:, 0]),
+                                 np.zeros(m2), np.pi / 2 * _ramp(np.zeros(3), np.ones(3), m3)[:, 0]])
+            theta[a:b] = np.resize(th, b - a) if len(th) < b - a else th[:b - a]
+    # sit_to_stand scenarios sit between their repetitions
+    s2s = [e for e in tr if e["label"] == "sit_to_stand"]
+    if s2s:
+        inside = np.zeros(n, bool)
+        for e in s2s:
+            inside[max(0, e["start"]):min(n, e["end"])] = True
+        theta[~inside] = np.pi / 2
+    for e in tr:
+        lab = e["label"]
+        if lab in ("fall", "fall_other", "slide_down"):
+            ph = e["phases"]
+            i_load, i_desc, i_imp, i_rec = (ph["loading"], ph["descent"], ph["impact"],
+                                            ph["recovery"])
+            i_lie_end = ph.get("getting_up", e["end"] - int(3.0 * rate))
+            i_end = e["end"]
+            lie = FALL_LIE_DIR.get(e.get("direction", "forward"), (-1.0, 0.0))
+            lie_th = (0.5 * np.pi) * (0.94 + 0.04 * rng.random())
+            gait[i_load:i_end] = False
+            d[i_load:i_end] = lie
+            th = theta
+            th[i_load:i_desc] = np.linspace(0, 0.15, i_desc - i_load)
+            th[i_desc:i_imp] = 0.15 + (lie_th * 0.85 - 0.15) * _ramp(np.zeros(3), np.ones(3), i_imp - i_desc)[:, 0]
+            th[i_imp:i_rec] = np.linspace(lie_th * 0.85, lie_th, i_rec - i_imp)
+            th[i_rec:i_lie_end] = lie_th
+            m = i_end - i_lie_end
+            th[i_lie_end:i_end] = lie_th * (1 - _ramp(np.zeros(3), np.ones(3), m)[:, 0])
+            k = i_imp - i_desc
+            depth = 0.75 if lab != "slide_down" else 0.45
+            ff[i_desc:i_imp] = depth * np.sin(np.pi * np.arange(k) / max(k, 1)) ** 0.7
+            g_imp = e.get("imu_impact_g") or FALL_IMPACT_G.get(e.get("severity", "medium"), 5.0)
+            mi = int(0.06 * rate)
+            extra[i_imp:i_imp + mi] += (g_imp - 1.0) * _G_MG * _pulse(mi, 0.3)[:len(extra[i_imp:i_imp + mi])]
+            r = np.exp(-np.arange(int(0.3 * rate)) / (0.05 * rate)) * np.sin(2 * np.pi * 8 * np.arange(int(0.3 * rate)) / rate)
+            seg = extra[i_imp + mi:i_imp + mi + len(r)]
+            seg += 0.25 * (g_imp - 1) * _G_MG * r[:len(seg)]
+            gu = rng.standard_normal(m) * 150
+            extra[i_lie_end:i_end] += np.convolve(gu, np.ones(50) / 50, "same")[:m] * 3
+        elif lab == "overload" and "flight" in e:
+            a, b = e["flight"]
+            ff[a:b] = 0.8 * np.sin(np.pi * np.arange(b - a) / max(b - a, 1))
+    # gait: swing and the load-driven vertical acceleration
+    t = np.arange(n) / rate
+    f_stride = 0.9
+    swing = 0.30 * np.sin(2 * np.pi * f_stride * t + rng.uniform(0, 2 * np.pi))
+    theta = np.where(gait, theta + swing, theta)
+    ax = load[:, 0] / bw
+    lag = max(1, int(0.01 * rate))
+    r = np.zeros(n)
+    r[lag:] = (ax[lag:] - ax[:-lag]) / 0.01              # BW/s over 10 ms
+    r = np.convolve(np.clip(r, 0, None), np.ones(int(0.02 * rate)) / int(0.02 * rate), "same")
+    extra += 100.0 * r
+    return theta, d, ff, extra
+
+
+def imu_rows(load, tr, first, rate=1000, body_weight_kg=75, seed=0, noise=True):
+    """IMU rows (m, 8) int32 for the load samples [first, first + len(load)) of a scenario:
+    t (load sample), ax, ay, az (mg), gx, gy, gz (0.1 dps), flags 0; one row per IMU sample j
+    of the recording (j / 104 s), t = floor(j * 1000 / 104) (floor(j * 125 / 13) at 1 kHz)."""
+    n = len(load)
+    rng = np.random.default_rng([seed, 104])
+    theta, d, ff, extra = _kinematics(np.asarray(load, float), tr, rate, body_weight_kg, rng)
+    psi = np.random.default_rng([seed, 105]).uniform(0, 2 * np.pi)   # mounting about the axis
+    c, s = np.cos(psi), np.sin(psi)
+    dx = c * d[:, 0] - s * d[:, 1]
+    dy = s * d[:, 0] + c * d[:, 1]
+    up = np.stack([np.sin(theta) * dx, np.sin(theta) * dy, np.cos(theta)], 1)
+    acc = ((1 - ff) * _G_MG + extra)[:, None] * up
+    dth = np.gradient(theta) * rate                       # rad/s
+    gyro = (dth * 572.9578)[:, None] * np.stack([-dy, dx, np.zeros(n)], 1)   # 0.1 dps
+    j0 = -(-first * IMU_HZ // rate)
+    j1 = -(-(first + n) * IMU_HZ // rate)
+    j = np.arange(j0, j1)
+    ts = (j * rate) // IMU_HZ
+    idx = np.clip(ts - first, 0, n - 1)
+    rows = np.zeros((len(j), 8), np.int64)
+    rows[:, 0] = ts
+    a = acc[idx]
+    g = gyro[idx]
+    if noise:
+        a = a + rng.standard_normal(a.shape) * 3.0
+        g = g + rng.standard_normal(g.shape) * 3.0
+    rows[:, 1:4] = np.clip(np.rint(a), -31999, 31999)
+    rows[:, 4:7] = np.clip(np.rint(g), -22899, 22899)
+    return rows.astype(np.int32)
+
+
+def generate_imu(name, duration_s, rate=1000, body_weight_kg=75, seed=0, **params):
+    """The IMU of generate(name, ...): yields (first load sample, IMU rows) per segment, from the
+    same segments (same seeds), so the two streams describe the same movement."""
+    at = 0
+    for k, (load, tr) in enumerate(segments(name, duration_s, rate, body_weight_kg, seed, **params)):
+        n = len(load)
+        if not n:
+            continue
+        yield at, imu_rows(load, tr, at, rate, body_weight_kg, seed * 7919 + k)
+        at += n

@@ -26,12 +26,14 @@ class Feed:
         self.events = []
         self.hist = []
 
-    def go(self, count, ax, ma=0, mm=0, rate=0, fl=0, to=None):
-        """count samples; ax may ramp linearly to `to`."""
+    def go(self, count, ax, ma=0, mm=0, rate=0, fl=0, to=None, xa=None):
+        """count samples; ax may ramp linearly to `to`. The measured values out[5..7] are the
+        same as the filtered ones unless xa (measured axial) is given."""
         o = self.o
         for i in range(count):
             a = ax if to is None else ax + (to - ax) * i // count
             o[0], o[1], o[2], o[3], o[4] = a, ma, mm, rate, fl
+            o[5], o[6], o[7] = a if xa is None else xa, ma, mm
             e = self.det.step(o)
             if e:
                 self.events.append((self.n, e, list(self.det.ev)))
@@ -305,9 +307,12 @@ def test_bound_kernel_equals_step_and_allocates_nothing():
     for i in range(12000):
         v = [(i * 37) % 20000 - 1000, (i * 13) % 9500, (i * 7) % 9000, (i * 101) % 30000,
              0x1 if 5000 <= i < 5020 else 0]              # overload, latch, a fault, its clear
-        x = array("i", v + [0, 0, 0])                      # step(): a fresh buffer each call
+        v = v + [v[0], v[1], v[2]]                         # measured = filtered here
+        x = array("i", v)                                  # step(): a fresh buffer each call
         ea = a.step(x)
         for j in range(5):
+            o[j] = v[j]
+        for j in range(5, 8):
             o[j] = v[j]
         eb = kernel(tab)
         assert ea == eb and list(a.ev) == list(b.ev), (i, ea, eb)
