@@ -23,10 +23,10 @@ BLOCK = 4096
 _tick = _leave = None
 try:
     import hal as _hal
-    if getattr(_hal, "VIRTUAL", 0):
-        import vclock
-        _tick = vclock.CLOCK.tick
-        _leave = vclock.CLOCK.leave
+    _vc = getattr(_hal, "vclock", None) if getattr(_hal, "VIRTUAL", 0) else None
+    if _vc is not None:                  # the unix HAL's clock (hal re-exports hal_unix's names)
+        _tick = _vc.CLOCK.tick
+        _leave = _vc.CLOCK.leave
 except ImportError:
     pass
 

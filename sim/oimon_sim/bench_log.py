@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oimon_common import events as E
 from oimon_common import protocol as P
 from oimon_sim import mp, paths
 from oimon_sim import scenarios as S
@@ -95,11 +96,10 @@ def _json_len(obj):
 def small_record_bytes():
     """Payload sizes of the small records from the firmware's own dict layouts with the largest
     realistic values (oimon_common.events for events, app.daily_summary, exercise.summary)."""
-    from oimon_common import events as E
-    ovl = E.event(123456789, 2, [2, 123456000, 123456019, 123458000, 2000, 5, 23456, -1234, 9876,
-                                 5432, 98765432, 123456, 12345, 0, 123458020, 0])
-    fall = E.event(123456789, 4, [123450000, 123451000, 123452000, 123453000, 12345, -2345, 23456,
-                                  123456, 9876, 5432, 98765432, 1234, 3000, 321])
+    def big(fields):                  # every field at a large realistic value (9 digits, signed)
+        return [-123456789] * len(fields)
+    ovl = E.event(123456789, 2, big(E.OVL_FIELDS))
+    fall = E.event(123456789, 4, big(E.FALL_FIELDS))
     evs = []
     for e in (ovl, fall):
         e = dict(e)
@@ -132,7 +132,7 @@ def retention(blocks=PART_BLOCKS, day=HEAVY_DAY, snippet_bytes=None, small=None)
     """Days each ring keeps at the given day, from the on-flash format: usable blocks (a ring's
     blocks minus its erased reserve minus the head being filled) x (4096 - 24 header) / bytes a
     day in that ring. Pure arithmetic on the format; snippet sizes measured on MicroPython."""
-    src = (ROOT / "firmware" / "flashlog.py").read_text()    # (MicroPython code: read, not imported)
+    src = (paths.FIRMWARE / "flashlog.py").read_text()    # (MicroPython code: read, not imported)
     res_max = int(src.split("RESERVE_MAX = const(")[1].split(")")[0])
     j = max(2, blocks // 2)                   # firmware/flashlog.py layout()
     hi = max(2, blocks * 3 // 8)
