@@ -144,7 +144,7 @@ def test_replay_cli_json_and_config(recs, tmp_path, capsys):
 
 @pytest.mark.parametrize("what, msg", [
     ("missing", "cannot open"), ("truncated", "at byte"), ("badjson", "not valid JSON"),
-    ("badlimit", "positive number"), ("badphase", "phase"),
+    ("badlimit", "limits.comp -5"), ("badphase", "phase"),
 ])
 def test_replay_user_errors(recs, tmp_path, capsys, what, msg):
     rec = recs["walk"]
