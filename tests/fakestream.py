@@ -92,11 +92,7 @@ class FakeStream:
     def _handle(self, c):
         dec = P.Decoder()
         with c:
-            # a crashed host's stream still waiting in the buffer
-            for i in range(self.stale_batches):
-                c.sendall(self._frame(P.T_SAMPLES, P.pack_samples_bytes(
-                    self.count + i * self.batch, 1000, [(STALE_AXIAL, 0, 0)] * self.batch)))
-            c.sendall(self._frame(P.T_EVENT, json.dumps({"kind": "stale", "sample": 5}).encode()))
+            stale_sent = False
             next_at = time.monotonic()
             while not self._stop:
                 try:
@@ -107,6 +103,11 @@ class FakeStream:
                             return
                         for ftype, _s, pl in dec.feed(data):
                             if ftype == P.T_CMD:
+                                if not stale_sent:
+                                    # a crashed host's stream, still on its way (pyserial
+                                    # flushes what waits at open; this comes after)
+                                    stale_sent = True
+                                    c.sendall(self._stale())
                                 c.sendall(self._command(pl[0], json.loads(pl[1:] or b"{}")))
                     now = time.monotonic()
                     if self.stream and now >= next_at:
@@ -114,6 +115,15 @@ class FakeStream:
                         c.sendall(self._stream_step())
                 except OSError:
                     return
+
+    def _stale(self):
+        out = b""
+        for i in range(self.stale_batches):
+            out += self._frame(P.T_SAMPLES, P.pack_samples_bytes(
+                self.count + i * self.batch, 1000, [(STALE_AXIAL, 0, 0)] * self.batch))
+        if self.stale_batches:
+            out += self._frame(P.T_EVENT, json.dumps({"kind": "stale", "sample": 5}).encode())
+        return out
 
     def _stream_step(self):
         out = b""

@@ -304,6 +304,7 @@ class Recorder:
         if self.status:
             sys.stderr.write("\nlink to %s lost: reconnecting (up to %g s)...\n" % (self.port, self.reconnect))
         give_up = time.monotonic() + self.reconnect
+        busy = False
         while time.monotonic() < give_up and (t_end is None or time.monotonic() < t_end):
             if self.stop["now"]:
                 return
@@ -311,15 +312,17 @@ class Recorder:
             try:
                 self._connect()
                 return
-            except (link.PortBusy, RecordStopped):
+            except RecordStopped:
                 raise
-            except OimonError:
+            except OimonError as e:           # gone, not answering, or busy (the path may
+                busy = isinstance(e, link.PortBusy)   # now be another program's port)
                 if self.ln is not None:
                     self.ln.close()
                     self.ln = None
         if (t_end is not None and time.monotonic() >= t_end) or self.stop["now"]:
             return
-        raise OimonError("lost the device on %s; what was recorded is kept" % self.port)
+        raise OimonError("lost the device on %s%s; what was recorded is kept" % (
+            self.port, " (the port is now in use by another program)" if busy else ""))
 
     # --- frames ----------------------------------------------------------------------------
     def _unwrap(self, first):
