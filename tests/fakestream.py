@@ -11,6 +11,7 @@ import threading
 import time
 
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 INFO = {"device_id": "FAKE-STREAM", "protocol": P.VERSION, "fw": "0.1.0", "platform": "fake", "rate": 1000,
         "calibrated": True, "config_state": "set", "phase": "II",
@@ -86,7 +87,7 @@ class FakeStream:
     def _batch(self, axial=None):
         rows = [((axial if axial is not None else (self.count + i) % 30000), 10, -10)
                 for i in range(self.batch)]
-        pl = P.pack_samples_bytes(self.count, 1000, rows)
+        pl = D.pack_samples_bytes(self.count, 1000, rows)
         return bytes(pl)
 
     def _handle(self, c):
@@ -119,7 +120,7 @@ class FakeStream:
     def _stale(self):
         out = b""
         for i in range(self.stale_batches):
-            out += self._frame(P.T_SAMPLES, P.pack_samples_bytes(
+            out += self._frame(P.T_SAMPLES, D.pack_samples_bytes(
                 self.count + i * self.batch, 1000, [(STALE_AXIAL, 0, 0)] * self.batch))
         if self.stale_batches:
             out += self._frame(P.T_EVENT, json.dumps({"kind": "stale", "sample": 5}).encode())

@@ -3,15 +3,16 @@ import json
 
 from oimon.cli import main
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def _capture():
-    fr = [P.encode(P.T_SAMPLES, 0, P.pack_samples_bytes(0, 1000, [(100, 2, -3)] * 4)),
+    fr = [P.encode(P.T_SAMPLES, 0, D.pack_samples_bytes(0, 1000, [(100, 2, -3)] * 4)),
           P.encode(P.T_EVENT, 1, b'{"kind":"overload","peak":20000}'),
           P.encode(P.T_RESP, 2, bytes((P.C_INFO, P.S_OK)) + b'{"device_id":"X"}')]
     bad = bytearray(P.encode(P.T_EVENT, 3, b'{"kind":"fall"}'))
     bad[4] ^= 0xFF
-    rec = P.pack_record(P.K_ALARM, 9, 1700000000, b'{"a":1}')
+    rec = D.pack_record(P.K_ALARM, 9, 1700000000, b'{"a":1}')
     log = P.encode(P.T_LOG, 6, (9).to_bytes(4, "little") + len(rec).to_bytes(2, "little")
                    + bytes(2) + rec)
     return b"".join(fr) + bytes(bad) + b"\x11\x22\x33\x00" + log + P.encode(P.T_STATUS, 7, b"{}")[:-3]

@@ -5,6 +5,7 @@ import json
 from oimon import db
 from oimon.commands import sync as S
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 T0 = 1772323200          # 2026-03-01 00:00 UTC
 DAY = 86400
@@ -22,12 +23,12 @@ class FakeLink:
         return {"device_id": self.device_id}
 
     def read_log(self, since=0):
-        out = [P.parse_record(b) for s, b in self.records if s > since]
+        out = [D.parse_record(b) for s, b in self.records if s > since]
         return out, {"corrupt": 0}
 
 
 def _rec(seq, kind, payload, t):
-    return seq, P.pack_record(kind, seq, t, payload)
+    return seq, D.pack_record(kind, seq, t, payload)
 
 
 def _event(seq, t, snip=None):

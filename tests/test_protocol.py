@@ -10,6 +10,7 @@ import pytest
 from oimon import link
 from oimon.errors import OimonError
 from oimon_common import protocol as P
+from oimon_common import decode as D
 from oimon_sim import bench_log, mp
 from oimon_sim.device import VirtualDevice
 
@@ -83,26 +84,26 @@ def test_resync_at_next_delimiter_after_garbage_and_overflow():
 
 
 def test_log_records_and_event_snippets_round_trip():
-    rec = P.pack_record(P.K_ALARM, 42, 1700000000, b'{"x":1}')
-    r = P.parse_record(rec)
+    rec = D.pack_record(P.K_ALARM, 42, 1700000000, b'{"x":1}')
+    r = D.parse_record(rec)
     assert r == {"kind": P.K_ALARM, "kind_name": "alarm", "seq": 42, "t": 1700000000,
                  "payload": b'{"x":1}'}
     for i in range(len(rec)):
         b = bytearray(rec)
         b[i] ^= 0x01
         with pytest.raises(ValueError):
-            P.parse_record(bytes(b))
+            D.parse_record(bytes(b))
     with pytest.raises(ValueError):
-        P.parse_record(rec[:-1])
+        D.parse_record(rec[:-1])
     head = b'{"kind":"overload"}'
     snip = bytes((0xE8, 0x03, 2, 0, 3, 0, 1)) + bytes((0x80, 0x10, 0x00, 5, 0xFB)) + \
         bytes((1, 0x80, 0xFF, 0x7F, 0)) + bytes((0xFF, 0, 0))
-    h, s = P.unpack_event(len(head).to_bytes(2, "little") + head + snip)
+    h, s = D.unpack_event(len(head).to_bytes(2, "little") + head + snip)
     assert h == {"kind": "overload"} and s["pre"] == 2 and s["n"] == 3
     assert s["rows"] == [(32, 5, -5), (34, 32767, -5), (32, 32767, -5)]
     for bad in (snip[:-1], snip + b"\x00", snip[:5]):
         with pytest.raises(ValueError):
-            P.unpack_event(len(head).to_bytes(2, "little") + head + bad)
+            D.unpack_event(len(head).to_bytes(2, "little") + head + bad)
 
 
 def test_auth_message_layout():

@@ -4,6 +4,7 @@ design loses none while streaming, while the host syncs the log and while it hol
 without reading. Behaviour only (model time, deterministic in what it asserts): the figures
 (stall lengths, CPU shares) go to `make bench` (sim/oimon_sim/bench_timing.py)."""
 from oimon_common import protocol as P
+from oimon_common import decode as D
 from oimon_sim import bench_timing as bt
 
 
@@ -25,11 +26,11 @@ def _check_stream(frames, lost_acq=None):
     pend = []
     for t, p in frames:
         if t == P.T_GAP:
-            g = P.unpack_gap(p)
+            g = D.unpack_gap(p)
             gaps.append(g)
             pend.append(g)
         elif t in (P.T_SAMPLES, P.T_RAW):
-            first, _rate, rows = P.unpack_samples(p) if t == P.T_SAMPLES else P.unpack_raw(p)
+            first, _rate, rows = D.unpack_samples(p) if t == P.T_SAMPLES else D.unpack_raw(p)
             if nxt is not None and first != nxt:
                 # the missing counters [nxt, first) lie inside the gap records since the last
                 # batch (acquisition gaps exactly; a stream gap may also name a frame that

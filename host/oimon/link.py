@@ -14,6 +14,7 @@ from serial.tools import list_ports
 
 from oimon.errors import OimonError
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 # USB bridges and native USB of ESP32 boards: (VID, PID) -> name
 ESP32_USB = {
@@ -242,7 +243,7 @@ class Link:
                     keep.append((ftype, seq, pl))
                     continue
                 try:
-                    rs, total, off, chunk = P.unpack_log_chunk(pl)
+                    rs, total, off, chunk = D.unpack_log_chunk(pl)
                 except ValueError:
                     stats["corrupt"] += 1
                     continue
@@ -255,7 +256,7 @@ class Link:
                 if len(buf) == total:
                     parts.pop(rs)
                     try:
-                        records.append(P.parse_record(buf))
+                        records.append(D.parse_record(buf))
                     except ValueError:
                         stats["corrupt"] += 1
             self.pending = keep

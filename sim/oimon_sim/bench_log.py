@@ -22,6 +22,7 @@ import numpy as np
 
 from oimon_common import events as E
 from oimon_common import protocol as P
+from oimon_common import decode as D
 from oimon_sim import mp, paths
 from oimon_sim import scenarios as S
 
@@ -192,7 +193,7 @@ def wire_bytes_per_sample(batch=50, seconds=10.0):
         fr = bytes(e.finish(P.T_SAMPLES, P.SAMPLE_HDR + 6 * batch))
         total += len(fr)
         for _t, _s, pl in dec.feed(fr):
-            n += len(P.unpack_samples(pl)[2])
+            n += len(D.unpack_samples(pl)[2])
     if total != r["bytes"] or n != r["samples"]:
         raise BenchError("MicroPython and CPython frames differ")
     r["batch"] = batch

@@ -10,6 +10,7 @@ import json  # noqa: E402
 import struct  # noqa: E402
 import hal  # noqa: E402
 from oimon_common import protocol as P  # noqa: E402
+from oimon_common import decode as D
 import config  # noqa: E402
 import flashlog  # noqa: E402
 import auth  # noqa: E402
@@ -317,18 +318,18 @@ def test_log_command_sends_records_then_response():
     assert st == P.S_OK and r["more"] and r["records"] < 30, r
     dec = P.Decoder()
     frames = dec.feed(d.tx.data)
-    seqs = [P.unpack_log_chunk(pl)[0] for t, s, pl in frames if t == P.T_LOG]
+    seqs = [D.unpack_log_chunk(pl)[0] for t, s, pl in frames if t == P.T_LOG]
     assert seqs[0] == 11 and seqs[-1] == r["last"]
     d.tx.data = bytearray()
     st, r = d.call(P.C_LOG, {"since": r["last"], "max": 1 << 20})
     assert st == P.S_OK and not r["more"] and r["last"] == s_big
     parts = {}
     for t, s, pl in dec.feed(d.tx.data):
-        seq, total, off, b = P.unpack_log_chunk(pl)
+        seq, total, off, b = D.unpack_log_chunk(pl)
         parts.setdefault(seq, bytearray())
         assert off == len(parts[seq])
         parts[seq] += b
-    rec = P.parse_record(parts[s_big])
+    rec = D.parse_record(parts[s_big])
     assert rec["payload"] == big and rec["kind"] == flashlog.K_EVENT
     assert d.call(P.C_LOG, {"since": -1})[0] == P.S_BAD_REQUEST
 

@@ -8,6 +8,7 @@ import json
 import struct
 import micropython
 from oimon_common import protocol as P
+from oimon_common import decode as D
 import flashlog
 from powercut_part import CutPart, PowerCut, Rng
 
@@ -204,9 +205,9 @@ def test_event_head_at_once_and_snippet_record_after_2_s():
     recs = lg.since(0)
     assert [r[0] for r in recs] == [1, 2, 3]
     assert [r[1] for r in recs] == [flashlog.K_EVENT, flashlog.K_SNIPPET, flashlog.K_EVENT]
-    head, sn = P.unpack_event(recs[0][3])
+    head, sn = D.unpack_event(recs[0][3])
     assert head == {"kind": "overload", "snip": 2} and sn is None
-    ev, prio, sn = P.unpack_snippet(recs[1][3])
+    ev, prio, sn = D.unpack_snippet(recs[1][3])
     assert ev == 1 and prio == 1
     assert sn["rate"] == 1000 and sn["pre"] == 1000 and sn["n"] == 3000
     rows = sn["rows"]
@@ -214,7 +215,7 @@ def test_event_head_at_once_and_snippet_record_after_2_s():
         x = 1500 + k
         assert rows[k] == ((((x * 7) % 20000 - 5000) >> 1) << 1, (x * 3) % 4000 - 2000, -((x * 5) % 3000)), (k, rows[k])
     assert len(recs[1][3]) < 5 + 7 + 6 * 3000                # delta coding helped
-    assert P.unpack_event(recs[2][3]) == ({"kind": "second"}, None)
+    assert D.unpack_event(recs[2][3]) == ({"kind": "second"}, None)
     assert lg.rings[HI].used >= 1 and lg.rings[LO].used == 0   # priority 1: the hi ring
 
 
@@ -232,7 +233,7 @@ def test_snippet_early_trigger_and_clamping():
     for _ in range(200):
         snip.push(out)
     recs = lg.since(0)
-    ev, prio, sn = P.unpack_snippet(recs[1][3])
+    ev, prio, sn = D.unpack_snippet(recs[1][3])
     assert ev == 1 and prio == 0 and lg.rings[LO].used == 1
     assert sn["pre"] == 20 and sn["n"] == 220
     assert sn["rows"][0] == (32767 << 1, -32768, 5)
@@ -334,7 +335,7 @@ def test_seq_2_32_minus_1_does_not_hide_later_records():
         lg.append(2, b"a%d" % i)
     lg.sync()
     r = lg.rings[J]
-    bad = _frag_bytes(flashlog.F_FULL, P.pack_record(2, 0xFFFFFFFF, _T, b"evil"))
+    bad = _frag_bytes(flashlog.F_FULL, D.pack_record(2, 0xFFFFFFFF, _T, b"evil"))
     k = r.base + r.head
     p.writeblocks(k, bad, r.wo)                       # a CRC-valid record, seq 2^32-1
     lg2 = _log(p)
@@ -349,7 +350,7 @@ def test_seq_2_32_minus_1_does_not_hide_later_records():
     lg2.append(2, b"c")
     lg2.sync()
     r = lg2.rings[J]
-    p.writeblocks(r.base + r.head, _frag_bytes(flashlog.F_FULL, P.pack_record(2, 3, _T, b"old")), r.wo)
+    p.writeblocks(r.base + r.head, _frag_bytes(flashlog.F_FULL, D.pack_record(2, 3, _T, b"old")), r.wo)
     lg3 = _log(p)
     lg3.append(2, b"d")
     got = lg3.since(0)
@@ -367,7 +368,7 @@ def test_resync_never_returns_records_embedded_in_payloads():
         # alignment, with plausible seqs just ahead of the real ones
         body = bytearray(b"\x00" * (i % 7))
         for j in range(3):
-            rec = P.pack_record(1 + j, lg.seq + 2 + j, _T, b"inner%d" % i)
+            rec = D.pack_record(1 + j, lg.seq + 2 + j, _T, b"inner%d" % i)
             body += _frag_bytes(flashlog.F_FULL, rec) + rec
             inner.append(rec)
         lg.append(2, bytes(body))

@@ -10,6 +10,7 @@ from array import array
 import dsp
 from oimon_common import calib
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def _cal():
@@ -114,9 +115,9 @@ def test_gap_record_in_stream_and_counter_counts_acquired_samples():
         d._batch_send()
     assert d.count == 57 and d.lost == 7 and d.gaps == 1
     fr = _frames(d.tx)
-    gaps = [P.unpack_gap(p) for t, p in fr if t == P.T_GAP]
+    gaps = [D.unpack_gap(p) for t, p in fr if t == P.T_GAP]
     assert gaps == [(25, 7, P.GAP_ACQ)], gaps
-    firsts = [(P.unpack_samples(p)[0], len(P.unpack_samples(p)[2])) for t, p in fr if t == P.T_SAMPLES]
+    firsts = [(D.unpack_samples(p)[0], len(D.unpack_samples(p)[2])) for t, p in fr if t == P.T_SAMPLES]
     # batches are contiguous except across the gap record: 25 + 7 = 32
     nxt = 0
     for f, n in firsts:
@@ -149,7 +150,7 @@ def test_counters_wrap_across_2_30_and_2_31_without_allocation_or_jump():
         assert d.count == 105, d.count                   # (2**30 - 100) + 205 - 2**30
         assert d.count_hi == hi + 1
         assert isinstance(d.count, int) and d.count < (1 << 30)
-        firsts = [P.unpack_samples(p)[0] for t, p in _frames(d.tx) if t == P.T_SAMPLES]
+        firsts = [D.unpack_samples(p)[0] for t, p in _frames(d.tx) if t == P.T_SAMPLES]
         assert firsts[0] == wire0, (firsts[0], wire0)
         for a, b in zip(firsts, firsts[1:]):
             assert (b - a) % (1 << 32) == 10, (a, b)      # no jump at 2**30 or 2**31

@@ -13,6 +13,7 @@ from oimon import calibration as C
 from oimon import db, link, validate
 from oimon.errors import OimonError
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def register(sub):
@@ -78,7 +79,7 @@ class RawReader:
         for ftype, _seq, pl in frames:
             if ftype == P.T_RAW:
                 try:
-                    first, _rate, rows = P.unpack_raw(pl)
+                    first, _rate, rows = D.unpack_raw(pl)
                 except ValueError:
                     continue
                 if rows:

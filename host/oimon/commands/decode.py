@@ -8,6 +8,7 @@ import struct
 from oimon import validate
 from oimon.errors import OimonError
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 STATUS = {P.S_OK: "ok", P.S_BAD_REQUEST: "bad request", P.S_UNKNOWN: "unknown command",
           P.S_AUTH: "auth refused", P.S_REPLAY: "replay refused", P.S_RANGE: "out of range",
@@ -34,7 +35,7 @@ def describe(ftype, seq, pl):
     d = {"seq": seq, "type": P.TYPE_NAMES.get(ftype, "0x%02x" % ftype), "len": len(pl)}
     try:
         if ftype in (P.T_SAMPLES, P.T_RAW):
-            first, rate, rows = (P.unpack_samples if ftype == P.T_SAMPLES else P.unpack_raw)(pl)
+            first, rate, rows = (D.unpack_samples if ftype == P.T_SAMPLES else D.unpack_raw)(pl)
             d.update(first=first, rate=rate, n=len(rows))
             if rows:
                 d["first_sample"] = list(rows[0])
@@ -48,10 +49,10 @@ def describe(ftype, seq, pl):
             d.update(cmd=P.CMD_NAMES.get(pl[0], pl[0]), status=STATUS.get(pl[1], pl[1]),
                      data=_json(pl[2:]) if len(pl) > 2 else {})
         elif ftype == P.T_LOG:
-            rs, total, off, chunk = P.unpack_log_chunk(pl)
+            rs, total, off, chunk = D.unpack_log_chunk(pl)
             d.update(record=rs, total=total, offset=off, chunk=len(chunk))
             if off == 0 and len(chunk) == total:
-                r = P.parse_record(chunk)
+                r = D.parse_record(chunk)
                 d.update(kind=r["kind_name"], t=r["t"])
         elif ftype == P.T_CMD:
             if not pl:

@@ -14,6 +14,7 @@ from oimon import exercise as X
 from oimon.errors import OimonError
 from oimon_common import exercise as FX
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def _date(s):
@@ -276,7 +277,7 @@ def cmd_live(args):
                     if ftype != P.T_SAMPLES:
                         continue
                     try:
-                        first, rate, rows = P.unpack_samples(pl)
+                        first, rate, rows = D.unpack_samples(pl)
                     except ValueError:
                         continue
                     view.samples(first, rate, rows)

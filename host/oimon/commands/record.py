@@ -13,6 +13,7 @@ from oimon.eventtext import describe
 from oimon import db, link, recording, validate
 from oimon.errors import OimonError
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def register(sub):
@@ -383,7 +384,7 @@ class Recorder:
         w = self.w
         if ftype in (P.T_SAMPLES, P.T_RAW):
             try:
-                first, _rate, rows = (P.unpack_raw if ftype == P.T_RAW else P.unpack_samples)(pl)
+                first, _rate, rows = (D.unpack_raw if ftype == P.T_RAW else D.unpack_samples)(pl)
             except (ValueError, struct.error):
                 self.batch_errors += 1
                 return
@@ -404,7 +405,7 @@ class Recorder:
             # samples missing from the stream (lost in acquisition, or frames dropped while the
             # host did not read): kept in the recording as a "gap" event at the first missing one
             try:
-                first, n, cause = P.unpack_gap(pl)
+                first, n, cause = D.unpack_gap(pl)
             except ValueError:
                 self.batch_errors += 1
                 return

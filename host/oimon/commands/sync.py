@@ -14,6 +14,7 @@ import json
 from oimon import db, link
 from oimon.exercise import add_session
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 
 def register(sub):
@@ -144,7 +145,7 @@ def pull(con, ln, since_all=False):
     for r in records:
         if r["kind"] == P.K_SNIPPET:
             try:
-                ev, prio, sn = P.unpack_snippet(r["payload"])
+                ev, prio, sn = D.unpack_snippet(r["payload"])
             except ValueError:
                 n["corrupt"] += 1
                 continue
@@ -155,7 +156,7 @@ def pull(con, ln, since_all=False):
             last = max(last, r["seq"])
             kind = r["kind_name"]
             if kind == "event":
-                head, snip = P.unpack_event(r["payload"])
+                head, snip = D.unpack_event(r["payload"])
                 head["log_seq"] = r["seq"]
                 if isinstance(head.get("snip"), int):
                     snip_of[r["seq"]] = head["snip"]
@@ -168,7 +169,7 @@ def pull(con, ln, since_all=False):
                 n["events"] += 1
                 data = {k: v for k, v in head.items() if k != "snippet"}
             elif kind == "snippet":
-                ev, prio, sn = P.unpack_snippet(r["payload"])
+                ev, prio, sn = D.unpack_snippet(r["payload"])
                 data = {"event_seq": ev, "priority": prio, "samples": sn["n"] if sn else 0}
                 n["snippets"] += 1
                 if sn is not None and ev not in pulled:

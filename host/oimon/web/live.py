@@ -17,6 +17,7 @@ from oimon.errors import OimonError
 from oimon_common import exercise as FX
 from oimon_common import limits as L
 from oimon_common import protocol as P
+from oimon_common import decode as D
 
 BLOCK_MS = 20
 KEEP_S = 12
@@ -147,7 +148,7 @@ class LiveSource:
                     for ftype, _seq, pl in frames:
                         if ftype == P.T_SAMPLES:
                             try:
-                                first, rate, rows = P.unpack_samples(pl)
+                                first, rate, rows = D.unpack_samples(pl)
                             except ValueError:
                                 continue
                             if t0 is None:

@@ -7,6 +7,7 @@ import struct
 from array import array
 import flashlog
 from oimon_common import protocol as P
+from oimon_common import decode as D
 from powercut_part import CutPart, Rng
 
 
@@ -24,7 +25,7 @@ def run(path, trig):
             lg.event(head, 1)
     lg.sync()
     r = [x for x in lg.since(0) if x[1] == flashlog.K_SNIPPET][0]
-    ev, prio, sn = P.unpack_snippet(r[3])
+    ev, prio, sn = D.unpack_snippet(r[3])
     return {'record_bytes': len(r[3]) + 16, 'samples': sn['n'], 'raw_bytes': 6 * sn['n'] + 7 + 5 + 16}
 
 
