@@ -1,6 +1,6 @@
 # oimon detection on the device: sensor faults, overload (debounce + hysteresis), falls (four
 # phases after Frossard et al. 2010), daily activity. Input: the out[] array of dsp.Pipeline.
-# Specification: docs/algorithm.md; bit-exact numpy model: sim/oimon_sim/model.py.
+# Specification: docs/algorithm.md; bit-exact numba model: sim/oimon_sim/kernels.py, fall_kernels.py.
 # One @micropython.viper call per sample on pre-allocated array('i') buffers, no allocation;
 # like dsp.kernel it takes one table of the buffers' addresses (bind()), not five arrays.
 import micropython

@@ -1,5 +1,5 @@
 # oimon signal path on the device: raw flags -> calibration -> low-pass filter -> load rate.
-# Specification: docs/algorithm.md; bit-exact numpy model: sim/oimon_sim/model.py.
+# Specification: docs/algorithm.md; bit-exact numba model: sim/oimon_sim/kernels.py, fall_kernels.py.
 # The per-sample work is one @micropython.viper call on pre-allocated array('i') buffers:
 # no allocation, 32-bit machine words (every intermediate is bounded in docs/algorithm.md).
 # The call takes ONE argument, a table of the buffers' addresses written once (bind()): the

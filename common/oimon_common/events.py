@@ -1,5 +1,5 @@
 # Event records of the detector, shared by the firmware (app.py turns detect.Detector's `ev`
-# array into these dicts) and the numpy model (sim/oimon_sim/model.py builds the same dicts),
+# array into these dicts) and the bit-exact model (sim/oimon_sim/replayer.py builds the same dicts),
 # so the host sees the same events from the device as from replay. Runs on MicroPython and
 # CPython. Layouts of `ev`: docs/algorithm.md ("Event records").
 EV_NAMES = {1: "overload_start", 2: "overload_end", 4: "fall", 8: "fault", 16: "fault_clear",

@@ -1,5 +1,5 @@
 # Overload limits per rehabilitation phase: one table for the device (detect.py, config.py),
-# the numpy model (sim/oimon_sim/model.py) and the host. Justification and sources:
+# the bit-exact model (sim/oimon_sim/kernels.py, fall_kernels.py) and the host. Justification and sources:
 # docs/algorithm.md 5.3. Units: compression/tension 0.1 N, resultant bending moment 0.01 N*m.
 PHASES = ("I", "II", "III", "full")
 PHASE_I = 0
