@@ -30,6 +30,10 @@ OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
 BUTTON_LONG_MS = 1500
 
 
+def _nofeed():
+    pass
+
+
 @micropython.viper
 def _put_raw(buf, off: int, raw):
     # four int24 little-endian
@@ -46,10 +50,10 @@ def _put_raw(buf, off: int, raw):
 class Device:
     FW_VERSION = FW_VERSION
 
-    def __init__(self):
+    def __init__(self, src=None):
         self.cfg = config.load()
         self.cal = calib.load(CALIB_PATH)
-        self.src = hal.sensor()
+        self.src = src if src is not None else hal.sensor()   # supervisor: a failed ADC too
         self.rate = self.src.RATE
         self.pipe = dsp.Pipeline(self.cal)
         self.det = detect.Detector(self.cfg.detector_limits(self.rate), self.cfg.body_weight_0p1N())
@@ -84,7 +88,11 @@ class Device:
         self._day = -1                       # UTC day the activity counters belong to
         self._day_partial = True             # counting began after that day's midnight
         self._day_next = 0                   # ticks_ms of the next look at the clock
-        self.released = False                # C_REPL or mpremote's break-in ended the loop
+        self.released = False                # a maintenance window (C_MAINT) ended the loop
+        self.maint_s = 0                     # its length (supervisor.py)
+        self.break_ins = 0                   # mpremote's break-in bytes seen (they do nothing)
+        self.sup = None                      # supervisor.Supervisor: tick() between samples
+        self.feed = _nofeed                  # the watchdog, fed after each sample
         self.running = True
 
     def set_calibration(self, cal):
@@ -309,10 +317,9 @@ class Device:
                 break
             n += 1
             fr = self.dec.byte(self._rxb[0])
-            if self.dec.break_in:                 # mpremote's "\r\x03": give the board back
+            if self.dec.break_in:                 # mpremote's "\r\x03": counted, ignored
                 self.dec.break_in = False
-                self.running = False
-                self.released = True
+                self.break_ins += 1
             if fr is not None:
                 ftype, seq, payload = fr
                 if ftype == P.T_CMD and len(payload) >= 1:
@@ -338,15 +345,20 @@ class Device:
 
     def run(self):
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt
+        feed = self.feed                     # the watchdog: fed only here, after a sample
+        sup = self.sup
         try:
             k = 0
             while self.running:
                 if self.sample():
+                    feed()
                     k += 1
                     if k < 8:
                         continue              # catch up first when samples queued up
                 k = 0
                 self.idle()
+                if sup is not None:
+                    sup.tick()
         finally:
             micropython.kbd_intr(3)
 
