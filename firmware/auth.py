@@ -227,7 +227,11 @@ class Auth:
 
     # --- verification -----------------------------------------------------------------------
     def check(self, device_id, cmd, payload):
-        """(result, counter, args) for the bytes after the command byte; nothing is stored."""
+        """(result, counter, args) for the bytes after the command byte; nothing is stored
+        (except the first key's pin: a key.bin that appeared since boot on a device with no key
+        is provisioned now, as at boot)."""
+        if self.state == "none":
+            self.load()
         if self.state != "ok":
             return (NO_KEY if self.state == "none" else KEY_REFUSED), 0, b""
         if len(payload) < P.AUTH_HDR:
@@ -274,6 +278,8 @@ class Auth:
         return True
 
     def info(self):
+        if self.state == "none":
+            self.load()
         return {"key": self.state == "ok", "key_state": self.state, "auth_counter": self.counter,
                 "keys_provisioned": self.gen, "nonce": self.nonce_hex(),
                 "after_physical_reset": bool(self.flags & F_PHYSICAL)}

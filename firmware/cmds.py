@@ -254,6 +254,13 @@ def _c_ack(dev, a):
     return P.S_OK, {"acknowledged": was}
 
 
+def _c_health(dev, a):
+    sup = getattr(dev, "sup", None)
+    if sup is None:
+        return _err(P.S_UNKNOWN, "no supervisor")
+    return P.S_OK, sup.health()
+
+
 def _c_config(dev, a):
     return P.S_OK, dev.cfg.data_public()
 
@@ -458,7 +465,7 @@ def _c_exercise(dev, a):
 
 _PATIENT = {P.C_INFO: _c_info, P.C_STATUS: _c_status, P.C_TIME: _c_time, P.C_STREAM: _c_stream,
             P.C_LOG: _c_log, P.C_ACK: _c_ack, P.C_CONFIG: _c_config, P.C_REPL: _c_repl,
-            P.C_EXERCISE: _c_exercise}
+            P.C_EXERCISE: _c_exercise, P.C_HEALTH: _c_health}
 _AUTH = {P.C_SET: _c_set, P.C_CALIB: _c_calib, P.C_RETIGHTEN: _c_retighten, P.C_PLAN: _c_plan,
          P.C_WIPE: _c_wipe, P.C_TARE: _c_tare, P.C_MAINT: _c_maint, P.C_CLOCK: _c_clock,
          P.C_REKEY: _c_rekey, P.C_REPROVISION: _c_reprovision}

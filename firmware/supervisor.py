@@ -74,8 +74,8 @@ class Supervisor:
         self.bat = battery.Battery(hal.battery_read)
         self.floor_store = slotstore.SlotStore(hal.STORAGE + "/clock")
         self.floor = 0
-        self._next = 0
-        self._next_slow = 0
+        self._next = self.t_boot
+        self._next_slow = self.t_boot
         self._exc_bad = 0
         self._exc_good = 0
         self._exc_n = 0
@@ -314,12 +314,20 @@ class Supervisor:
         return True
 
     def info(self):
-        a = auth.get()
+        """The compact part for C_INFO (the whole self-test: health(), C_HEALTH)."""
+        if self.dev is not None:
+            self._states(self.dev)
+        return {"reset_cause": self.reset_cause, "technical": sorted(self.tech),
+                "clock_source": self.clock.get("source"), "clock_valid": self.clock_valid(),
+                "battery_mv": self.bat.mv, "charging": bool(self.bat.charging),
+                "physical_window": self.physical_open()}
+
+    def health(self):
         return {"reset_cause": self.reset_cause, "selftest": self.selftest,
-                "technical": sorted(self.tech), "battery": self.bat.info(),
-                "clock_source": self.clock, "clock_floor": self.floor, "cpu_hz": self.cpu_hz,
-                "physical_window": self.physical_open(),
-                "excitation_counts": self.exc_counts, "security": a.info()}
+                "technical": self.tech, "battery": self.bat.info(), "clock": self.clock,
+                "clock_floor": self.floor, "cpu_hz": self.cpu_hz,
+                "excitation_counts": self.exc_counts, "watchdog_ms": WDT_MS,
+                "break_ins": getattr(self.dev, "break_ins", 0)}
 
     def physical_open(self):
         return self.physical and hal.ticks_diff(hal.ticks_ms(), self.t_boot) < PHYSICAL_WINDOW_S * 1000

@@ -403,6 +403,7 @@ C_CONFIG = const(6)          # get config
 C_STATUS = const(7)
 C_REPL = const(8)            # refused since issue 12: maintenance is C_MAINT (signed) or physical
 C_EXERCISE = const(9)        # {"action": "start"|"stop"}: the patient's exercise session
+C_HEALTH = const(0x0C)       # supervisor: reset cause, self-test, technical alarms, battery, clock
 # Prosthetist level (authenticated, see docs/protocol.md):
 C_SET = const(0x20)          # set limits / phase / profile
 C_CALIB = const(0x21)        # write calibration
@@ -419,7 +420,7 @@ AUTH_MIN = const(0x20)       # commands >= AUTH_MIN need the auth header
 CMD_NAMES = {C_INFO: "info", C_TIME: "time", C_STREAM: "stream", C_LOG: "log", C_ACK: "ack",
              C_CONFIG: "config", C_STATUS: "status", C_REPL: "repl", C_SET: "set",
              C_CALIB: "calib", C_RETIGHTEN: "retighten", C_PLAN: "plan", C_WIPE: "wipe",
-             C_TARE: "tare", C_EXERCISE: "exercise", C_MAINT: "maintenance", C_CLOCK: "clock",
+             C_TARE: "tare", C_EXERCISE: "exercise", C_HEALTH: "health", C_MAINT: "maintenance", C_CLOCK: "clock",
              C_REKEY: "rekey", C_REPROVISION: "reprovision"}
 
 # Response status codes (T_RESP payload byte 1)

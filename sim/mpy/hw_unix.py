@@ -74,14 +74,25 @@ class WDT:
             WDT._thread = True
             import _thread
             _thread.start_new_thread(WDT._watch, ())
+            try:
+                sys.atexit(WDT._stop)        # let the thread end before the interpreter does
+            except AttributeError:
+                pass
 
     def feed(self):
         WDT.feeds += 1
         WDT._last = time.ticks_ms()
 
+    _run = True
+
+    @staticmethod
+    def _stop():
+        WDT._run = False
+        time.sleep_ms(120)
+
     @staticmethod
     def _watch():
-        while True:
+        while WDT._run:
             time.sleep_ms(50)
             if time.ticks_diff(time.ticks_ms(), WDT._last) > WDT.timeout:
                 _write(".reset_cause", b"watchdog")
@@ -122,9 +133,11 @@ class I2C:
         return [] if self.mode == "absent" else [I2C.ADDR]
 
     def _state(self):
-        r = _read("rv3028.bin")
-        if r is None or self.mode == "lost":
+        if self.mode == "lost":
             return None
+        r = _read("rv3028.bin")
+        if r is None:                          # a chip that kept time: the host's clock
+            return int(time.time()), int(time.time())
         try:
             a, b = r.decode().split()
             return int(a), int(b)
@@ -185,4 +198,9 @@ def after_main(seconds=0):
         import rawrepl
     except ImportError:
         return False
-    return rawrepl.serve(seconds, restart=False) != "eof"
+    why = rawrepl.serve(seconds, restart=False)
+    if why == "eof":
+        return False
+    # the window ended (a board's watchdog resets it) or mpremote reset the board
+    _write(".reset_cause", b"watchdog" if why == "timeout" else b"software")
+    return True
