@@ -244,7 +244,9 @@ class Auth:
         if not equal(mac, want):
             old = hmac_sha256(self.key, P.auth_message(device_id, counter, cmd, args,
                                                        self.prev_nonce)) if self.prev_nonce else b""
-            return (EXPIRED if old and equal(mac, old) else BAD_MAC), counter, b""
+            if old and equal(mac, old):
+                return (REPLAY if counter <= self.counter else EXPIRED), counter, b""
+            return BAD_MAC, counter, b""
         if counter <= self.counter:
             return REPLAY, counter, b""
         return OK, counter, args

@@ -106,8 +106,8 @@ def test_log_records_and_event_snippets_round_trip():
 
 
 def test_auth_message_layout():
-    m = P.auth_message("SIM-1", 0x01020304, P.C_SET, b"{}")
-    assert m == b"oimon-cmd1\x05SIM-1\x04\x03\x02\x01\x20{}"
+    m = P.auth_message("SIM-1", 0x01020304, P.C_SET, b"{}", b"NONCE-08")
+    assert m == b"oimon-cmd2\x05SIM-1NONCE-08\x04\x03\x02\x01\x20{}"
 
 
 # --- the virtual device: REPL port handling ---------------------------------------------------
@@ -144,7 +144,8 @@ def test_ctrl_c_bytes_in_frames_do_not_interrupt_and_release_gives_mpremote_the_
             assert r["mode"] == "off"
             assert vd.alive()
             assert ln.command(P.C_INFO)["device_id"]   # still the monitor, not a REPL
-            assert ln.command(P.C_REPL) == {"released": True}
+            r = ln.command(P.C_REPL)                  # no key: the first deploy's release
+            assert r["released"] is True and r["by"] == "unprovisioned"
         assert _mpremote_exec(vd.path, "print(6 * 7)").strip() == b"42"
         assert vd.alive()
 

@@ -14,7 +14,8 @@ def provision(storage, model):
     from oimon_common import calib
     if (Path(storage) / "calib.bin").exists():
         return calib.load(str(Path(storage) / "calib.bin"))
-    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), [int(v) for v in model.offset])
+    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(),
+                                       [int(v) for v in model.offset[:3]] + [0])   # AIN3: excitation sense
     calib.save(str(Path(storage) / "calib.bin"), cal)
     return cal
 
