@@ -53,8 +53,16 @@ def _info(dev):
     return d
 
 
+def auth_events(dev):
+    """Log what the security state noticed (a key pinned, a replaced key refused)."""
+    a = auth.get()
+    while a.events:
+        dev.log.append(flashlog.K_SECURITY, json.dumps(a.events.pop(0)).encode())
+
+
 def security(dev, what, cmd, **more):
     """Log a security event (refused command etc.), at most SEC_PER_MIN a minute."""
+    auth_events(dev)
     now = hal.ticks_ms()
     if hal.ticks_diff(now, _sec["t"]) >= 60000 or not _sec["n"]:
         _sec["t"] = now
@@ -75,6 +83,7 @@ def security(dev, what, cmd, **more):
 def handle(dev, cmd, argbytes):
     try:
         _handle(dev, cmd, argbytes)
+        auth_events(dev)
     except Exception as e:  # noqa: BLE001 - a command must never stop the monitor
         try:
             dev.respond(cmd & 0xFF, P.S_ERROR, {"error": "device error: %s" % type(e).__name__})

@@ -256,8 +256,8 @@ class Supervisor:
         self.tech_log = []
         if self.tech:
             dev.alarm.raise_(alarm.LOW, alarm.TECHNICAL)
-        for e in a.events:
-            dev.log.append(P.K_SECURITY, json.dumps(e).encode())
+        while a.events:
+            dev.log.append(P.K_SECURITY, json.dumps(a.events.pop(0)).encode())
         if self.physical:
             dev.log.append(P.K_SECURITY, b'{"physical_reset":true,"key":"forgotten",'
                            b'"config":"phase I"}')

@@ -150,12 +150,22 @@ def test_ctrl_c_bytes_in_frames_do_not_interrupt_and_release_gives_mpremote_the_
         assert vd.alive()
 
 
-def test_mpremote_takes_the_board_while_it_streams():
+def test_mpremote_break_in_does_not_take_the_board_while_it_streams():
+    # issue 12: mpremote's break-in (b"\r\x03", Ctrl-C, then Ctrl-A for the raw REPL) no
+    # longer ends monitoring: the bytes are counted and ignored, the stream goes on
     with VirtualDevice(None, speed=1) as vd:
         with link.Link(vd.path) as ln:
             ln.command(P.C_STREAM, {"mode": "cal"})
-            time.sleep(0.3)
-        assert _mpremote_exec(vd.path, "import sys; print(sys.platform)").strip() == b"linux"
+            time.sleep(0.2)
+            ln.ser.write(b"\r\x03\x03\r\x01")
+            raw = bytearray()
+            t = time.monotonic() + 1.0
+            while time.monotonic() < t:
+                raw += ln.ser.read(4096)
+            assert b"raw REPL" not in raw and raw.count(b"\x00") > 5     # still streaming
+            assert ln.command(P.C_STREAM, {"mode": "off"})["mode"] == "off"
+            assert ln.command(P.C_HEALTH)["break_ins"] >= 1
+        assert vd.alive()
 
 
 def test_garbage_commands_are_answered_with_an_error():
