@@ -36,6 +36,7 @@ CLOCK_SAVE_S = 600               # the clock floor is stored at most this often
 CLOCK_VALID = 1577836800
 CRASH_PATH = hal.STORAGE + "/.crash"
 RESTART_ALARM_MS = 300000        # "restarted after an exception" stays raised this long
+ECHO = True                      # a crash's traceback also to stderr (the virtual device's log)
 EXC_LO = board.EXC_AIN3_COUNTS - board.EXC_AIN3_COUNTS * board.EXC_AIN3_TOL_PCT // 100
 EXC_HI = board.EXC_AIN3_COUNTS + board.EXC_AIN3_COUNTS * board.EXC_AIN3_TOL_PCT // 100
 
@@ -168,6 +169,7 @@ class Supervisor:
         except Exception as e:  # noqa: BLE001 - the ADC's OSError at boot must not end monitoring
             src = FailedSensor("%s: %s" % (type(e).__name__, e))
         dev = make_device(src)
+        src = dev.src
         self.dev = dev
         dev.sup = self
         dev.feed = self.wdt.feed
@@ -364,7 +366,8 @@ class Supervisor:
             except Exception:  # noqa: BLE001
                 pass
         try:
-            sys.stderr.write("supervisor: %s, resetting\n%s" % (name, text))
+            if ECHO:
+                sys.stderr.write("supervisor: %s, resetting\n%s" % (name, text))
         except Exception:  # noqa: BLE001
             pass
 
