@@ -65,7 +65,7 @@ class Dev:
         if key is not None:
             with open(auth.KEY_PATH, "wb") as f:
                 f.write(key)
-        auth.boot()                       # the security state of this "boot"
+        auth.boot().events = []           # the security state of this "boot" (its log: supervisor)
         self.cfg = config.load()
         self.cal = None
         self.rate = 1000
