@@ -886,7 +886,7 @@ def forces_to_raw(forces, cal, noise=3.0, seed=1):
     u = to_units(forces)
     raw = np.linalg.solve(G, u.T).T + np.array(cal.offsets[:3], float)
     n = raw.shape[0]
-    raw = np.hstack([raw, np.full((n, 1), 4369067.0)]) + rng.normal(0.0, noise, (n, 4))
+    raw = np.hstack([raw, np.full((n, 1), 3495253.0)]) + rng.normal(0.0, noise, (n, 4))
     return np.clip(np.round(raw), SAT_LO, SAT_HI).astype(np.int32)
 
 

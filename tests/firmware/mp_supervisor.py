@@ -278,7 +278,7 @@ def test_excitation_loss_raises_a_technical_alarm():
         overruns = 0
 
         def __init__(self):
-            self.exc = 4369067
+            self.exc = 3495253
             self.n = 0
 
         def read(self, buf):
@@ -295,7 +295,7 @@ def test_excitation_loss_raises_a_technical_alarm():
     src.exc = 0                                  # ...whose excitation is gone: reads the same
     run(dev, sup, 400)
     assert "excitation lost" in sup.tech and dev.alarm._raised & (1 << alarm.TECHNICAL)
-    src.exc = 4369067
+    src.exc = 3495253
     run(dev, sup, 1200)
     assert "excitation lost" not in sup.tech
     tech = records(dev, P.K_TECH)
@@ -331,7 +331,7 @@ def test_watchdog_fed_only_after_samples():
                 return 0
             self.give -= 1
             buf[0] = buf[1] = buf[2] = 0
-            buf[3] = 4369067
+            buf[3] = 3495253
             return 1
 
     src = Src()
