@@ -198,6 +198,15 @@ def test_attack_suite(prosthetist, capsys):
         i = ln.command(P.C_INFO)
         case("security store corrupted", i["phase"] == "I" and i["key_state"] == "store corrupt"
              and _expect_refusal(lambda: ln.command_auth(P.C_SET, {"phase": "full"}, ks)))
+    # the clinic sees the attempts: `oimon sync` lists them, the database keeps them
+    from oimon import db
+    dbp = tmp / "clinic.sqlite"
+    capsys.readouterr()
+    assert main(["--port", vd.path, "--db", str(dbp), "sync", "--all"]) == 0
+    out = capsys.readouterr().out
+    tamper = db.tamper_attempts(db.connect(str(dbp)), vd.device_id)
+    case("tamper attempts reported by oimon sync", "TAMPER ATTEMPTS" in out and len(tamper) >= 5,
+         out[-200:])
     n_ok = sum(1 for _n, ok, _d in RESULTS if ok)
     lines = ["  %s %s%s" % ("refused" if ok else "ACCEPTED", n, " (%s)" % d if d and not ok else "")
              for n, ok, d in RESULTS]
