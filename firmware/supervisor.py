@@ -84,6 +84,7 @@ class Supervisor:
         self.exc_counts = 0
         self.restarted = None
         self.booted = False
+        self._bi = 0
 
     # --- technical alarms ----------------------------------------------------------------------
     def tech_set(self, reason, on, detail=None):
@@ -301,6 +302,11 @@ class Supervisor:
         if hal.ticks_diff(now, self.t_boot) >= 0 and self._bat_due(now):
             self.bat.sample()
         self._states(d)
+        bi = getattr(d, "break_ins", 0)
+        if bi != self._bi:                    # mpremote's break-in / Ctrl-C: a tamper attempt
+            self._bi = bi
+            import cmds
+            cmds.security(d, "break-in bytes ignored (mpremote, Ctrl-C)", 0, count=bi)
         if "restarted" in self.tech and hal.ticks_diff(now, self.t_boot) > RESTART_ALARM_MS:
             self.tech_set("restarted", False)
         t = hal.unix_time()

@@ -2,6 +2,7 @@
 for byte; framing, gaps, resync, records, snippets; the virtual device's link: 0x03 bytes in
 frames do not interrupt it, a release command (C_REPL) or mpremote's break-in ends its loop."""
 import random
+import json
 import time
 import zlib
 
@@ -165,6 +166,10 @@ def test_mpremote_break_in_does_not_take_the_board_while_it_streams():
             assert b"raw REPL" not in raw and raw.count(b"\x00") > 5     # still streaming
             assert ln.command(P.C_STREAM, {"mode": "off"})["mode"] == "off"
             assert ln.command(P.C_HEALTH)["break_ins"] >= 1
+            time.sleep(1.2)
+            recs, _st = ln.read_log(0)
+        assert any("break-in" in json.loads(r["payload"]).get("refused", "")
+                   for r in recs if r["kind"] == P.K_SECURITY)          # logged as a tamper attempt
         assert vd.alive()
 
 
