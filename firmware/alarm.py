@@ -31,7 +31,8 @@ FALL = const(0)
 OVERLOAD = const(1)
 RETIGHTEN = const(2)
 SENSOR_FAULT = const(3)
-_NPAT = const(4)
+TECHNICAL = const(4)           # supervisor.py: self-test failed, not configured/calibrated, ...
+_NPAT = const(5)
 
 CUE_UNDER = const(0)
 CUE_IN = const(1)
@@ -78,15 +79,21 @@ _P_FAULT = (
     100, 0, 1, 0, 150, 0, 0, 0, 100, 0, 1, 0, 1650, 0, 0, 0,
     100, 0, 1, 0, 150, 0, 0, 0, 100, 0, 1, 0, 1650, 0, 0, 0,
 )
-_PATTERNS = (_P_FALL, _P_OVERLOAD, _P_RETIGHTEN, _P_FAULT)
+# technical alarm (supervisor.py): three short pulses, LED on steadily between them (10 s)
+_P_TECH = (
+    120, _LO_HZ, 1, 1, 120, 0, 1, 0, 120, _LO_HZ, 1, 1, 120, 0, 1, 0, 120, _LO_HZ, 1, 1,
+    9400, 0, 1, 0,
+)
+_PATTERNS = (_P_FALL, _P_OVERLOAD, _P_RETIGHTEN, _P_FAULT, _P_TECH)
 
 
 def _period(pat):
     return sum(pat[i] for i in range(0, len(pat), 4))
 
 
-_PERIOD = (_period(_P_FALL), _period(_P_OVERLOAD), _period(_P_RETIGHTEN), _period(_P_FAULT))
-_DEFAULT_LEVEL = (HIGH, HIGH, LOW, LOW)
+_PERIOD = (_period(_P_FALL), _period(_P_OVERLOAD), _period(_P_RETIGHTEN), _period(_P_FAULT),
+           _period(_P_TECH))
+_DEFAULT_LEVEL = (HIGH, HIGH, LOW, LOW, LOW)
 
 # cues, one shot: under = one buzz of the motor; in band = LED wink; over = two buzzes + beeps
 _C_UNDER = (120, 0, 1, 1)

@@ -42,6 +42,10 @@ def _wrap_add(v, k):
     return v + k if k <= room else k - room - 1
 
 
+def _nofeed():
+    pass
+
+
 @micropython.viper
 def _put_raw(buf, off: int, raw):
     # four int24 little-endian
@@ -80,13 +84,16 @@ def _put_cal(buf, off: int, out):
 class Device:
     FW_VERSION = FW_VERSION
 
-    def __init__(self):
+    def __init__(self, src=None, make_src=None):
         self.cfg = config.load()
         self.cal = calib.load(CALIB_PATH)
         # the log first: its recovery reads every block header of the partition, and the ADC's
-        # ring (512 samples) would overflow if it already ran (docs/device-log.md)
+        # ring (512 samples) would overflow if it already ran (docs/device-log.md); the
+        # supervisor hands a make_src that turns a failed ADC into a FailedSensor
         self.log = flashlog.Log(hal.STORAGE)
-        self.src = hal.sensor()
+        if src is None:
+            src = make_src() if make_src is not None else hal.sensor()
+        self.src = src
         self.rate = self.src.RATE
         self.pipe = dsp.Pipeline(self.cal)
         self.det = detect.Detector(self.cfg.detector_limits(self.rate), self.cfg.body_weight_0p1N())
@@ -140,7 +147,11 @@ class Device:
         self._day = -1                       # UTC day the activity counters belong to
         self._day_partial = True             # counting began after that day's midnight
         self._day_next = 0                   # ticks_ms of the next look at the clock
-        self.released = False                # C_REPL or mpremote's break-in ended the loop
+        self.released = False                # a maintenance window (C_MAINT) ended the loop
+        self.maint_s = 0                     # its length (supervisor.py)
+        self.break_ins = 0                   # mpremote's break-in bytes seen (they do nothing)
+        self.sup = None                      # supervisor.Supervisor: tick() between samples
+        self.feed = _nofeed                  # the watchdog, fed after each sample
         self.running = True
         self._daily(hal.ticks_ms())          # the day the counters belong to, before any command
         if hasattr(self.src, "restart"):
@@ -491,10 +502,9 @@ class Device:
                 break
             n += 1
             fr = self.dec.byte(self._rxb[0])
-            if self.dec.break_in:                 # mpremote's "\r\x03": give the board back
+            if self.dec.break_in:                 # mpremote's "\r\x03": counted, ignored
                 self.dec.break_in = False
-                self.running = False
-                self.released = True
+                self.break_ins += 1
             if fr is not None:
                 ftype, seq, payload = fr
                 if ftype == P.T_CMD and len(payload) >= 1:
@@ -545,10 +555,13 @@ class Device:
         """The main loop. stop: None on the device; the simulator's bounded runs pass a
         function called after each idle() pass that returns True to end the loop."""
         micropython.kbd_intr(-1)             # 0x03 in a frame must not raise KeyboardInterrupt
+        feed = self.feed                     # the watchdog: fed only here, after a sample
+        sup = self.sup
         try:
             k = 0
             while self.running:
                 if self.sample():
+                    feed()
                     k += 1
                     if k < _CATCH_UP:
                         continue              # catch up first when samples queued up
@@ -556,6 +569,8 @@ class Device:
                 self.idle()
                 if stop is not None and stop():
                     break
+                if sup is not None:
+                    sup.tick()
         finally:
             micropython.kbd_intr(3)
 

@@ -3,6 +3,12 @@
 # Patient-level commands (< P.AUTH_MIN) need no key; prosthetist commands carry the auth header
 # (auth.py) and every refusal is logged as a security event (rate-limited: the log must not be
 # flooded out by a hostile host). Checked values are range-checked here again, whatever the host.
+# Issue 12 (docs/security.md): maintenance (REPL, deploy, key change) needs a signed command
+# (C_MAINT, C_REKEY) or the physical action at power-up; the clock moves at patient level only
+# within TIME_STEP_S of the device clock and never before its floor (C_CLOCK, signed, for more);
+# a lost/corrupt/tampered configuration refuses signed commands but C_REPROVISION and C_MAINT;
+# the replay counter is stored (auth.Auth.accept) before a command acts, and nothing changes in
+# RAM unless its file was written.
 import json
 import os
 import binascii
@@ -23,7 +29,8 @@ _sec = {"t": 0, "n": 0, "suppressed": 0}
 
 def _info(dev):
     c = dev.cfg
-    return {
+    a = auth.get()
+    d = {
         "device_id": hal.DEVICE_ID,
         "protocol": P.VERSION,
         "fw": dev.FW_VERSION,
@@ -39,17 +46,28 @@ def _info(dev):
         "retighten_last": c["retighten_last"],
         "retighten_interval_months": c["retighten_interval_months"],
         "retighten_due": dev.retighten_due,
-        "auth_counter": c.get("auth_counter", 0),
-        "key": auth.load_key() is not None,
         "log_seq": dev.log.seq,
         "log_fill": dev.log.fill_pct(),
         "log_lost": dev.log.lost(),
         "log_full": dev.log.full,
     }
+    d.update(a.info())
+    sup = getattr(dev, "sup", None)
+    if sup is not None:
+        d.update(sup.info())
+    return d
+
+
+def auth_events(dev):
+    """Log what the security state noticed (a key pinned, a replaced key refused)."""
+    a = auth.get()
+    while a.events:
+        dev.log.append(flashlog.K_SECURITY, json.dumps(a.events.pop(0)).encode())
 
 
 def security(dev, what, cmd, **more):
     """Log a security event (refused command etc.), at most SEC_PER_MIN a minute."""
+    auth_events(dev)
     now = hal.ticks_ms()
     if hal.ticks_diff(now, _sec["t"]) >= 60000 or not _sec["n"]:
         _sec["t"] = now
@@ -70,6 +88,7 @@ def security(dev, what, cmd, **more):
 def handle(dev, cmd, argbytes):
     try:
         _handle(dev, cmd, argbytes)
+        auth_events(dev)
     except Exception as e:  # noqa: BLE001 - a command must never stop the monitor
         try:
             dev.respond(cmd & 0xFF, P.S_ERROR, {"error": "device error: %s" % type(e).__name__})
@@ -86,16 +105,27 @@ def _handle(dev, cmd, argbytes):
         if cmd not in _AUTH:
             dev.respond(cmd, P.S_UNKNOWN, {"error": "unknown command %d" % cmd})
             return
-        r, counter, argbytes = auth.verify(auth.load_key(), hal.DEVICE_ID,
-                                           dev.cfg.get("auth_counter", 0), cmd, argbytes)
+        a = auth.get()
+        r, counter, argbytes = a.check(hal.DEVICE_ID, cmd, argbytes)
         if r != auth.OK:
             security(dev, auth.REASONS[r], cmd, counter=counter)
             dev.respond(cmd, P.S_REPLAY if r == auth.REPLAY else
                         P.S_BAD_REQUEST if r == auth.MALFORMED else P.S_AUTH,
                         {"error": auth.REASONS[r]})
             return
-        # accepted: the counter is stored before acting, so a replay after a power cut fails too
-        dev.cfg.update({"auth_counter": counter})
+        if not dev.cfg.usable() and cmd not in (P.C_REPROVISION, P.C_MAINT):
+            msg = ("configuration %s: phase I limits in force; re-provision first "
+                   "(`oimon config reprovision`)" % dev.cfg.state)
+            security(dev, msg, cmd, counter=counter)
+            dev.respond(cmd, P.S_AUTH, {"error": msg})
+            return
+        # the counter is stored before acting, so a replay after a power cut fails too; if it
+        # cannot be stored the command is refused and nothing happens
+        if not a.accept(counter):
+            security(dev, auth.REASONS[auth.STORE_FAIL], cmd, counter=counter)
+            dev.respond(cmd, P.S_ERROR, {"error": auth.REASONS[auth.STORE_FAIL]})
+            return
+        _ctx["counter"] = counter
     try:
         args = json.loads(argbytes) if len(argbytes) else {}
     except Exception:  # noqa: BLE001 - ValueError, UnicodeError, RuntimeError (nesting)
@@ -121,6 +151,17 @@ def _err(status, msg):
     return status, {"error": msg}
 
 
+_ctx = {"counter": 0}
+STORE_ERROR = "the setting could not be stored (flash full or failing): nothing changed"
+
+
+def _store(dev, ch):
+    """cfg.update or the answer for a failed save (RAM unchanged)."""
+    if dev.cfg.update(ch):
+        return None
+    return _err(P.S_ERROR, STORE_ERROR)
+
+
 # --- patient level ------------------------------------------------------------------------
 def _c_info(dev, a):
     return P.S_OK, _info(dev)
@@ -132,13 +173,45 @@ def _c_status(dev, a):
                     "retighten_due": dev.retighten_due}
 
 
+def _clock_now(dev, t):
+    hal.set_unix_time(t)
+    sup = getattr(dev, "sup", None)
+    if sup is not None:
+        sup.clock_changed(t)
+    dev.clock_set()
+    return P.S_OK, {"clock": hal.unix_time()}
+
+
 def _c_time(dev, a):
+    # patient level: a drift correction within TIME_STEP_S of the device clock, or setting a
+    # clock that is not valid (never set, RTC lost); never before the clock floor (the latest
+    # time the device has stored) minus TIME_STEP_S. More needs the prosthetist (C_CLOCK).
     t = a.get("t")
     if not _is_int(t) or not 1577836800 <= t < 4102444800:
         return _err(P.S_RANGE, "t must be unix seconds in 2020..2099")
-    hal.set_unix_time(t)
-    dev.clock_set()
-    return P.S_OK, {"clock": hal.unix_time()}
+    sup = getattr(dev, "sup", None)
+    now = hal.unix_time()
+    valid = sup.clock_valid() if sup is not None else now >= 1577836800
+    floor = sup.floor if sup is not None else 0
+    step = P.TIME_STEP_S
+    if t < floor - step or (valid and abs(t - now) > step):
+        why = ("clock change of %+d s refused: at patient level the clock moves at most %d s "
+               "and never before %d; the prosthetist sets it (`oimon time --signed`)"
+               % (t - now, step, floor - step))
+        security(dev, "clock change beyond the patient-level bound", P.C_TIME, delta=t - now)
+        return _err(P.S_AUTH, why)
+    return _clock_now(dev, t)
+
+
+def _c_clock(dev, a):
+    t = a.get("t")
+    if not _is_int(t) or not 1577836800 <= t < 4102444800:
+        return _err(P.S_RANGE, "t must be unix seconds in 2020..2099")
+    sup = getattr(dev, "sup", None)
+    if sup is not None:
+        sup.floor = 0                 # the prosthetist's time is the new reference
+    dev.log.append(flashlog.K_CONFIG, json.dumps({"clock": t, "was": hal.unix_time()}).encode())
+    return _clock_now(dev, t)
 
 
 # A random id of this boot (docs/protocol.md C_STREAM): the host starts a new recording segment
@@ -207,16 +280,92 @@ def _c_ack(dev, a):
     return P.S_OK, {"acknowledged": was}
 
 
+def _c_health(dev, a):
+    sup = getattr(dev, "sup", None)
+    if sup is None:
+        return _err(P.S_UNKNOWN, "no supervisor")
+    return P.S_OK, sup.health()
+
+
 def _c_config(dev, a):
     return P.S_OK, dev.cfg.data_public()
 
 
-def _c_repl(dev, a):
-    # the response first, then the main loop ends (app.run restores Ctrl-C) and the REPL runs
-    dev.respond(P.C_REPL, P.S_OK, {"released": True})
+def _seconds(a):
+    s = a.get("seconds", 300)
+    if not _is_int(s) or not 10 <= s <= P.MAINT_MAX_S:
+        return None
+    return s
+
+
+def _release(dev, cmd, s, by):
+    # the response first, then the main loop ends; the supervisor sets the watchdog to the
+    # window and hands the port to the REPL; the board resets into the monitor when it ends
+    dev.log.append(flashlog.K_SECURITY, json.dumps({"maintenance": s, "by": by}).encode())
+    dev.respond(cmd, P.S_OK, {"released": True, "seconds": s, "by": by})
     dev.running = False
     dev.released = True
+    dev.maint_s = s
     return None, None
+
+
+def _c_repl(dev, a):
+    # unsigned maintenance: only a device without a key (first deploy) or within the window
+    # the physical action at power-up opened
+    s = _seconds(a)
+    if s is None:
+        return _err(P.S_RANGE, "seconds must be 10..%d" % P.MAINT_MAX_S)
+    st = auth.get().state
+    sup = getattr(dev, "sup", None)
+    if st == "none" and dev.cfg.state in ("default", "ok"):
+        return _release(dev, P.C_REPL, s, "unprovisioned")
+    if sup is not None and sup.physical_open():
+        return _release(dev, P.C_REPL, s, "physical")
+    security(dev, "unauthenticated maintenance request", P.C_REPL)
+    return _err(P.S_AUTH, "maintenance needs a command signed with the device key (oimon deploy "
+                "with the prosthetist's keystore) or the button held at power-up")
+
+
+def _c_maint(dev, a):
+    s = _seconds(a)
+    if s is None:
+        return _err(P.S_RANGE, "seconds must be 10..%d" % P.MAINT_MAX_S)
+    return _release(dev, P.C_MAINT, s, "signed")
+
+
+def _c_rekey(dev, a):
+    h = a.get("key")
+    if not isinstance(h, str) or len(h) != 2 * P.KEY_LEN:
+        return _err(P.S_BAD_REQUEST, "key must be %d hex digits" % (2 * P.KEY_LEN))
+    try:
+        enc = binascii.unhexlify(h)
+    except Exception:  # noqa: BLE001
+        return _err(P.S_BAD_REQUEST, "key is not hex")
+    au = auth.get()
+    pad = P.rekey_pad(au.key, au.used_nonce, _ctx["counter"])
+    new = bytearray(P.KEY_LEN)
+    for i in range(P.KEY_LEN):
+        new[i] = enc[i] ^ pad[i]
+    new = bytes(new)
+    if new == au.key or new == bytes(P.KEY_LEN):
+        return _err(P.S_RANGE, "the new key must differ from the old one and not be zero")
+    if not au.rekey(new):
+        return _err(P.S_ERROR, "the new key could not be stored: the old one stays")
+    dev.log.append(flashlog.K_SECURITY, json.dumps({"rekeyed": au.gen}).encode())
+    return P.S_OK, {"rekeyed": True, "keys_provisioned": au.gen}
+
+
+def _c_reprovision(dev, a):
+    if a.get("confirm") != "reprovision":
+        return _err(P.S_BAD_REQUEST, 'reprovision needs {"confirm": "reprovision"}')
+    new = config.Config(config.failsafe(), dev.cfg.state, dev.cfg.path)
+    if not config.save(new):
+        return _err(P.S_ERROR, STORE_ERROR)
+    was = dev.cfg.state
+    dev.cfg = new
+    dev.log.append(flashlog.K_CONFIG, json.dumps({"reprovisioned": was}).encode())
+    _apply(dev)
+    return P.S_OK, {"reprovisioned": True, "phase": new["phase"], "was": was}
 
 
 # --- prosthetist level (authenticated) ---------------------------------------------------
@@ -224,7 +373,9 @@ def _c_set(dev, a):
     ch, kind, why = S.validate_set(dev.cfg.data, a)
     if ch is None:
         return _err(P.S_BAD_REQUEST if kind == S.BAD_REQUEST else P.S_RANGE, why)
-    dev.cfg.update(ch)
+    e = _store(dev, ch)
+    if e:
+        return e
     dev.log.append(flashlog.K_CONFIG, json.dumps({"set": ch}).encode())
     _apply(dev)
     return P.S_OK, {"set": sorted(ch)}
@@ -282,7 +433,9 @@ def _c_retighten(dev, a):
         if not _is_int(iv) or not S.INTERVAL_MONTHS[0] <= iv <= S.INTERVAL_MONTHS[1]:
             return _err(P.S_RANGE, "interval_months is outside %d..%d" % S.INTERVAL_MONTHS)
         ch["retighten_interval_months"] = iv
-    dev.cfg.update(ch)
+    e = _store(dev, ch)
+    if e:
+        return e
     dev.log.append(flashlog.K_RETIGHTEN, json.dumps({"recorded": ch["retighten_last"],
                                                       "torque": tq}).encode())
     dev.reminder.recorded(dev)
@@ -298,7 +451,9 @@ def _c_plan(dev, a):
     e = exercise.validate_plan(plan, dev.cfg["body_weight_kg"])
     if e:
         return _err(P.S_RANGE, e)
-    dev.cfg.update({"exercise_plan": plan})
+    e = _store(dev, {"exercise_plan": plan})
+    if e:
+        return e
     dev.log.append(flashlog.K_CONFIG, json.dumps({"plan": plan.get("preset", "") or True}).encode())
     dev.exercise.set_plan(plan, dev.cfg["body_weight_kg"])
     return P.S_OK, {"stored": True}
@@ -336,6 +491,7 @@ def _c_exercise(dev, a):
 
 _PATIENT = {P.C_INFO: _c_info, P.C_STATUS: _c_status, P.C_TIME: _c_time, P.C_STREAM: _c_stream,
             P.C_LOG: _c_log, P.C_ACK: _c_ack, P.C_CONFIG: _c_config, P.C_REPL: _c_repl,
-            P.C_EXERCISE: _c_exercise}
+            P.C_EXERCISE: _c_exercise, P.C_HEALTH: _c_health}
 _AUTH = {P.C_SET: _c_set, P.C_CALIB: _c_calib, P.C_RETIGHTEN: _c_retighten, P.C_PLAN: _c_plan,
-         P.C_WIPE: _c_wipe, P.C_TARE: _c_tare}
+         P.C_WIPE: _c_wipe, P.C_TARE: _c_tare, P.C_MAINT: _c_maint, P.C_CLOCK: _c_clock,
+         P.C_REKEY: _c_rekey, P.C_REPROVISION: _c_reprovision}

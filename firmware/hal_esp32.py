@@ -70,3 +70,67 @@ def imu():
 
 def machine_reset():
     machine.reset()
+
+
+# --- supervisor hardware (issue 12; docs/security.md, hardware/README.md) ----------------------
+WDT = machine.WDT                 # machine.WDT(timeout=ms): the task watchdog; a new WDT(...)
+                                  # reconfigures the timeout (ports/esp32/machine_wdt.c)
+
+_CAUSES = {getattr(machine, "PWRON_RESET", 1): "power-on",
+           getattr(machine, "HARD_RESET", 2): "hard",
+           getattr(machine, "WDT_RESET", 3): "watchdog",
+           getattr(machine, "DEEPSLEEP_RESET", 4): "deep sleep",
+           getattr(machine, "SOFT_RESET", 5): "software"}
+
+
+def reset_cause():
+    """machine.reset_cause() as a word (a panic after an exception reads as hard/software)."""
+    try:
+        return _CAUSES.get(machine.reset_cause(), "unknown")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def machine_reset(cause="software"):
+    machine.reset()
+
+
+def set_cpu_freq(hz=board.CPU_HZ):
+    """An explicit CPU clock (the power budget in hardware/README.md assumes it)."""
+    machine.freq(hz)
+    return machine.freq()
+
+
+def cpu_freq():
+    return machine.freq()
+
+
+def button_down():
+    return Pin(board.BUTTON, Pin.IN, Pin.PULL_UP).value() == 0
+
+
+def i2c():
+    return machine.I2C(board.I2C_ID, scl=Pin(board.I2C_SCL), sda=Pin(board.I2C_SDA), freq=400000)
+
+
+_vbat = None
+
+
+def battery_read():
+    """(VBAT mV, charging 0/1): divider switched on for the reading only (it draws 1.6 uA)."""
+    global _vbat
+    if _vbat is None:
+        _vbat = machine.ADC(Pin(board.VBAT_SENSE), atten=machine.ADC.ATTN_11DB)
+    en = Pin(board.VBAT_SENSE_EN, Pin.OUT, value=1)
+    time.sleep_us(200)
+    uv = _vbat.read_uv()
+    en.value(0)
+    chg = Pin(board.CHG_STAT, Pin.IN, Pin.PULL_UP).value() == 0
+    return uv * board.VBAT_DIV_NUM // 1000, 1 if chg else 0
+
+
+def after_main(seconds=0):
+    """The monitor released the port for maintenance: return to main.py, whose end starts
+    MicroPython's REPL. The supervisor has set the watchdog to the window's length: nothing
+    feeds it at the REPL, so the board resets into the monitor when the window ends."""
+    return False

@@ -4,7 +4,6 @@ chart, the live view against the virtual device, and the +-2 % load accuracy bou
 import datetime as dt
 import json
 import time
-from binascii import crc32
 
 import numpy as np
 import pytest
@@ -305,11 +304,10 @@ def _virtual_device(tmp_path, load, plan=None, body_weight_kg=80):
     if vdev_setup.provision(storage, model) is None:
         cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset.tolist())
         calib.save(str(storage / "calib.bin"), cal)
-    cfg = {"body_weight_kg": body_weight_kg}
+    cfg = {"body_weight_kg": body_weight_kg, "phase": "full"}
     if plan:
         cfg["exercise_plan"] = plan
-    body = json.dumps(cfg).encode()
-    (storage / "config.json").write_bytes(body + b"\n%08x\n" % (crc32(body) & 0xFFFFFFFF))
+    vdev_setup.configure(storage, cfg)          # as the clinic provisions it (CRC + MAC)
     vd = VirtualDevice(raw_path, speed=1, storage=storage, device_id="SIM-EX")
     vd.start()
     return vd

@@ -2,6 +2,7 @@
 for byte; framing, gaps, resync, records, snippets; the virtual device's link: 0x03 bytes in
 frames do not interrupt it, a release command (C_REPL) or mpremote's break-in ends its loop."""
 import random
+import json
 import time
 import zlib
 
@@ -107,8 +108,8 @@ def test_log_records_and_event_snippets_round_trip():
 
 
 def test_auth_message_layout():
-    m = P.auth_message("SIM-1", 0x01020304, P.C_SET, b"{}")
-    assert m == b"oimon-cmd1\x05SIM-1\x04\x03\x02\x01\x20{}"
+    m = P.auth_message("SIM-1", 0x01020304, P.C_SET, b"{}", b"NONCE-08")
+    assert m == b"oimon-cmd2\x05SIM-1NONCE-08\x04\x03\x02\x01\x20{}"
 
 
 # --- the virtual device: REPL port handling ---------------------------------------------------
@@ -145,17 +146,32 @@ def test_ctrl_c_bytes_in_frames_do_not_interrupt_and_release_gives_mpremote_the_
             assert r["mode"] == "off"
             assert vd.alive()
             assert ln.command(P.C_INFO)["device_id"]   # still the monitor, not a REPL
-            assert ln.command(P.C_REPL) == {"released": True}
+            r = ln.command(P.C_REPL)                  # no key: the first deploy's release
+            assert r["released"] is True and r["by"] == "unprovisioned"
         assert _mpremote_exec(vd.path, "print(6 * 7)").strip() == b"42"
         assert vd.alive()
 
 
-def test_mpremote_takes_the_board_while_it_streams():
+def test_mpremote_break_in_does_not_take_the_board_while_it_streams():
+    # issue 12: mpremote's break-in (b"\r\x03", Ctrl-C, then Ctrl-A for the raw REPL) no
+    # longer ends monitoring: the bytes are counted and ignored, the stream goes on
     with VirtualDevice(None, speed=1) as vd:
         with link.Link(vd.path) as ln:
             ln.command(P.C_STREAM, {"mode": "cal"})
-            time.sleep(0.3)
-        assert _mpremote_exec(vd.path, "import sys; print(sys.platform)").strip() == b"linux"
+            time.sleep(0.2)
+            ln.ser.write(b"\r\x03\x03\r\x01")
+            raw = bytearray()
+            t = time.monotonic() + 1.0
+            while time.monotonic() < t:
+                raw += ln.ser.read(4096)
+            assert b"raw REPL" not in raw and raw.count(b"\x00") > 5     # still streaming
+            assert ln.command(P.C_STREAM, {"mode": "off"})["mode"] == "off"
+            assert ln.command(P.C_HEALTH)["break_ins"] >= 1
+            time.sleep(1.2)
+            recs, _st = ln.read_log(0)
+        assert any("break-in" in json.loads(r["payload"]).get("refused", "")
+                   for r in recs if r["kind"] == P.K_SECURITY)          # logged as a tamper attempt
+        assert vd.alive()
 
 
 def test_garbage_commands_are_answered_with_an_error():

@@ -102,15 +102,17 @@ def test_signed_commands_on_the_virtual_device(tmp_path, capsys):
             assert ln.command(P.C_INFO)["phase"] == "II"
             # replay the exact bytes of a signed command
             c = ks.next_counter(vd.device_id)
-            body = A.sign(key, vd.device_id, c, P.C_SET, b'{"phase":"III"}')
+            nonce = A.nonce_bytes(ln.command(P.C_INFO))          # the device's command window
+            body = A.sign(key, vd.device_id, c, P.C_SET, b'{"phase":"III"}', nonce)
             assert ln.command(P.C_SET, payload=body)["set"] == ["phase"]
             with pytest.raises(OimonError, match="replayed command refused"):
                 ln.command(P.C_SET, payload=body)
             # forged: another key; a MAC for another device; truncated; no auth header at all
-            bad = A.sign(os.urandom(32), vd.device_id, c + 5, P.C_SET, b'{"phase":"I"}')
+            nonce = A.nonce_bytes(ln.command(P.C_INFO))
+            bad = A.sign(os.urandom(32), vd.device_id, c + 5, P.C_SET, b'{"phase":"I"}', nonce)
             with pytest.raises(OimonError, match="authentication refused"):
                 ln.command(P.C_SET, payload=bad)
-            other = A.sign(key, "SIM-OTHER", c + 6, P.C_SET, b'{"phase":"I"}')
+            other = A.sign(key, "SIM-OTHER", c + 6, P.C_SET, b'{"phase":"I"}', nonce)
             with pytest.raises(OimonError, match="authentication refused"):
                 ln.command(P.C_SET, payload=other)
             with pytest.raises(OimonError, match="bad request"):
@@ -123,6 +125,8 @@ def test_signed_commands_on_the_virtual_device(tmp_path, capsys):
             assert ln.command(P.C_INFO)["phase"] == "III"
             recs, st = ln.read_log(0)
         sec = [json.loads(r["payload"]) for r in recs if r["kind"] == P.K_SECURITY]
+        assert sec[0] == {"provisioned": 1, "after_physical_reset": False}   # the key's pin
+        sec = [s for s in sec if "refused" in s]
         reasons = [s["refused"] for s in sec]
         assert any("replay" in r for r in reasons) and reasons.count("bad MAC") == 2
         assert "malformed authenticated command" in reasons

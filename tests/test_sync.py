@@ -27,8 +27,9 @@ def _ts(s):
     return int(dt.datetime.fromisoformat(s).replace(tzinfo=dt.timezone.utc).timestamp())
 
 
-def test_sync_pulls_events_and_the_daily_summary(tmp_path, capsys):
+def test_sync_pulls_events_and_the_daily_summary(tmp_path, capsys, monkeypatch):
     dbp = tmp_path / "db.sqlite"
+    monkeypatch.setenv("OIMON_SIM_RTC", "lost")     # no valid clock: the patient may set any time
     vd = start_virtual_device("demo", speed=1, duration=8, storage=tmp_path / "storage",
                               device_id="SIM-SYNC")
     try:

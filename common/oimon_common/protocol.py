@@ -384,8 +384,9 @@ C_LOG = const(4)             # {"since": seq, "max": bytes}: T_LOG chunks, then 
 C_ACK = const(5)             # acknowledge the sounding alarm
 C_CONFIG = const(6)          # get config
 C_STATUS = const(7)
-C_REPL = const(8)            # release the board: the main loop ends, MicroPython's REPL runs
+C_REPL = const(8)            # refused since issue 12: maintenance is C_MAINT (signed) or physical
 C_EXERCISE = const(9)        # {"action": "start"|"stop"}: the patient's exercise session
+C_HEALTH = const(0x0C)       # supervisor: reset cause, self-test, technical alarms, battery, clock
 # Prosthetist level (authenticated, see docs/protocol.md):
 C_SET = const(0x20)          # set limits / phase / profile
 C_CALIB = const(0x21)        # write calibration
@@ -393,12 +394,17 @@ C_RETIGHTEN = const(0x22)    # record a retightening
 C_PLAN = const(0x23)         # exercise plan
 C_WIPE = const(0x24)         # wipe the log
 C_TARE = const(0x25)
+C_MAINT = const(0x26)        # {"seconds": n}: release the port to the REPL for at most n s (then reset)
+C_CLOCK = const(0x27)        # {"t": unix s}: set the clock without the patient-level bound
+C_REKEY = const(0x28)        # {"key": hex(new key XOR rekey_pad)}: replace the device key
+C_REPROVISION = const(0x29)  # {"confirm": "reprovision"}: a fresh Phase I config after a lost one
 AUTH_MIN = const(0x20)       # commands >= AUTH_MIN need the auth header
 
 CMD_NAMES = {C_INFO: "info", C_TIME: "time", C_STREAM: "stream", C_LOG: "log", C_ACK: "ack",
              C_CONFIG: "config", C_STATUS: "status", C_REPL: "repl", C_SET: "set",
              C_CALIB: "calib", C_RETIGHTEN: "retighten", C_PLAN: "plan", C_WIPE: "wipe",
-             C_TARE: "tare"}
+             C_TARE: "tare", C_EXERCISE: "exercise", C_HEALTH: "health", C_MAINT: "maintenance", C_CLOCK: "clock",
+             C_REKEY: "rekey", C_REPROVISION: "reprovision"}
 
 # Response status codes (T_RESP payload byte 1)
 S_OK = const(0)
@@ -416,14 +422,28 @@ S_ERROR = const(7)
 AUTH_HDR = const(36)
 MAC_LEN = const(32)
 KEY_LEN = const(32)
+NONCE_LEN = const(8)         # the device's command window (C_INFO "nonce", hex): docs/security.md
+MAINT_MAX_S = const(900)     # longest maintenance window C_MAINT grants
+TIME_STEP_S = const(300)     # patient-level C_TIME: at most this far from the device clock
+COUNTER_JUMP_MAX = const(1000000)   # the host follows a device counter at most this far ahead
 
 
-def auth_message(device_id, counter, cmd, args):
-    """The bytes the MAC covers: "oimon-cmd1" | len(device_id) u8 | device_id (utf-8) |
-    counter u32 LE | cmd u8 | args."""
+def auth_message(device_id, counter, cmd, args, nonce=b""):
+    """The bytes the MAC covers: "oimon-cmd2" | len(device_id) u8 | device_id (utf-8) |
+    nonce (NONCE_LEN bytes: the device's current command window) | counter u32 LE | cmd u8 |
+    args."""
     d = device_id.encode() if isinstance(device_id, str) else bytes(device_id)
-    return b"oimon-cmd1" + bytes((len(d),)) + d + struct.pack("<IB", counter & 0xFFFFFFFF, cmd) \
-        + bytes(args)
+    return b"oimon-cmd2" + bytes((len(d),)) + d + bytes(nonce) \
+        + struct.pack("<IB", counter & 0xFFFFFFFF, cmd) + bytes(args)
+
+
+def rekey_pad(old_key, nonce, counter):
+    """32 bytes XORed over a new key in C_REKEY: SHA-256 of the old key, the domain string, the
+    nonce and the counter (only the holder of the old key can recover the new one)."""
+    import hashlib
+    h = hashlib.sha256(bytes(old_key))
+    h.update(b"oimon-rekey1" + bytes(nonce) + struct.pack("<I", counter & 0xFFFFFFFF))
+    return h.digest()
 
 
 # --- device log records (docs/device-log.md) ---------------------------------------------------
@@ -442,11 +462,15 @@ K_RETIGHTEN = const(6)
 K_SECURITY = const(7)
 K_GAP = const(8)                # samples lost in acquisition: {"first": n, "lost": k} (JSON)
 _K_CORE_LAST = const(8)         # kinds 1..8 (8: the acquisition gap record, issue 11)
+K_BOOT = const(12)              # boot: reset cause, self-test results (firmware/supervisor.py)
+K_TECH = const(13)              # technical alarm raised/cleared, crash (exception) before a reset
 K_SNIPPET = const(14)           # an event's samples: ev_seq u32 | prio u8 | snippet (below)
 K_LOST = const(15)              # records the device could not keep: {"lost","from","to",...}
+KIND_MAX = const(15)            # kinds 9..11 are unused (reserved)
 KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG: "config",
               K_CALIB: "calibration", K_RETIGHTEN: "retightening", K_SECURITY: "security",
-              K_GAP: "gap", K_SNIPPET: "snippet", K_LOST: "lost"}
+              K_GAP: "gap", K_BOOT: "boot", K_TECH: "technical", K_SNIPPET: "snippet",
+              K_LOST: "lost"}
 
 
 def rec_check(buf, off, n):
@@ -455,7 +479,7 @@ def rec_check(buf, off, n):
     if n - off < REC_HDR + REC_TRL:
         return 0 if buf[off] == REC_MAGIC or n == off else -1
     k = buf[off + 1]
-    if buf[off] != REC_MAGIC or k == 0 or (k > _K_CORE_LAST and k != K_SNIPPET and k != K_LOST):
+    if buf[off] != REC_MAGIC or k == 0 or k > KIND_MAX or (_K_CORE_LAST < k < K_BOOT):
         return -1
     ln = buf[off + 2] | (buf[off + 3] << 8)
     if ln > REC_MAX_PAYLOAD:

@@ -6,7 +6,7 @@ import json
 from oimon_common.limits import PHASES, phase_limits, body_weight_0p1N
 
 DEFAULTS = {
-    "phase": "full",
+    "phase": "I",                    # the strictest: a device nobody configured protects most
     "body_weight_kg": 75,
     "patient": "",
     "limits": {},
@@ -15,17 +15,23 @@ DEFAULTS = {
     "retighten_torque_nm": 0,
     "retighten_interval_months": 3,
     "stream_batch": 50,
-    "auth_counter": 0,               # last accepted counter of an authenticated command
     "exercise_plan": None,           # the prosthetist's exercise plan (C_PLAN; exercise.py)
 }
-PRIVATE = ("auth_counter",)          # not in C_CONFIG's answer (info reports the counter)
+PRIVATE = ("auth_counter",)          # not in C_CONFIG's answer (the counter lives in auth.py's store)
 
 # Limit ranges in physical units: key: (description, unit, low, high, device units per unit).
 # The host checks them in the user's units, the device in its own (LIMIT_RANGES below).
+# The highs are caps below the documented failure envelope (docs/algorithm.md 5.3, "Caps"):
+# compression 2000 N = 72 % of the femur failure envelope 2768 N; bending 90 N*m = 65 % of its
+# 138 N*m and 0.9 x the cadaver bending failure mean 100.4 N*m (+-38.5); tension 1000 N = 36 %.
+# Device (cmds.py, config.py on load) and host (oimon config set) refuse anything beyond them.
+COMP_CAP_N = 2000
+MOMENT_CAP_NM = 90
+TENS_CAP_N = 1000
 RANGES = {
-    "comp": ("axial compression limit", "N", 200, 3000, 10),
-    "tens": ("axial tension limit", "N", 50, 1000, 10),
-    "moment": ("bending moment limit", "N*m", 5, 140, 100),
+    "comp": ("axial compression limit", "N", 200, COMP_CAP_N, 10),
+    "tens": ("axial tension limit", "N", 50, TENS_CAP_N, 10),
+    "moment": ("bending moment limit", "N*m", 5, MOMENT_CAP_NM, 100),
 }
 LIMIT_RANGES = {k: (RANGES[k][2] * RANGES[k][4], RANGES[k][3] * RANGES[k][4]) for k in RANGES}
 BODY_WEIGHT = (30, 200)              # kg
@@ -42,6 +48,14 @@ def copy(d):
 
 def defaults():
     return copy(DEFAULTS)
+
+
+def failsafe():
+    """The settings a device falls back to when its configuration is missing, corrupt or not
+    authentic: the defaults, i.e. phase I (the strictest limits), whatever was stored."""
+    d = copy(DEFAULTS)
+    d["phase"] = PHASES[0]
+    return d
 
 
 def is_int(v):
@@ -145,3 +159,30 @@ def validate_set(data, args):
         if eff["tens"] >= eff["comp"]:
             return None, OUT_OF_RANGE, "tension limit must be below the compression limit"
     return ch, None, None
+
+
+DEBOUNCE_MS = (1, 200)
+
+
+def check_stored(stored):
+    """A configuration read back from flash: None, or what is wrong (a value beyond its range
+    makes the whole file invalid: the device falls back to phase I, never to the value)."""
+    probe = {}
+    for k in ("phase", "body_weight_kg", "patient", "limits", "retighten_interval_months",
+              "stream_batch"):
+        if k in stored:
+            probe[k] = stored[k]
+    if "limits" in probe and probe["limits"] == {}:
+        probe.pop("limits")
+    if probe:
+        base = defaults()
+        base["limits"] = {}
+        if "body_weight_kg" in stored and is_num(stored["body_weight_kg"]):
+            base["body_weight_kg"] = stored["body_weight_kg"]
+        ch, _kind, why = validate_set(base, probe)
+        if ch is None:
+            return why
+    d = stored.get("debounce_ms", DEFAULTS["debounce_ms"])
+    if not is_int(d) or not DEBOUNCE_MS[0] <= d <= DEBOUNCE_MS[1]:
+        return "debounce_ms is outside %d..%d" % DEBOUNCE_MS
+    return None

@@ -474,3 +474,23 @@ def log_gaps(con, device_id=None):
         q += " WHERE device_id = ?"
         a = (device_id,)
     return [dict(r) for r in con.execute(q + " ORDER BY device_id, first_seq", a)]
+
+
+def tamper_attempts(con, device_id=None):
+    """Security records that are tamper attempts (issue 12; oimon sync stores them in
+    device_record, kind 'security'): [(device_id, seq, t, data dict)], oldest first."""
+    import json as _json
+    q = "SELECT device_id, seq, t, data FROM device_record WHERE kind = 'security'"
+    args = ()
+    if device_id:
+        q += " AND device_id = ?"
+        args = (device_id,)
+    out = []
+    for d, seq, t, data in con.execute(q + " ORDER BY device_id, seq", args):
+        try:
+            v = _json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(v, dict) and ("refused" in v or v.get("physical_reset")):
+            out.append((d, seq, t, v))
+    return out

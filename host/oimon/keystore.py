@@ -105,11 +105,24 @@ class Keystore:
         return k
 
     def next_counter(self, device_id, device_last=0):
-        """The counter for the next command: above both ours and the device's last accepted."""
+        """The counter for the next command: above both ours and the device's last accepted.
+        The device's figure is followed only COUNTER_JUMP_MAX ahead of ours: a device (or
+        something posing as it) reporting 2**32-2 must not use up the counter space; that is
+        refused as a tamper sign, and nothing is stored."""
+        from oimon_common import protocol as P
         d = self.devices.get(device_id)
         if d is None:
             self.key(device_id)
-        c = max(d["counter"], int(device_last or 0)) + 1
+        try:
+            dl = int(device_last or 0)
+        except (TypeError, ValueError):
+            raise OimonError("device %s reported a counter that is not a number" % device_id)
+        if dl < 0 or dl > 0xFFFFFFFF or dl - d["counter"] > P.COUNTER_JUMP_MAX:
+            raise OimonError(
+                "device %s reports command counter %d, %d ahead of this keystore's %d: refused "
+                "(a tampered device or a copied keystore; nothing was sent)"
+                % (device_id, dl, dl - d["counter"], d["counter"]))
+        c = max(d["counter"], dl) + 1
         if c > 0xFFFFFFFF:
             raise OimonError("the command counter of %s is exhausted: provision a new key" % device_id)
         d["counter"] = c

@@ -162,7 +162,9 @@ class Link:
 
     def write_frame(self, ftype, payload):
         try:
-            self.ser.write(bytes(self.enc.frame(ftype, payload)))
+            # a leading delimiter ends whatever stray bytes came before (a terminal's Ctrl-C,
+            # mpremote's break-in): the device's decoder resyncs and this frame arrives whole
+            self.ser.write(b"\x00" + bytes(self.enc.frame(ftype, payload)))
         except (serial.SerialException, OSError) as e:
             raise OimonError("write to %s failed: %s" % (self.port, _short(e)))
 
@@ -207,11 +209,13 @@ class Link:
             raise version_mismatch(self.dec.other_version)
         raise OimonError("device on %s is not answering" % self.port)
 
-    def command_auth(self, cmd, args=None, keystore=None, timeout=None, payload=None):
+    def command_auth(self, cmd, args=None, keystore=None, timeout=None, payload=None,
+                     build=None):
         """A prosthetist command signed with the device's key (docs/protocol.md): asks the
-        device for its id and last accepted counter, takes the next counter from the keystore
-        (oimon.keystore: a Keystore, its path, or None for the default), sends
-        counter | HMAC | JSON args."""
+        device for its id, last accepted counter and current nonce (its command window), takes
+        the next counter from the keystore (oimon.keystore: a Keystore, its path, or None for the
+        default), sends counter | HMAC | JSON args. build(key, dev_id, nonce, counter) -> args
+        builds arguments that depend on them (C_REKEY)."""
         from oimon import auth as A
         from oimon import keystore as K
         ks = keystore if isinstance(keystore, K.Keystore) else K.open(keystore)
@@ -220,10 +224,14 @@ class Link:
         if not isinstance(dev_id, str):
             raise OimonError("the device did not report its id")
         key = ks.key(dev_id)
+        nonce = A.nonce_bytes(info)
         counter = ks.next_counter(dev_id, info.get("auth_counter", 0))
+        if build is not None:
+            args = build(key, dev_id, nonce, counter)
         body = payload if payload is not None else json.dumps(
             args if args is not None else {}, separators=(",", ":")).encode()
-        return self.command(cmd, payload=A.sign(key, dev_id, counter, cmd, body), timeout=timeout)
+        return self.command(cmd, payload=A.sign(key, dev_id, counter, cmd, body, nonce),
+                            timeout=timeout)
 
     def read_log(self, since=0, max_bytes=16384, timeout=None):
         """The device log's records after `since` (C_LOG, repeated while the device has more):

@@ -265,7 +265,8 @@ class NullSensor:
     def read(self, buf):
         if self._pace.due() <= self.samples:
             return 0
-        buf[0] = buf[1] = buf[2] = buf[3] = 0
+        buf[0] = buf[1] = buf[2] = 0
+        buf[3] = 3495253              # AIN3: the excitation sense (board.EXC_AIN3_COUNTS)
         self.samples += 1
         return 1
 
@@ -365,3 +366,4 @@ def after_main():
     except ImportError:
         return
     rawrepl.serve()
+from hw_unix import *  # noqa: F401,F403,E402  (issue 12: WDT, reset cause, RTC chip, battery, button)

@@ -23,6 +23,7 @@ _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 _FRIENDLY_BANNER = b"\r\nMicroPython (oimon virtual device, unix port)\r\nType \"help()\" for more information.\r\n>>> "
 _RESET = "reset"
 _EOF = "eof"
+_TIMEOUT = "timeout"
 _KEEP = ("rawrepl", "micropython", "sys", "builtins", "gc")
 
 
@@ -49,13 +50,26 @@ class _Repl:
         self.tx = sys.stdout.buffer
         self.b = bytearray(1)
         self.ns = None
+        self.deadline = None             # ticks_ms when the maintenance window ends
         self.new_namespace()
 
     def new_namespace(self):
         self.ns = {"__name__": "__main__"}
 
     def read(self):
-        # one byte as int, or -1 at end of input (the host side of the pty is gone for good)
+        # one byte as int, -1 at end of input (the host side of the pty is gone for good), -2
+        # when the maintenance window is over (the monitor boots again, as the WDT resets a board)
+        if self.deadline is not None:
+            import select
+            import time
+            p = select.poll()
+            p.register(sys.stdin, select.POLLIN)
+            while True:
+                left = time.ticks_diff(self.deadline, time.ticks_ms())
+                if left <= 0:
+                    return -2
+                if p.poll(min(left, 200)):
+                    break
         try:
             n = self.rx.readinto(self.b)
         except OSError:
@@ -91,7 +105,7 @@ class _Repl:
         while True:
             c = self.read()
             if c < 0:
-                return _EOF
+                return _EOF if c == -1 else _TIMEOUT
             if c == 0x01:                     # Ctrl-A: re-enter
                 buf = bytearray()
                 self.write(b"\r\n" + _RAW_BANNER)
@@ -129,7 +143,7 @@ class _Repl:
         while True:
             c = self.read()
             if c < 0:
-                return _EOF
+                return _EOF if c == -1 else _TIMEOUT
             if c == 0x01:
                 self.write(b"\r\n")
                 return "raw"
@@ -187,7 +201,7 @@ class _Repl:
             self.write(_FRIENDLY_BANNER)
         while True:
             mode = self.raw() if mode == "raw" else self.friendly()
-            if mode in (_RESET, _EOF):
+            if mode in (_RESET, _EOF, _TIMEOUT):
                 return mode
 
 
@@ -205,14 +219,19 @@ def _restart_monitor():
         sys.print_exception(e, sys.stderr)
 
 
-def serve():
+def serve(seconds=None, restart=True):
     """Serve the REPL after the monitor released the port; a reset restarts the monitor and
-    serving resumes when it releases the port again. Returns at the end of input."""
+    serving resumes when it releases the port again. Returns at the end of input. With
+    `seconds` the window ends then (the caller boots the monitor: a board's watchdog resets it);
+    restart=False returns at the first reset or timeout instead of restarting the monitor here."""
     micropython.kbd_intr(-1)               # 0x03 is a REPL control byte here, not a signal
     repl = _Repl()
+    if seconds:
+        import time
+        repl.deadline = time.ticks_add(time.ticks_ms(), int(seconds) * 1000)
     while True:
         why = repl.session()
-        if why != _RESET:
+        if why != _RESET or not restart:
             return why
         _restart_monitor()
         repl.new_namespace()

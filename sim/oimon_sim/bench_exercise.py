@@ -69,7 +69,7 @@ def _run_mp(loads, jobs, work, seed=0):
     allload = np.concatenate(loads)
     data = work / "input.i32"
     cfg = {"jobs": jobs, "data": str(data)}
-    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset.tolist())
+    cal = calib.Calibration.from_gains(model.gain_matrix().tolist(), model.offset[:3].tolist() + [0])
     calib.save(str(work / "calib.bin"), cal)
     sensor.write_raw(data, model.raw(allload))
     cfg.update(mode="raw", calib=str(work / "calib.bin"))

@@ -170,6 +170,9 @@ def start_virtual_device(scenario="walk", recording=None, speed=1, duration=60, 
         vd.work = work                       # sensor.raw (and storage unless given): remove after
         if calibrated:
             vdev_setup.provision(vd.storage, model)
+            if not (vd.storage / "config.json").exists():
+                # a clinic-prepared device: configured for full activity (unconfigured = phase I)
+                vdev_setup.configure(vd.storage, {"phase": "full", "body_weight_kg": body_weight_kg})
         vd.start()
     except BaseException as e:
         # the firmware died at start-up (or provisioning failed): stop what was started and

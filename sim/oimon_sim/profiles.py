@@ -168,13 +168,13 @@ def forces_to_raw(forces, cal, noise=3.0, seed=1):
     """Physical forces (n, 3) (N, N*m) -> raw counts (n, 4) int32 through the inverse of the
     calibration matrix, + Gaussian ADC noise (counts rms; a real 24-bit ADC always has some:
     without it the stuck-output check would, rightly, flag the sensor), saturating at the
-    24-bit codes; channel 3 (spare) carries noise only."""
+    24-bit codes; channel 3 (AIN3) carries the excitation sense (hardware/README.md 3) + noise."""
     rng = np.random.default_rng(seed)
     G = np.array(cal.gains())
     u = to_units(forces)
     raw = np.linalg.solve(G, u.T).T + np.array(cal.offsets[:3], float)
     n = raw.shape[0]
-    raw = np.hstack([raw, np.zeros((n, 1))]) + rng.normal(0.0, noise, (n, 4))
+    raw = np.hstack([raw, np.full((n, 1), 3495253.0)]) + rng.normal(0.0, noise, (n, 4))
     return np.clip(np.round(raw), SAT_LO, SAT_HI).astype(np.int32)
 
 

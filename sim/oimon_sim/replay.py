@@ -32,8 +32,13 @@ BLOCK_ROWS = 1 << 20
 
 # --- configuration -------------------------------------------------------------------------
 def firmware_defaults():
-    """The device's default settings (oimon_common.settings.DEFAULTS)."""
-    return settings.defaults()
+    """The settings a replay runs with unless told otherwise: the device's defaults
+    (oimon_common.settings.DEFAULTS) for a device the prosthetist configured for full activity
+    (phase "full"): the scenarios are walks, stairs and falls of a rehabilitated patient. A
+    device nobody configured runs phase I (issue 12, docs/security.md); give phase=I for that."""
+    d = settings.defaults()
+    d["phase"] = "full"
+    return d
 
 
 def resolve_config(cfg=None, header=None):

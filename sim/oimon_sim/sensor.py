@@ -1,7 +1,8 @@
 """The simulated sensor: how loads on the connector become raw ADC counts, the inverse of the
 calibration the device applies. raw = offset + S @ load (load in device units: axial 0.1 N,
 moments 0.01 N*m), rounded, clipped to the 24-bit ADC's codes 0x800000..0x7FFFFF like the
-ADS131M04 (and the HX711) at saturation. Channel 3 (spare) carries a constant."""
+ADS131M04 (and the HX711) at saturation. Channel 3 (AIN3, gain 1) senses the bridge excitation
+through a 1:5 divider (hardware/README.md section 3): EXC_AIN3_COUNTS while excitation is on."""
 import numpy as np
 
 ADC_MAX = 0x7FFFFF
@@ -19,7 +20,8 @@ DEFAULT_S = np.array([
 # before the 20 Hz low-pass. A live bridge is never noise-free: the firmware flags 64 identical
 # raw samples as a stuck output.
 DEFAULT_NOISE = 140.0
-DEFAULT_OFFSET = np.array([12000, -8000, 5000, 0], dtype=np.int64)
+EXC_AIN3_COUNTS = 3495253       # = board.EXC_AIN3_COUNTS (hardware/pinmap.json): 500 mV of 1200 mV
+DEFAULT_OFFSET = np.array([12000, -8000, 5000, EXC_AIN3_COUNTS], dtype=np.int64)
 
 
 class SensorModel:

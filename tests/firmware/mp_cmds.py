@@ -66,6 +66,7 @@ class Dev:
         if key is not None:
             with open(auth.KEY_PATH, "wb") as f:
                 f.write(key)
+        auth.boot().events = []           # the security state of this "boot" (its log: supervisor)
         self.cfg = config.load()
         self.cal = None
         self.rate = 1000
@@ -121,7 +122,8 @@ class Dev:
 
     def signed(self, cmd, args, counter, key=KEY, dev_id=None):
         a = json.dumps(args).encode()
-        mac = auth.hmac_sha256(key, P.auth_message(dev_id or hal.DEVICE_ID, counter, cmd, a))
+        mac = auth.hmac_sha256(key, P.auth_message(dev_id or hal.DEVICE_ID, counter, cmd, a,
+                                                   auth.get().nonce))
         return self.call(cmd, raw=struct.pack("<I", counter) + mac + a)
 
     def security(self):
@@ -166,8 +168,10 @@ def test_patient_commands():
     st, info = d.call(P.C_INFO)
     assert st == P.S_OK and info["device_id"] == "SIM-TEST" and info["key"] is True
     assert "auth_counter" not in d.call(P.C_CONFIG)[1]
-    st, r = d.call(P.C_TIME, {"t": 1767225600})
-    assert st == P.S_OK and abs(r["clock"] - 1767225600) < 3
+    t = hal.unix_time() + 100                  # a drift correction (issue 12: bounded)
+    st, r = d.call(P.C_TIME, {"t": t})
+    assert st == P.S_OK and abs(r["clock"] - t) < 3
+    assert d.call(P.C_TIME, {"t": t - 150 * 86400})[0] == P.S_AUTH
     assert d.call(P.C_TIME, {"t": 5})[0] == P.S_RANGE
     assert d.call(P.C_TIME, {"t": "x"})[0] == P.S_RANGE
     st, r = d.call(P.C_STREAM, {"mode": "cal"})
@@ -183,8 +187,8 @@ def test_patient_commands():
     d.alarm = Alarm()
     st, r = d.call(P.C_ACK)
     assert st == P.S_OK and r == {"acknowledged": True} and d.alarm.acks == 1
-    st, r = d.call(P.C_REPL)
-    assert st == P.S_OK and not d.running and d.released
+    st, r = d.call(P.C_REPL)                   # unsigned release of a keyed device: refused
+    assert st == P.S_AUTH and d.running and not d.released
     assert d.call(0x7F)[0] == P.S_UNKNOWN
     assert d.call(0xFE)[0] == P.S_UNKNOWN
     assert d.call(P.C_INFO, raw=b"[1,2]")[0] == P.S_BAD_REQUEST
@@ -195,8 +199,8 @@ def test_auth_accepts_good_refuses_bad_replay_malformed_and_logs():
     d = Dev()
     st, r = d.signed(P.C_SET, {"phase": "II"}, 5)
     assert st == P.S_OK, r
-    assert d.cfg["phase"] == "II" and d.cfg["auth_counter"] == 5
-    assert config.load()["auth_counter"] == 5              # persisted before acting
+    assert d.cfg["phase"] == "II" and auth.get().counter == 5
+    assert auth.Auth().counter == 5                        # persisted before acting
     assert d.signed(P.C_SET, {"phase": "III"}, 5)[0] == P.S_REPLAY
     assert d.signed(P.C_SET, {"phase": "III"}, 4)[0] == P.S_REPLAY
     assert d.signed(P.C_SET, {"phase": "III"}, 6, key=b"\x01" * 32)[0] == P.S_AUTH
@@ -220,7 +224,7 @@ def test_auth_accepts_good_refuses_bad_replay_malformed_and_logs():
     # unauthenticated: nothing happens without a key
     d2 = Dev(key=None)
     assert d2.signed(P.C_SET, {"phase": "I"}, 100)[0] == P.S_AUTH
-    assert d2.cfg["phase"] == "full"
+    assert d2.cfg["phase"] == "I"
     assert d2.security()[0]["refused"] == "no key provisioned"
 
 
@@ -256,9 +260,8 @@ def test_set_range_checks_change_nothing():
     bad({"unknown": 1})
     bad({})
     bad({"phase": "I", "body_weight_kg": 500})     # all or nothing
-    c0 = d.cfg["auth_counter"]
-    assert json.dumps({k: d.cfg.data[k] for k in d.cfg.data if k != "auth_counter"}) == \
-        json.dumps({k: v for k, v in json.loads(before).items() if k != "auth_counter"})
+    c0 = auth.get().counter
+    assert json.dumps(d.cfg.data) == before
     st, r = d.signed(P.C_SET, {"phase": "I", "body_weight_kg": 82.5, "patient": "P-017",
                                 "limits": {"I": {"comp": 6000, "tens": 1200}}}, c0 + 1)
     assert st == P.S_OK, r
@@ -418,7 +421,8 @@ def garbled_commands(n, seed=99):
             raw = _garble(rng, base)
         if cmd >= P.AUTH_MIN and rng.below(2):
             counter += 1                               # correctly signed garbage
-            mac = auth.hmac_sha256(KEY, P.auth_message(hal.DEVICE_ID, counter, cmd, raw))
+            mac = auth.hmac_sha256(KEY, P.auth_message(hal.DEVICE_ID, counter, cmd, raw,
+                                                       auth.get().nonce))
             raw = struct.pack("<I", counter) + mac + raw
         try:
             obj = json.loads(raw[P.AUTH_HDR:] if cmd >= P.AUTH_MIN and len(raw) >= P.AUTH_HDR else raw)

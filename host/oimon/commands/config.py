@@ -30,6 +30,17 @@ def register(sub):
                       "phase=I|II|III|full body_weight=KG patient=PSEUDONYM")
     st.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
     st.set_defaults(func=cmd_set)
+    rp = s.add_parser("reprovision", help="(authenticated) after a lost, corrupt or tampered "
+                      "configuration: write a fresh phase I configuration, then set it again")
+    rp.set_defaults(func=cmd_reprovision)
+
+
+def cmd_reprovision(args):
+    with link.Link(link.resolve_port(args.port)) as ln:
+        r = ln.command_auth(P.C_REPROVISION, {"confirm": "reprovision"}, args.keystore)
+    print("configuration re-provisioned (was %s): phase %s; set the limits again with "
+          "`oimon config set`" % (r.get("was"), r.get("phase")))
+    return 0
 
 
 def parse_assignments(items):

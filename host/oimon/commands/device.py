@@ -27,6 +27,9 @@ def register(sub):
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("time", help="set the device clock from this computer's")
+    p.add_argument("--signed", action="store_true",
+                   help="prosthetist: set it however far off it is (signed C_CLOCK); without it "
+                   "the device accepts a correction of at most 5 minutes")
     p.set_defaults(func=cmd_time)
     p = sub.add_parser("flash", help="erase the board and write a MicroPython ESP32-S3 image, then deploy")
     p.add_argument("--firmware", required=True, metavar="IMAGE",
@@ -124,13 +127,40 @@ def info_lines(info):
         ("clock", "%s%s" % (clock, drift)),
         ("samples", "%s at %s Hz" % (info.get("samples"), info.get("rate"))),
     ]
+    tech = info.get("technical")
+    if isinstance(tech, list):
+        rows.append(("technical", "TECHNICAL ALARM: " + ", ".join(tech) if tech else "none"))
+    if "reset_cause" in info:
+        rows.append(("last reset", info.get("reset_cause")))
+    if "key_state" in info:
+        rows.append(("device key", "%s (keys provisioned: %s, counter %s%s)" % (
+            info.get("key_state"), info.get("keys_provisioned"), info.get("auth_counter"),
+            ", after a PHYSICAL RESET" if info.get("after_physical_reset") else "")))
+    if "battery_mv" in info:
+        rows.append(("battery", "%s mV%s" % (info.get("battery_mv"),
+                                             ", charging" if info.get("charging") else "")))
+    if "clock_source" in info:
+        rows.append(("clock source", "%s%s" % (info.get("clock_source"),
+                                               "" if info.get("clock_valid") else " (NOT SET)")))
+    st = (info.get("health") or {}).get("selftest") if isinstance(info.get("health"), dict) else None
+    if isinstance(st, dict):
+        for k in sorted(st):
+            v = st[k]
+            if isinstance(v, dict) and "ok" in v:
+                v = ("ok" if v["ok"] else "pending" if v["ok"] is None else "FAILED") + \
+                    "".join(" %s=%s" % (kk, v[kk]) for kk in sorted(v) if kk != "ok")
+            elif isinstance(v, dict):
+                v = ", ".join("%s=%s" % (kk, v[kk]) for kk in sorted(v))
+            rows.append(("self-test " + k, v))
     if "log_used" in info or "log_fill" in info:
         fill = info.get("log_fill", info.get("log_used"))
         rows.append(("log", "%s%% full" % fill if isinstance(fill, (int, float)) else fill))
     rows.append(("retightening", _retighten_line(info)))
     known = {"device_id", "fw", "platform", "calibrated", "config_state", "phase", "limits",
              "body_weight_kg", "clock", "samples", "rate", "retighten_last",
-             "retighten_interval_months", "log_used", "log_fill"}
+             "retighten_interval_months", "log_used", "log_fill", "technical", "reset_cause",
+             "key_state", "keys_provisioned", "auth_counter", "after_physical_reset",
+             "battery_mv", "charging", "clock_source", "clock_valid", "health", "nonce", "key"}
     rows += [(k, info[k]) for k in sorted(info) if k not in known]
     return ["%-15s %s" % r for r in rows]
 
@@ -138,6 +168,11 @@ def info_lines(info):
 def cmd_info(args):
     with open_link(args) as ln:
         info = ln.command(P.C_INFO)
+        if "reset_cause" in info:            # a supervised firmware: its self-test too
+            try:
+                info["health"] = ln.command(P.C_HEALTH)
+            except OimonError:
+                pass
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -147,7 +182,10 @@ def cmd_info(args):
 
 def cmd_time(args):
     with open_link(args) as ln:
-        r = ln.command(P.C_TIME, {"t": int(time.time())})
+        if getattr(args, "signed", False):
+            r = ln.command_auth(P.C_CLOCK, {"t": int(time.time())}, args.keystore)
+        else:
+            r = ln.command(P.C_TIME, {"t": int(time.time())})
     print("device clock set to %s" % time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["clock"])))
 
 
@@ -316,23 +354,31 @@ def _device_key(device_id, keystore_path=None, out=print):
     return ("key.bin", bytes(ks.key(device_id)))
 
 
-def _release(port):
-    """Ask a running monitor to release the port to MicroPython's REPL. Returns its info, or
-    None if nothing answered in the monitor's protocol (the board is at the REPL already)."""
-    try:
-        ln = link.Link(port, timeout=1.5)
-    except OimonError:
-        raise
+def _release(port, keystore=None, seconds=300):
+    """Ask a running monitor for a maintenance window (the REPL for mpremote, at most `seconds`;
+    the board resets into the monitor when it ends). A device with a key needs the signed
+    C_MAINT (the prosthetist's keystore); one without a key, or within the window the button
+    held at power-up opened, takes the unsigned request. Returns its info, or None if nothing
+    answered in the monitor's protocol (the board is at the REPL already)."""
+    ln = link.Link(port, timeout=1.5)
     try:
         try:
             info = ln.command(P.C_INFO)
         except OimonError:
             return None
-        code = getattr(P, "C_REPL", None)
-        if code is None:
-            raise OimonError("this protocol has no release-to-REPL command: cannot deploy to a "
-                             "running monitor")
-        ln.command(code)
+        if "nonce" not in info:                          # firmware from before issue 12
+            ln.command(P.C_REPL)
+        elif info.get("key") and not info.get("physical_window"):
+            from oimon import keystore as K
+            ks = keystore if isinstance(keystore, K.Keystore) else K.open(keystore)
+            if not ks.has(info.get("device_id")):
+                raise OimonError(
+                    "device %s holds a key that keystore %s does not: maintenance needs the "
+                    "prosthetist's keystore, or the button held at power-up (physical reset)"
+                    % (info.get("device_id"), ks.path))
+            ln.command_auth(P.C_MAINT, {"seconds": seconds}, ks)
+        else:
+            ln.command(P.C_REPL, {"seconds": seconds})
         time.sleep(0.3)
         return info
     finally:
@@ -421,7 +467,7 @@ def deploy(port, bundle, device_id=None, key=True, reset=True, wait=10, out=prin
     running monitor, check the board's MicroPython takes the bundle's .mpy files, copy what
     differs (sha256 before and after), remove stale modules, add the device key, reset, wait for
     the monitor to answer with the bundle's protocol version."""
-    info = _release(port)
+    info = _release(port, keystore)
     device_id = device_id or (info or {}).get("device_id")
     board = _Board(port)
     copied = same = 0

@@ -117,6 +117,25 @@ def gap_line(gaps):
     return out
 
 
+def is_tamper(data):
+    """A security record that is a tamper attempt (docs/security.md): a refused command (bad MAC,
+    replay, expired window, unsigned maintenance, clock beyond the bound, a replaced key), or a
+    physical reset."""
+    return "refused" in data or bool(data.get("physical_reset"))
+
+
+def tamper_text(data):
+    if data.get("physical_reset"):
+        return "physical reset at the device (key forgotten, phase I)"
+    s = str(data.get("refused"))
+    cmd = data.get("cmd")
+    if isinstance(cmd, int):
+        s += " (%s)" % P.CMD_NAMES.get(cmd, "command %d" % cmd)
+    if data.get("suppressed"):
+        s += ", +%d more not logged" % data["suppressed"]
+    return s
+
+
 def pull(con, ln, since_all=False):
     """Pull the log of the device behind `ln` into `con`; returns counts by table and the
     gaps found (stored in log_gaps)."""
@@ -132,7 +151,7 @@ def pull(con, ln, since_all=False):
     records, stats = ln.read_log(since)
     records.sort(key=lambda r: r["seq"])
     n = {"records": 0, "events": 0, "summaries": 0, "sessions": 0, "snippets": 0,
-         "corrupt": stats["corrupt"]}
+         "corrupt": stats["corrupt"], "tamper": [], "technical": []}
     snips = {}                       # event seq -> snippet dict (K_SNIPPET records of this pull)
     snip_of = {}                     # event seq -> the seq its head announced for its snippet
     if row and row["kind"] == "event":
@@ -189,6 +208,10 @@ def pull(con, ln, since_all=False):
                 elif kind == "summary" and isinstance(data, dict) and data.get("kind") == "exercise":
                     add_session(con, dev_id, data)
                     n["sessions"] += 1
+            if kind == "security" and isinstance(data, dict) and is_tamper(data):
+                n["tamper"].append(data)
+            if kind == "technical" and isinstance(data, dict) and ("raised" in data or "crash" in data):
+                n["technical"].append(data.get("raised") or "crash: %s" % data.get("crash"))
             con.execute("INSERT OR IGNORE INTO device_record(device_id, seq, kind, t, data) "
                         "VALUES (?,?,?,?,?)", (dev_id, r["seq"], kind, r["t"],
                                                json.dumps(data, sort_keys=True)))
@@ -229,3 +252,9 @@ def cmd_sync(args):
                             n["summaries"], n["sessions"],
                             ", %d corrupt skipped" % n["corrupt"] if n["corrupt"] else "",
                             gap_line(n["gaps"])))
+    if n["tamper"]:
+        print("TAMPER ATTEMPTS: %d refused or suspicious security events:" % len(n["tamper"]))
+        for d in n["tamper"][:20]:
+            print("  " + tamper_text(d))
+    if n["technical"]:
+        print("technical alarms raised: %s" % ", ".join(n["technical"][:20]))
