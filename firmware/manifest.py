@@ -16,7 +16,7 @@ include("$(PORT_DIR)/boards/manifest.py")
 # device-only modules: firmware/
 for _m in ("app", "alarm", "ads131m04", "auth", "board", "cmds", "config", "detect", "dsp",
            "flashlog", "hal", "hal_esp32", "hx711", "imufall", "lsm6dso", "rawpart",
-           "retighten_dev"):
+           "retighten_dev", "supervisor", "slotstore", "rv3028", "battery"):
     module(_m + ".py", opt=1)
 
 # the shared layer: common/oimon_common, as the package oimon_common

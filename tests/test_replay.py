@@ -137,10 +137,10 @@ def test_replay_cli_json_and_config(recs, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [e["kind"] for e in out["events"]] == ["overload_start", "overload_end"]
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"limits": {"comp": 30000}}))
+    cfg.write_text(json.dumps({"limits": {"comp": 20000}}))
     assert main(["sim", "replay", str(recs["overload"]), "--config", str(cfg)]) == 0
     text = capsys.readouterr().out
-    assert "comp 3000 N" in text and "no events" in text
+    assert "comp 2000 N" in text and "no events" in text
 
 
 @pytest.mark.parametrize("what, msg", [

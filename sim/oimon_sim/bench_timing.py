@@ -34,8 +34,10 @@ TODAY = {"env": {"OIMON_UART_MIRROR": 1, "OIMON_CDC_TIMEOUT_MS": 500, "OIMON_ADC
 OURS = {"env": {}, "plan": {}}
 
 
-def run_plan(plan, storage=None, raw=None, heapsize=BOARD_HEAP, timeout=600, **env):
-    """Run the firmware for plan["duration"] model seconds; returns the script's figures."""
+def run_plan(plan, storage=None, raw=None, heapsize=None, timeout=600, **env):
+    """Run the firmware for plan["duration"] model seconds; returns the script's figures.
+    heapsize: default the frozen production image's heap (mp.frozen_heap())."""
+    heapsize = heapsize or mp.frozen_heap()
     with tempfile.TemporaryDirectory(prefix="oimon-timing-") as tmp:
         st = storage or tmp
         e = {"OIMON_VCLOCK": 1, "OIMON_STORAGE": st}

@@ -27,6 +27,35 @@ def interpreter(bits=32):
 # The board's free MicroPython heap (ESP32-S3-WROOM-1-N8, no PSRAM: hardware/README.md "RAM").
 # run(..., heapsize=BOARD_HEAP) runs the unix port with that heap (-X heapsize=).
 BOARD_HEAP = "261k"
+# The production image freezes the firmware (firmware/manifest.py): its bytecode and native code
+# then live in flash, not in the heap. The unix port cannot freeze, so the timing model gives the
+# heap the board's free heap PLUS the code the .mpy files put in the heap here, less the share a
+# frozen module still keeps in RAM (module dicts, interned names: FROZEN_RAM_PCT, an estimate
+# until measured on a board; docs/timing-model.md).
+FROZEN_RAM_PCT = 20
+_FROZEN_HEAP = []
+_CODE_PROBE = ("import gc\ngc.collect()\na0 = gc.mem_alloc()\n"
+               "import app, supervisor, imufall, lsm6dso, rawpart, slotstore, rv3028, battery\n"
+               "gc.collect()\nprint('CODE', gc.mem_alloc() - a0)\n")
+
+
+def code_in_heap_bytes():
+    """Bytes the firmware's modules take in the heap when loaded from .mpy (measured)."""
+    p = subprocess.run([interpreter(32), "-X", "heapsize=2048k", "-c", _CODE_PROBE],
+                       env=env((), True, True), capture_output=True, text=True, timeout=120)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("CODE ")]
+    if p.returncode or not line:
+        raise RuntimeError("code size probe failed: %s" % (p.stdout + p.stderr)[-500:])
+    return int(line[0].split()[1])
+
+
+def frozen_heap():
+    """-X heapsize= for a run that stands for the frozen production image (see above)."""
+    if not _FROZEN_HEAP:
+        code = code_in_heap_bytes()
+        _FROZEN_HEAP.append("%dk" % (int(BOARD_HEAP.rstrip("k")) +
+                                     code * (100 - FROZEN_RAM_PCT) // 100 // 1024))
+    return _FROZEN_HEAP[0]
 COMPILED = ROOT / "build" / "mpy-x86"
 
 

@@ -1,11 +1,18 @@
 """Provisioning of the virtual device's storage: the calibration a perfect jig would give for
 the simulated sensor (so the device reports the scenario's loads), and raw input from recordings."""
+import hashlib
+import hmac
+import json
+import os
+import struct
 from pathlib import Path
+from zlib import crc32
 
 import numpy as np
 
 from oimon import recording
 from oimon_common import calib
+from oimon_common import settings as S
 from oimon.errors import OimonError
 
 
@@ -34,13 +41,6 @@ def configure(storage, settings, key=None):
     auth.py and firmware/config.py write): the security store (auth.a: counter 0, the key's pin
     if a key is given, a config secret) and config.json with its CRC-32 and HMAC. A config.json
     with a CRC only is "tampered" on the device (phase I). Returns the settings stored."""
-    import hashlib
-    import hmac
-    import json
-    import os
-    import struct
-    from zlib import crc32
-    from oimon_common import settings as S
     storage = Path(storage)
     storage.mkdir(parents=True, exist_ok=True)
     secret = os.urandom(16)

@@ -30,6 +30,10 @@ if plan.get("costfs"):
     gc.collect()
     dev.log = flashlog_littlefs.Log(hal.STORAGE, dev.snip, fs=vfs_cost.CostFS())
     dev.src.restart()                    # that was boot too
+# the collections of boot (the log's recovery tables, gc.collect() in flashlog.Log, before the
+# ADC starts) are boot time, not a pause while sampling: the model's allocation baseline starts
+# here (else vclock charges that drop as a GC pause at its first check, after sampling began)
+CLK._alloc = gc.mem_alloc()
 if plan.get("legacy_stream"):
     dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
 c0 = plan.get("count0", 0)
