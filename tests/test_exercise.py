@@ -345,7 +345,7 @@ def test_live_view_on_the_virtual_device(run, tmp_path):
     # a line drawn during a ramp in or out of the hold may show the zone of up to the 40 ms dwell
     # earlier (the zone is the device's, the number the newest sample): most lines, not all
     inside = [17.5 < h < 22.5 for h in held]
-    assert held and sum(inside) >= 0.9 * len(held), held
+    assert held and len(held) - sum(inside) <= 2, held       # at most a ramp in and a ramp out
     summary = lines[-1]
     assert summary.startswith("live view:")
     in_pct = int(summary.split("in band ")[1].split("%")[0])
