@@ -7,6 +7,7 @@ os.putenv("OIMON_STORAGE", _DIR)
 os.putenv("OIMON_DEVICE_ID", "SIM-TEST")
 
 import json  # noqa: E402
+import fwtest  # noqa: E402
 import struct  # noqa: E402
 import hal  # noqa: E402
 from oimon_common import protocol as P  # noqa: E402
@@ -22,15 +23,7 @@ KEY = bytes(range(1, 33))
 
 
 def _clean():
-    for sub in ("/log", ""):
-        try:
-            for n in os.listdir(_DIR + sub):
-                try:
-                    os.remove(_DIR + sub + "/" + n)
-                except OSError:
-                    pass
-        except OSError:
-            pass
+    fwtest.clean(_DIR)
 
 
 class Tx:

@@ -1,7 +1,7 @@
-import gc
 # Issue 12 on the i386 MicroPython: the supervisor (boot self-test, technical alarms, watchdog fed
 # from the sampling loop, top-level handler), the fail-safe configuration, the security store
 # (counter durable before acting, key pin, physical reset), RTC and battery drivers.
+import gc
 import os
 
 _DIR = "/tmp/oimon-mpsup-%d" % (os.urandom(1)[0] * 256 + os.urandom(1)[0])
@@ -9,6 +9,7 @@ os.putenv("OIMON_STORAGE", _DIR)
 os.putenv("OIMON_DEVICE_ID", "SIM-SUP")
 
 import json  # noqa: E402
+import fwtest  # noqa: E402
 import struct  # noqa: E402
 import hal  # noqa: E402
 from oimon_common import protocol as P  # noqa: E402
@@ -26,15 +27,7 @@ KEY = bytes(range(7, 39))
 
 
 def _clean():
-    for sub in ("/log", ""):
-        try:
-            for n in os.listdir(_DIR + sub):
-                try:
-                    os.remove(_DIR + sub + "/" + n)
-                except OSError:
-                    pass
-        except OSError:
-            pass
+    fwtest.clean(_DIR)
 
 
 def _key(k=KEY):
