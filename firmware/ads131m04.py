@@ -181,6 +181,7 @@ class ADS131M04:
         self.boot_lost = 0       # lost before restart() (the main loop's start)
         self.crc_errors = 0      # frames dropped because their CRC did not match
         self.stale = 0           # DRDY handler calls that found no new data (not a loss)
+        self.peak = 0            # most samples ever waiting in the ring (loop latency, health)
         self.samples = 0         # samples stored in the ring (wraps at 2**30)
         self.gap = 0             # samples lost just before the one read() returned last
         self.status = 0          # STATUS word of the last data frame
@@ -313,6 +314,7 @@ class ADS131M04:
         self._tg_ok = False
         self.boot_lost = self.overruns       # before monitoring began (boot), not in overruns
         self.overruns = 0
+        self.peak = 0
 
     def stop(self):
         if self._running:
@@ -397,6 +399,11 @@ class ADS131M04:
             self._lose(1)
             return
         _decode(rx, self._ring, 4 * h)
+        d = h - self._tail               # samples waiting before this one: the high-water mark
+        if d < 0:                        # tells how close the loop came to losing samples
+            d += self._n
+        if d > self.peak:
+            self.peak = d
         g = self._pend
         self._gap[h] = g if g < 0xFFFF else 0xFFFF
         self._pend = 0

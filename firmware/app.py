@@ -26,6 +26,7 @@ _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
 _M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
 _CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
+_EX_MASK = const(3)                  # Exercise.step on every 4th sample
 _TX_SLOW_MS = const(10)         # a stream write that waited this long: the host is not
                                 # reading (our image gives up after 5 ms per 64-byte packet;
                                 # MicroPython's stdout write also says how much it took)
@@ -91,6 +92,7 @@ class Device:
         # ring (512 samples) would overflow if it already ran (docs/device-log.md); the
         # supervisor hands a make_src that turns a failed ADC into a FailedSensor
         self.log = flashlog.Log(hal.STORAGE)
+        self.log.reader_window()             # C_LOG's window, made now: a sync allocates nothing
         if src is None:
             src = make_src() if make_src is not None else hal.sensor()
         self.src = src
@@ -132,6 +134,7 @@ class Device:
         self.batch_max = self.cfg["stream_batch"]
         self.batch_first = 0
         self.events = []                     # events not yet sent (also logged)
+        self.logrd = [0] * cmds.LR_SIZE      # the C_LOG read in progress (cmds.log_step)
         self.snip = flashlog.Snippet(self.rate)     # fed per sample: self.snip.push(out)
         self.log.snip = self.snip
         self.retighten_due = False           # the low-priority reminder (alarm wiring reads it)
@@ -198,7 +201,10 @@ class Device:
         ev = self._dk(self._dt)              # = self.det.step(out)
         if ev:
             self.on_event(ev)
-        if self.exercise.active:
+        if self.exercise.active and not self.count & _EX_MASK:
+            # every 4th sample (4 ms): a zone must hold 40 ms (exercise.DWELL_MS) and the
+            # session's times come from ticks_ms, so this is the same session at a quarter of
+            # the CPU (a live view streams meanwhile: docs/benchmarks.md "Timing model")
             z = self.exercise.step(out[0], hal.ticks_ms())
             if z:
                 self.alarm.cue(min(z, exercise.ZONE_OVER) - 1)   # CUE_UNDER/IN/OVER = 0/1/2
@@ -325,9 +331,9 @@ class Device:
         if self._drop_first >= 0:
             # the gap record goes first; it uses the payload buffer: keep the batch's samples
             per = P.SAMPLE_BYTES if self.stream == _STREAM_CAL else P.RAW_BYTES
-            self._gapsave[:per * n] = self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n]
+            flashlog.blit(self._gapsave, 0, self.enc.payload, P.SAMPLE_HDR, per * n)  # no slices
             self._flush_drops()
-            self.enc.payload[P.SAMPLE_HDR:P.SAMPLE_HDR + per * n] = self._gapsave[:per * n]
+            flashlog.blit(self.enc.payload, P.SAMPLE_HDR, self._gapsave, 0, per * n)
             if not self._tx_ok():
                 self._drop(self.batch_first, n)
                 return
@@ -547,6 +553,8 @@ class Device:
         self._tare_finish()
         if self._glog_n:
             self._log_gaps()
+        if self.logrd[0]:
+            cmds.log_step(self)              # one T_LOG chunk or one reader step per pass
         self.log.service()
         self.reminder.check(self)
         self._service_outputs(hal.ticks_ms())

@@ -9,6 +9,7 @@
 # a lost/corrupt/tampered configuration refuses signed commands but C_REPROVISION and C_MAINT;
 # the replay counter is stored (auth.Auth.accept) before a command acts, and nothing changes in
 # RAM unless its file was written.
+from micropython import const
 import json
 import os
 import binascii
@@ -237,41 +238,96 @@ def _c_stream(dev, a):
     return None, None
 
 
+# dev.logrd: the C_LOG read in progress (a list made once by the Device)
+_LR_ON = const(0)
+_LR_SEQ = const(1)        # record being sent (0: none)
+_LR_OFF = const(2)        # bytes of it sent
+_LR_N = const(3)          # records sent
+_LR_BYTES = const(4)
+_LR_MAX = const(5)
+_LR_T = const(6)          # ticks_ms of the last progress
+LR_SIZE = const(7)
+LOG_STALL_MS = const(10000)   # a host that takes nothing for this long: the read is given up
+
+
 def _c_log(dev, a):
+    # The read runs in bounded steps from the main loop (log_step, one T_LOG chunk or one reader
+    # step per pass): sampling and detection go on during a sync of any size; the answer goes
+    # out when the read ends.
     since = a.get("since", 0)
     mx = a.get("max", LOG_MAX)
     if not _is_int(since) or since < 0 or not _is_int(mx) or not 1 <= mx <= 1 << 20:
         return _err(P.S_BAD_REQUEST, "since must be a sequence number >= 0, max 1..1048576")
-    enc = dev.enc
-    chunk = enc.max_payload - P.LOG_HDR
-    sent = [0, 0]
+    lr = dev.logrd
+    if lr[_LR_ON]:
+        return _err(P.S_BUSY, "a log read is in progress")
+    dev.log.read_start(since, mx, True)
+    lr[_LR_ON] = 1
+    lr[_LR_SEQ] = lr[_LR_OFF] = lr[_LR_N] = lr[_LR_BYTES] = 0
+    lr[_LR_MAX] = mx
+    lr[_LR_T] = hal.ticks_ms()
+    return None, None
 
-    def cb(buf, off, ln, seq):
-        o = 0
-        while o < ln:
-            k = min(chunk, ln - o)
-            pl = enc.payload
-            pl[0] = seq & 0xFF
-            pl[1] = (seq >> 8) & 0xFF
-            pl[2] = (seq >> 16) & 0xFF
-            pl[3] = (seq >> 24) & 0xFF
-            pl[4] = ln & 0xFF
-            pl[5] = ln >> 8
-            pl[6] = o & 0xFF
-            pl[7] = o >> 8
-            pl[P.LOG_HDR:P.LOG_HDR + k] = buf[off + o:off + o + k]
-            dev.tx.write(enc.finish(P.T_LOG, P.LOG_HDR + k))
-            o += k
-        sent[0] += 1
-        sent[1] += ln
 
-    if dev.stream and dev.batch_n:
-        dev._batch_send()
-    last = dev.log.read(since, cb, mx)
-    top = dev.log.horizon()             # records still in RAM (or an event's snippet) wait
-    return P.S_OK, {"records": sent[0], "bytes": sent[1], "last": last, "seq": dev.log.seq,
-                    "more": sent[1] >= mx and last < top, "pending": dev.log.seq - top,
-                    "corrupt": dev.log.corrupt, "lost": dev.log.lost()}
+
+
+def log_step(dev):
+    """One bounded step of the C_LOG read (idle()): send one T_LOG chunk of the record being
+    sent, or take one reader step. A host that holds the port without reading: the chunk waits
+    (nothing dropped: a chunk cut short is sent again, the host ignores a repeat); after
+    LOG_STALL_MS without progress the read is given up."""
+    lr = dev.logrd
+    log = dev.log
+    now = hal.ticks_ms()
+    seq = lr[_LR_SEQ]
+    if seq:
+        if not dev._tx_ok():
+            if hal.ticks_diff(now, lr[_LR_T]) > LOG_STALL_MS:
+                log.read_stop()
+                lr[_LR_ON] = 0
+            return
+        if dev.stream and dev.batch_n:
+            dev._batch_send()                # the payload buffer is the batch's until then
+        ln = log.rlen
+        o = lr[_LR_OFF]
+        k = dev.enc.max_payload - P.LOG_HDR
+        if ln - o < k:
+            k = ln - o
+        pl = dev.enc.payload
+        pl[0] = seq & 0xFF
+        pl[1] = (seq >> 8) & 0xFF
+        pl[2] = (seq >> 16) & 0xFF
+        pl[3] = (seq >> 24) & 0xFF
+        pl[4] = ln & 0xFF
+        pl[5] = ln >> 8
+        pl[6] = o & 0xFF
+        pl[7] = o >> 8
+        flashlog.blit(pl, P.LOG_HDR, log._rwin, o, k)
+        if not dev._tx(P.T_LOG, P.LOG_HDR + k):
+            return                           # cut short (or slow): this chunk again later
+        lr[_LR_T] = now
+        o += k
+        if o < ln:
+            lr[_LR_OFF] = o
+            return
+        lr[_LR_SEQ] = 0
+        lr[_LR_N] += 1
+        lr[_LR_BYTES] += ln
+        return
+    s = log.read_step()
+    if s > 0:
+        lr[_LR_SEQ] = s
+        lr[_LR_OFF] = 0
+        return
+    if s < 0:
+        return
+    lr[_LR_ON] = 0
+    last = log.read_last
+    top = log.horizon()                  # records still in RAM (or an event's snippet) wait
+    dev.respond(P.C_LOG, P.S_OK, {"records": lr[_LR_N], "bytes": lr[_LR_BYTES], "last": last,
+                                  "seq": log.seq, "more": lr[_LR_BYTES] >= lr[_LR_MAX] and last < top,
+                                  "pending": log.seq - top, "corrupt": log.corrupt,
+                                  "lost": log.lost()})
 
 
 def _c_ack(dev, a):

@@ -26,11 +26,6 @@ from micropython import const
 import hal
 from oimon_common import protocol as P
 
-try:
-    from binascii import crc32 as _crc32
-except ImportError:  # pragma: no cover
-    from zlib import crc32 as _crc32
-
 K_EVENT = P.K_EVENT
 K_SUMMARY = P.K_SUMMARY
 K_ALARM = P.K_ALARM
@@ -143,6 +138,9 @@ def _copy(dst, doff: int, src, soff: int, n: int):
     while i < n:
         d[doff + i] = s[soff + i]
         i += 1
+
+
+blit = _copy                   # blit(dst, doff, src, soff, n): the same copy, for the commands
 
 
 @micropython.viper
@@ -392,12 +390,28 @@ class Log:
         self._hb = bytearray(HDR)
         self._hb20 = memoryview(self._hb)[0:20]
         self._h3 = bytearray(3)
-        self._c4 = bytearray(4)
+        self._rb = bytearray(WBUF)               # the fragment being read (data + CRC)
         self._win = None                         # reader window if the queue has no room
         self._qwin = None                        # the queue's free end as the reader window
         self._qwin_at = -1
         self._sp = 0                             # reader: where the last record found starts
         self._so = 0
+        # the stepwise reader (read_start / read_step: C_LOG, one record per main-loop pass);
+        # its state is made here, so that a read allocates nothing
+        self.reading = False
+        self._rwin = None                        # its window (reader_window(): made once)
+        self._rown = None
+        self._rcur = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]   # per ring: run index, offset, last seq
+        self._rpeek = [0, 0, 0]                  # per ring: seq of its next record (0: none)
+        self._rsp = [0, 0, 0]                    # per ring: where that record starts
+        self._rso = [0, 0, 0]
+        self._rtmp = [0, 0, 0]
+        self._rinit = 3
+        self._rbest = -1
+        self._rs = 0
+        self._rtop = self._rfloor = self._rsince = self._rsent = self._rmax = 0
+        self.read_last = 0                       # seq of the last record a read returned
+        self.rlen = 0                            # length of the record read_step returned
         self._hold = 0                           # seq of an event whose snippet is capturing
         self._snip_seq = 0                       # the seq reserved for that snippet
         self._snip_prio = 0
@@ -424,6 +438,7 @@ class Log:
             bs = BLOCK
         if bs != BLOCK or not nb or nb < 6:
             nb = 0
+        self._pbytes = nb * BLOCK
         lay = rings or (layout(nb) if nb else (0, 0, 0))
         self.rings = []
         base = 0
@@ -473,14 +488,16 @@ class Log:
             return 0
         if _all_ff(hb, HDR):
             return 2
-        m, rid, ver, _x, gen, fs = struct.unpack_from("<IBBHII", hb, 0)
-        if m != MAGIC or rid != r.id or ver != VER:
+        # "<IBBHII" by hand: magic | ring | ver | 0xFFFF | gen | first_seq (no tuple, no big int)
+        m = hb[0] | (hb[1] << 8) | (hb[2] << 16) | (hb[3] << 24)
+        if m != MAGIC or hb[4] != r.id or hb[5] != VER:
             return 0
-        c = hb[16] | (hb[17] << 8) | (hb[18] << 16) | (hb[19] << 24)
-        if c != _crc32(memoryview(hb)[0:16]) & 0xFFFFFFFF:
+        P.crc_start()
+        P.crc_feed(hb, 0, 16)
+        if not P.crc_match(hb, 16):
             return 0
-        self._hg = gen
-        self._hs = fs
+        self._hg = hb[8] | (hb[9] << 8) | (hb[10] << 16) | (hb[11] << 24)
+        self._hs = hb[12] | (hb[13] << 8) | (hb[14] << 16) | (hb[15] << 24)
         return 1 if hb[20] == 0xFF else 3
 
     def _frag(self, r, k, o, dst, doff):
@@ -501,16 +518,23 @@ class Log:
             return -1
         if dst is None or doff + fl > len(dst):
             return -1
-        mv = memoryview(dst)[doff:doff + fl]
-        c4 = self._c4
+        # data and CRC in one read into the reader's fragment buffer (a fragment is at most
+        # WBUF bytes), checked, then copied into dst: no view, no big int. Only at the very end
+        # of the partition is a shorter read (a view) needed.
+        rb = self._rb
         try:
-            self._read(r, k, mv, o + 3)
-            self._read(r, k, c4, o + 3 + fl)
+            if (r.base + k) * BLOCK + o + 3 + WBUF <= self._pbytes:
+                self._read(r, k, rb, o + 3)
+            else:
+                self._read(r, k, memoryview(rb)[0:fl + 4], o + 3)
         except OSError:
             return -1
-        c = c4[0] | (c4[1] << 8) | (c4[2] << 16) | (c4[3] << 24)
-        if c != _crc32(mv, _crc32(h)) & 0xFFFFFFFF:
+        P.crc_start()
+        P.crc_feed(h, 0, 3)
+        P.crc_feed(rb, 0, fl)
+        if not P.crc_match(rb, fl):
             return -1
+        _copy(dst, doff, rb, 0, fl)
         self._fl = fl
         return ft
 
@@ -976,7 +1000,7 @@ class Log:
             if not r.n or r.nfree >= r.reserve:
                 continue
             if not r.dirty():
-                if r.used <= 1:
+                if r.used <= 1 or self.reading:   # a read holds run indexes: rotate after it
                     continue
                 r.used -= 1                       # rotation: the oldest block goes
             k = (r.head + 1 + r.nfree) % r.n
@@ -1077,8 +1101,8 @@ class Log:
                 self._bs = bs
             o = c[1]
             h = self._h3
-            if o + FOVH + 1 > BLOCK:
-                ft = 0
+            if o + FOVH + 1 > BLOCK or (c[0] == r.used - 1 and o >= r.wo):
+                ft = 0                             # (past r.wo: being programmed, not durable)
             else:
                 try:
                     self._read(r, k, h, o)
@@ -1146,58 +1170,111 @@ class Log:
                 return s
         return 0
 
-    def read(self, since, fn, max_bytes=0):
-        """fn(buf, off, length, seq) for every durable record with seq > since, in seq order (a
-        merge of the rings), up to the horizon (nothing in RAM is returned). Stops after
-        max_bytes (0 = no limit). Work: a binary search per ring (log2 of its blocks header
-        reads), at most one block of records skipped per ring, then each record read twice
-        (peek for the merge, then deliver: 3 reads per fragment). Returns the seq of the last record
-        passed to fn (or `since`)."""
-        win = self._window()
-        top = self.horizon()
+    def reader_window(self):
+        """The stepwise reader's own WINDOW bytes (appends go on between its steps, so the
+        queue's free end cannot serve): made once, at boot (Device) or at the first read."""
+        if self._rown is None:
+            self._rown = bytearray(WINDOW)
+        return self._rown
+
+    def read_start(self, since, max_bytes=0, own=False):
+        """Begin a read of every durable record with seq > since, in seq order (a merge of the
+        rings), up to the horizon now, stopping after max_bytes (0 = no limit); read_step()
+        does it one bounded step at a time. own: use reader_window() (the main loop runs
+        between steps); else the queue's free end (read() runs it to the end at once).
+        Work: a binary search per ring (log2 of its blocks header reads), at most one block of
+        records skipped per ring, then each record read twice (peek for the merge, then
+        deliver). While a read is open no block rotates out (erases of dirty blocks go on)."""
+        self._rwin = self.reader_window() if own else self._window()
+        self._rtop = self.horizon()
         floor = 0
         jr = self.rings[R_JOURNAL]
         if jr.used and self._header(jr, jr.pos(0)) == 1:
             floor = self._hs                       # snippets older than the journal: dropped
-        curs = []
-        peek = []
-        starts = []
-        for r in self.rings:
-            if not r.used:
-                curs.append(None)
-                peek.append(0)
-                starts.append(None)
-                continue
-            c = [self._seek(r, since), 0, 0]
-            curs.append(c)
-            peek.append(self._next(r, c, since, win))
-            starts.append((self._sp, self._so))
-        sent = 0
-        last = since
+        self._rfloor = floor
+        self._rsince = since
+        self.read_last = since
+        self._rsent = 0
+        self._rmax = max_bytes
+        self._rinit = 0
+        self._rbest = -1
+        self.reading = True
+
+    def read_stop(self):
+        self.reading = False
+        self._rbest = -1
+
+    def read_step(self):
+        """One step: > 0 = the seq of a record now in self._rwin[0:self.rlen] (valid until the
+        next step); -1 = work done, no record yet (call again); 0 = the read is over
+        (read_last = the last seq returned, or since). A step reads at most two records."""
+        if not self.reading:
+            return 0
+        win = self._rwin
+        if self._rinit < 3:                        # first: each ring's first record after since
+            i = self._rinit
+            self._rinit = i + 1
+            r = self.rings[i]
+            if r.used:
+                c = self._rcur[i]
+                c[0] = self._seek(r, self._rsince)
+                c[1] = 0
+                c[2] = 0
+                self._rpeek[i] = self._next(r, c, self._rsince, win)
+                self._rsp[i] = self._sp
+                self._rso[i] = self._so
+            else:
+                self._rpeek[i] = 0
+            return -1
+        b = self._rbest
+        if b >= 0:                                 # past the record returned last
+            self._rbest = -1
+            self._rpeek[b] = self._next(self.rings[b], self._rcur[b], self._rs, win)
+            self._rsp[b] = self._sp
+            self._rso[b] = self._so
+            if self._rmax and self._rsent >= self._rmax:
+                self.reading = False
+                return 0
+            return -1
+        peek = self._rpeek
+        top = self._rtop
+        best = -1
+        for i in range(3):
+            p = peek[i]
+            if p and p <= top and (best < 0 or p < peek[best]):
+                best = i
+        if best < 0:
+            self.reading = False
+            return 0
+        s = peek[best]
+        self._rbest = best
+        self._rs = s
+        if s > self.read_last:
+            # read it again (the other rings' peeks used the window): from where it starts
+            t = self._rtmp
+            t[0] = self._rsp[best]
+            t[1] = self._rso[best]
+            t[2] = s - 1
+            ok = self._next(self.rings[best], t, s - 1, win) == s
+            fl = self._rfloor
+            if ok and not (best != R_JOURNAL and fl and s < fl):
+                self._rsent += self._rl
+                self.read_last = s
+                self.rlen = self._rl
+                return s
+        return -1
+
+    def read(self, since, fn, max_bytes=0):
+        """fn(buf, off, length, seq) for every durable record with seq > since, at once (see
+        read_start); returns the seq of the last record passed to fn (or `since`)."""
+        self.read_start(since, max_bytes)
         while True:
-            best = -1
-            for i in range(3):
-                p = peek[i]
-                if p and p <= top and (best < 0 or p < peek[best]):
-                    best = i
-            if best < 0:
+            s = self.read_step()
+            if s > 0:
+                fn(self._rwin, 0, self.rlen, s)
+            elif s == 0:
                 break
-            r = self.rings[best]
-            s = peek[best]
-            # re-read the record: step back is not possible, so peek again from a copy
-            c = curs[best]
-            if s > last:
-                sp, so = starts[best]
-                ok = self._next(r, [sp, so, s - 1], s - 1, win) == s     # read it again
-                if ok and not (best != R_JOURNAL and floor and s < floor):
-                    fn(win, 0, self._rl, s)
-                    sent += self._rl
-                    last = s
-            peek[best] = self._next(r, c, s, win)
-            starts[best] = (self._sp, self._so)
-            if max_bytes and sent >= max_bytes:
-                break
-        return last
+        return self.read_last
 
     def since(self, seq):
         """[(seq, kind, t, payload bytes)] of the records after seq (tests, small logs): syncs

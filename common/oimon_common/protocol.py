@@ -128,6 +128,53 @@ def crc_put(buf, start, end):
     _crc_put(buf, start, end, _CRC_TAB)
 
 
+# A CRC-32 over several pieces, checked against a stored one, with no allocation on the device
+# (a 32-bit CRC is a big int on the 32-bit port): crc_start(); crc_feed(buf, a, b) ...;
+# crc_match(ref, off) -> the CRC equals the u32 LE at ref[off:off+4]. One running CRC (the
+# main loop's; never used from an interrupt).
+_CST = array("I", [0])
+if _MP:
+    @micropython.viper
+    def _crc_acc(buf, start: int, end: int, tab, st):
+        p = ptr8(buf)
+        t = ptr32(tab)
+        s = ptr32(st)
+        c = uint(s[0])
+        i = start
+        while i < end:
+            c = uint(t[(c ^ uint(p[i])) & 0xFF]) ^ (c >> 8)
+            i += 1
+        s[0] = c
+
+    @micropython.viper
+    def _crc_eq(st, ref, off: int) -> int:
+        s = ptr32(st)
+        r = ptr8(ref)
+        c = uint(s[0]) ^ (uint(0) - uint(1))
+        v = uint(r[off]) | (uint(r[off + 1]) << 8) | (uint(r[off + 2]) << 16) | (uint(r[off + 3]) << 24)
+        if c == v:
+            return 1
+        return 0
+
+    def crc_start():
+        _CST[0] = 0xFFFFFFFF
+
+    def crc_feed(buf, start, end):
+        _crc_acc(buf, start, end, _CRC_TAB, _CST)
+
+    def crc_match(ref, off):
+        return _crc_eq(_CST, ref, off) == 1
+else:
+    def crc_start():
+        _CST[0] = 0
+
+    def crc_feed(buf, start, end):
+        _CST[0] = crc32(bytes(buf[start:end]), _CST[0]) & 0xFFFFFFFF
+
+    def crc_match(ref, off):
+        return _CST[0] == int.from_bytes(bytes(ref[off:off + 4]), "little")
+
+
 if _MP:
     @micropython.viper
     def put_cal(buf, off: int, a: int, b: int, c: int):
@@ -333,8 +380,7 @@ class Decoder:
             return None
         b = self._body
         end = m - TRAILER
-        c = b[end] | (b[end + 1] << 8) | (b[end + 2] << 16) | (b[end + 3] << 24)
-        if c != (crc32(memoryview(b)[:end]) & 0xFFFFFFFF):
+        if not _crc_ok(b, end):
             self.bad += 1
             return None
         if b[0] != VERSION:          # a sound frame of another protocol version: say which
@@ -473,6 +519,16 @@ KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG
               K_LOST: "lost"}
 
 
+def _crc_ok(b, end):
+    # the CRC-32 of b[0:end] equals the u32 LE at b[end:end+4]
+    if _MP:
+        crc_start()                  # no view, no big int on the device
+        crc_feed(b, 0, end)
+        return crc_match(b, end)
+    c = b[end] | (b[end + 1] << 8) | (b[end + 2] << 16) | (b[end + 3] << 24)
+    return c == (crc32(memoryview(b)[:end]) & 0xFFFFFFFF)
+
+
 def rec_check(buf, off, n):
     """Is there a valid record at buf[off:n]? Returns its total length, 0 if buf ends inside a
     plausible record (need more bytes), -1 if the bytes at off are not a valid record."""
@@ -487,8 +543,13 @@ def rec_check(buf, off, n):
     end = off + REC_HDR + ln
     if end + REC_TRL > n:
         return 0
-    c = buf[end] | (buf[end + 1] << 8) | (buf[end + 2] << 16) | (buf[end + 3] << 24)
-    if c != crc32(memoryview(buf)[off:end]) & 0xFFFFFFFF:
+    if _MP:
+        crc_start()
+        crc_feed(buf, off, end)
+        if not crc_match(buf, end):
+            return -1
+    elif buf[end] | (buf[end + 1] << 8) | (buf[end + 2] << 16) | (buf[end + 3] << 24) != \
+            crc32(memoryview(buf)[off:end]) & 0xFFFFFFFF:
         return -1
     return REC_HDR + ln + REC_TRL
 

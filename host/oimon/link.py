@@ -188,6 +188,9 @@ class Link:
         deadline = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < deadline:
             frames = self.read_frames()
+            if cmd == P.C_LOG and any(f[0] == P.T_LOG for f in frames):
+                # the device answers C_LOG when its read ends; records coming in are progress
+                deadline = max(deadline, time.monotonic() + (timeout or self.timeout))
             for i, (ftype, seq, pl) in enumerate(frames):
                 if ftype == P.T_RESP and len(pl) >= 2 and pl[0] == cmd:
                     try:
@@ -233,7 +236,7 @@ class Link:
         return self.command(cmd, payload=A.sign(key, dev_id, counter, cmd, body, nonce),
                             timeout=timeout)
 
-    def read_log(self, since=0, max_bytes=16384, timeout=None):
+    def read_log(self, since=0, max_bytes=65536, timeout=None):
         """The device log's records after `since` (C_LOG, repeated while the device has more):
         (records, stats); each record a dict (seq, kind, kind_name, t, payload bytes) checked by
         its CRC. Corrupt or incomplete ones are counted in stats["corrupt"], never returned."""
@@ -256,6 +259,8 @@ class Link:
                     stats["corrupt"] += 1
                     continue
                 buf = parts.setdefault(rs, bytearray())
+                if off < len(buf) and off + len(chunk) <= len(buf) and buf[off:off + len(chunk)] == chunk:
+                    continue                 # a chunk sent again (the first was cut short)
                 if off != len(buf):
                     stats["corrupt"] += 1
                     parts.pop(rs, None)

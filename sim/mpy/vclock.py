@@ -33,6 +33,36 @@ CDC_TIMEOUT_MS_STOCK = const(500)  # MICROPY_HW_USB_CDC_TX_TIMEOUT (shared/tinyu
 CDC_TIMEOUT_MS_OURS = const(5)     # our board image (hardware/README.md "Board image")
 CDC_BYTES_PER_MS = const(1000)  # a reading host drains full-speed bulk at ~1 MB/s
 _M30 = const(0x3FFFFFFF)
+# The i386 time of a reference workload (_ref_work) measured beside I386_PYSTONE on the same
+# machine, unloaded: the model re-measures it every REF_EVERY check points and scales
+# interpreter time by REF_I386_US / now (median of the last 5), so that a host slowed by load
+# (a busy sibling hyperthread, a slower CI machine) does not make the firmware look slower.
+REF_I386_US = const(388)
+REF_EVERY = const(20000)
+
+
+class _RefObj:
+    def __init__(self):
+        self.v = 0
+        self.t = [0, 1, 2, 3, 4, 5, 6, 7]
+
+    def m(self, i):
+        return i & 3
+
+
+def _ref_work(o, n):
+    # a fixed bytecode mix like the firmware's: attributes, list items, small-int arithmetic,
+    # method calls, comparisons
+    t = o.t
+    a = 0
+    for i in range(n):
+        a = (a + i * 3) & 0xFFFF
+        k = i & 7
+        t[k] = t[k] + a
+        if t[k] > 100000:
+            t[k] = 0
+        o.v += o.m(i)
+    return a
 
 
 def _env(name, default):
@@ -45,7 +75,17 @@ class Clock:
         mhz = _env("OIMON_CPU_MHZ", 240)
         self.mhz = mhz
         # esp_us = i386_us * scale16 / 16 (kept small: intervals are capped)
-        self.scale16 = _env("OIMON_VCLOCK_SCALE16", 16 * I386_PYSTONE * 240 // (ESP_PYSTONE_240 * mhz))
+        self.scale16_nom = 16 * I386_PYSTONE * 240 // (ESP_PYSTONE_240 * mhz)
+        self.scale16 = _env("OIMON_VCLOCK_SCALE16", self.scale16_nom)
+        self.adapt = not os.getenv("OIMON_VCLOCK_SCALE16") and _env("OIMON_VCLOCK_ADAPT", 1)
+        self.ref_nom = _env("OIMON_VCLOCK_REF_US", REF_I386_US)
+        self._refs = [0] * 5
+        self._rsort = [0] * 5
+        self._ref_i = 0
+        self._ref_n = 0
+        self._ref_obj = _RefObj()
+        self._ref_k = 0
+        self.ref_us = 0          # the reference workload's i386 time now (median), 0: not yet
         self.heap_kib = _env("OIMON_BOARD_HEAP_KIB", 261)
         self.psram = _env("OIMON_BOARD_PSRAM", 0)
         self.uart_mirror = _env("OIMON_UART_MIRROR", 0)      # 1 = stock ESP32_GENERIC_S3 image
@@ -64,6 +104,7 @@ class Clock:
         self.gcs = 0             # collections seen (sentinel)
         self._gcs_seen = 0
         self.gc_pauses = 0
+        self.alloc_bytes = 0        # bytes allocated between collections, seen at check points
         self.handler_us = 0      # interpreter time spent in DRDY handlers
         self.adc = None
         self.link = None
@@ -73,6 +114,9 @@ class Clock:
         self.excl = 0            # i386 us of model code inside a handler (not firmware time)
         self._cpu_init()
         self._calibrate()
+        if self.adapt:
+            for _ in range(5):
+                self._reref()
         self._last = self._cpu()
         self._k = 0
         self._alloc = gc.mem_alloc()
@@ -114,6 +158,39 @@ class Clock:
         self.depth = 0
         self.call_i386 = best // 200      # i386 us (0 or 1 on a fast machine)
         self.call_i386_x8 = best * 8 // 200
+
+    def ref_once(self):
+        """i386 us of one run of the reference workload now (bench: docs/timing-model.md)."""
+        c0 = self._cpu()
+        _ref_work(self._ref_obj, 2000)
+        return (self._cpu() - c0) & _M30
+
+    def _reref(self):
+        # re-measure the host's speed; scale16 = nominal * REF_I386_US / median of the last 5
+        self._refs[self._ref_i] = self.ref_once()
+        self._ref_i = (self._ref_i + 1) % 5
+        if self._ref_n < 5:
+            self._ref_n += 1
+        w = self._rsort                      # the median, sorted in place (no allocation)
+        n = self._ref_n
+        for i in range(n):
+            w[i] = self._refs[i]
+        for i in range(1, n):
+            x = w[i]
+            j = i - 1
+            while j >= 0 and w[j] > x:
+                w[j + 1] = w[j]
+                j -= 1
+            w[j + 1] = x
+        v = w[n // 2]
+        if v <= 0:
+            return
+        self.ref_us = v
+        if v * 5 < self.ref_nom * 2:         # the factor ref_nom / v, clamped to 0.4 .. 2.5
+            v = self.ref_nom * 2 // 5
+        if v * 2 > self.ref_nom * 5:
+            v = self.ref_nom * 5 // 2
+        self.scale16 = self.scale16_nom * self.ref_nom // v
 
     # --- time ----------------------------------------------------------------------------------
     def _advance(self, dt):
@@ -222,6 +299,11 @@ class Clock:
         if self.adc is not None and self.adc.queued:
             self._deliver()
         self._k += 1
+        if self.adapt:
+            self._ref_k += 1
+            if self._ref_k >= REF_EVERY:
+                self._ref_k = 0
+                self._reref()                     # (its time is not charged: _last below)
         if self._k >= 64:
             # a collection happened if the allocated total fell (user classes have no
             # finalisers in MicroPython; explicit frees of >1 KB are rare): charge the pause
@@ -231,6 +313,8 @@ class Clock:
                 self.gcs += 1
                 self.gc_pauses += 1
                 self._stall_now(self.gc_pause_us())
+            elif a > self._alloc:
+                self.alloc_bytes += a - self._alloc   # what the loop allocates (bench figure)
             self._alloc = a
         self.depth = 0
         self._last = self._cpu()

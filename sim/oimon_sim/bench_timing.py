@@ -10,9 +10,10 @@ firmware's real main loop on the i386 MicroPython port under the virtual clock
     run()                   all of them, today's design next to ours (docs/benchmarks.md)
 
 A day is run as its parts: in steady state a minute loses what every such minute loses, so the
-quiet hours are simulated for QUIET_S and each 20 minutes of streaming (calibrated, raw, a host
-that stops reading for 30 s) for 60 s, scaled to the time they stand for; the 3 syncs and the
-20 event windows (5 each of overload, fall, stumble, sensor fault) run whole. The scaling is in
+quiet hours are simulated for QUIET_S, the two 20-minute exercise sessions for 60 s and each 20
+minutes of streaming (calibrated, raw, a host that stops reading for 30 s) for 60 s, scaled to
+the time they stand for; the 3 syncs (each of a log with SYNC_RECORDS records, from seq 0) and
+the 20 event windows (5 each of overload, fall, stumble, sensor fault) run whole. The scaling is in
 the result (`model_s_simulated`, `model_s_represented`)."""
 import json
 import os
@@ -25,6 +26,12 @@ from oimon_sim import mp
 SCRIPT = mp.ROOT / "sim" / "mpy" / "scripts" / "timing_run.py"
 BOARD_HEAP = mp.BOARD_HEAP   # ESP32-S3-WROOM-1-N8, no PSRAM (hardware/README.md)
 QUIET_S = 60
+# the clinic's phase I plan (oimon exercise plan: 2 x 20 min a day, 5 kg up to the cap)
+EXERCISE_PLAN = {"v": 1, "preset": "2x20", "start_date": "2026-01-05", "body_weight_kg": 75,
+                 "start_kg": 5, "step_kg": 5, "interval_days": 7, "cap_kg": 37.5,
+                 "sessions_per_day": 2, "minutes": 20, "band_pct": 10, "margin_pct": 20}
+EXERCISE_START = [[1, 9, '{"action":"start"}']]     # C_EXERCISE (protocol.C_EXERCISE)
+SYNC_RECORDS = 300        # records in the log a sync reads whole (~80 KB: months of events/days)
 
 # today's design as the issue found it: stock ESP32_GENERIC_S3 image (UART REPL mirror, 500 ms
 # CDC timeout, no flash auto suspend), 64-sample ring, every frame written, flush per log step
@@ -55,8 +62,8 @@ def run_plan(plan, storage=None, raw=None, heapsize=None, timeout=600, **env):
         return json.loads(lines[-1])
 
 
-def scenario_raw(folder, name, duration, seed=0, **params):
-    """Raw counts of a scenario (int32 LE x 4) and a calibration for it in folder."""
+def scenario_raw(folder, name, duration, seed=0, settings=None, **params):
+    """Raw counts of a scenario (int32 LE x 4), a calibration and a configuration for it in folder."""
     from oimon_sim import scenarios, sensor, vdev_setup  # lazy: numpy only for the day bench
     model = sensor.SensorModel()
     raw = Path(folder) / ("%s.raw" % name)
@@ -65,6 +72,9 @@ def scenario_raw(folder, name, duration, seed=0, **params):
                                                     model=model, **params):
             f.write(rows.astype("<i4").tobytes())
     vdev_setup.provision(folder, model)
+    # a clinic-prepared device, as the demo's: configured for full activity (an unconfigured
+    # device runs phase I, the strictest limits, and walking overloads it at every step)
+    vdev_setup.configure(folder, dict({"phase": "full", "body_weight_kg": 75}, **(settings or {})))
     return raw
 
 
@@ -86,9 +96,12 @@ def parts(design):
             r["real_s"] = time.monotonic() - t0
             out.append((label, represents, r))
         # quiet walking/standing: QUIET_S stands for the hours without syncs, events or stream
-        part("quiet", 86400 - 3 * 60 - 20 * 20 - 3600, "walk", QUIET_S)
-        for k in range(3):        # oimon sync: C_LOG while walking
-            part("sync%d" % k, 60, "walk", 60, {"sync": [5, 20, 35]}, seed=k)
+        part("quiet", 86400 - 3 * 60 - 20 * 20 - 3600 - 2 * 1200, "walk", QUIET_S)
+        # phase I exercise: two 20-minute static-loading sessions (started as the patient does)
+        part("exercise", 2 * 1200, "static_loading", 60, {"commands": EXERCISE_START},
+             settings={"exercise_plan": EXERCISE_PLAN})
+        for k in range(3):        # oimon sync of a log with history, from seq 0, while walking
+            part("sync%d" % k, 60, "walk", 60, {"sync": [5], "prefill": SYNC_RECORDS}, seed=k)
         for k, sc in enumerate(["overload", "fall", "stumble", "sensor_fault"]):
             for j in range(5):                               # 4 kinds x 5 of each = 20 events
                 part("event_%s_%d" % (sc, j), 20, sc, 20, seed=10 * k + j)
@@ -106,22 +119,33 @@ def day(design=OURS):
     stall = 0
     sim = rep = 0
     gcs = 0
+    alloc = 0
+    free = 1 << 30
     ev = 0
     detail = {}
     for label, represents, r in ps:
         # steady states scale (quiet hours, each 20 min of streaming); syncs and events run whole
-        k = represents / r["model_s"] if label == "quiet" or label.startswith("stream_") else 1.0
+        k = represents / r["model_s"] if label in ("quiet", "exercise") or label.startswith("stream_") \
+            else 1.0
         lost += r["driver_lost"] * k        # the driver counts every loss (FIFO, CRC, ring)
         stall = max(stall, r["worst_stall_us"])
         gcs += r["gc_pauses"] * k
+        alloc += r["alloc_bytes"] * k
+        free = min(free, r["heap_min_free"])
         ev += r["events"]
         sim += r["model_s"]
         rep += r["model_s"] * k
         detail[label] = {"lost": r["driver_lost"], "fifo_lost": r["conversions_lost_fifo"],
                          "marked": r["app_lost"], "stall_ms": r["worst_stall_us"] / 1000.0,
                          "gc": r["gc_pauses"], "events": r["events"], "dropped_frames": r["tx_dropped"],
+                         "alloc_bytes": r["alloc_bytes"], "ring_peak": r["ring_peak"],
                          "real_s": round(r["real_s"], 1)}
+    # Each part starts from a fresh heap, so a collection that a whole day's allocations would
+    # bring is not seen in any part: the day's allocation against the heap free says how often
+    # one comes (each costs the board GC pause: gc_pause_ms, >= 2 conversions lost)
     return {"samples_lost": int(round(lost)), "worst_stall_ms": stall / 1000.0,
+            "alloc_kib_per_day": round(alloc / 1024.0, 1), "heap_free_min_kib": round(free / 1024.0, 1),
+            "gc_interval_days": round(free / alloc, 2) if alloc else None,
             "gc_pauses": int(round(gcs)), "events": ev, "model_s_simulated": sim,
             "model_s_represented": int(rep), "parts": detail}
 
@@ -146,11 +170,17 @@ def loop_cpu(mhz, design=OURS, duration=60):
 
 
 def heap():
+    """Heap on the board while walking, streaming and syncing a log with history: the unix run
+    has the board's heap plus the code a frozen image keeps in flash (mp.frozen_heap()), so the
+    bytes free are the board's; peak = the board's heap less the least free seen."""
     with tempfile.TemporaryDirectory(prefix="oimon-heap-") as tmp:
-        r = _run_in(Path(tmp), "walk", 30, OURS, {"sync": [5, 15]})
-    total = r["heap_total"]
-    return {"heap_total_kib": total / 1024.0, "heap_peak_kib": (total - r["heap_min_free"]) / 1024.0,
-            "heap_free_kib": r["heap_min_free"] / 1024.0}
+        r = _run_in(Path(tmp), "walk", 30, OURS, {"sync": [5], "prefill": SYNC_RECORDS,
+                                                   "stream": "cal", "host": [[0, "reading"]]})
+    board = int(BOARD_HEAP.rstrip("k")) * 1024
+    free = r["heap_min_free"]
+    return {"heap_total_kib": board / 1024.0, "heap_peak_kib": round((board - free) / 1024.0, 1),
+            "heap_free_kib": round(free / 1024.0, 1), "heap_free_pct": round(100.0 * free / board, 1),
+            "heap_unix_total_kib": round(r["heap_total"] / 1024.0, 1)}
 
 
 def run():

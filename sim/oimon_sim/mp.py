@@ -4,11 +4,12 @@ The firmware runs on the unix port with these folders on MICROPYPATH, first matc
 shims (test doubles, if any), sim/mpy (the unix/sim side of the HAL), firmware/ and common/
 (the shared package oimon_common, in /lib on the device).
 """
+import json
 import os
 import subprocess
 from pathlib import Path
 
-from .paths import COMMON, FIRMWARE, ROOT, SIM_MPY, TOOLS, source  # noqa: F401 - ROOT for callers
+from .paths import COMMON, FIRMWARE, ROOT, SCRIPTS, SIM_MPY, TOOLS, source  # noqa: F401 - ROOT for callers
 
 
 class MicroPythonMissing(RuntimeError):
@@ -27,16 +28,26 @@ def interpreter(bits=32):
 # The board's free MicroPython heap (ESP32-S3-WROOM-1-N8, no PSRAM: hardware/README.md "RAM").
 # run(..., heapsize=BOARD_HEAP) runs the unix port with that heap (-X heapsize=).
 BOARD_HEAP = "261k"
-# The production image freezes the firmware (firmware/manifest.py): its bytecode and native code
-# then live in flash, not in the heap. The unix port cannot freeze, so the timing model gives the
-# heap the board's free heap PLUS the code the .mpy files put in the heap here, less the share a
-# frozen module still keeps in RAM (module dicts, interned names: FROZEN_RAM_PCT, an estimate
-# until measured on a board; docs/timing-model.md).
-FROZEN_RAM_PCT = 20
+# The production image freezes the firmware (firmware/manifest.py): its bytecode, native code,
+# qstrs and constants then live in flash, not in the heap. The unix port cannot freeze, so the
+# timing model gives the heap the board's free heap PLUS what the firmware's .mpy files put in the
+# heap here (code_in_heap_bytes(): code and the objects the module bodies make) LESS what the same
+# modules still keep in RAM when frozen (frozen_ram_bytes(), measured on this port by
+# sim/mpy/scripts/frozen_ram.py: each module's source compiled with compile() first, then the
+# heap's growth across exec() of its body: globals dict, function and class objects, default
+# arguments, module-level arrays and tables; docs/timing-model.md). Both cover the same modules,
+# the ones the running firmware imports: FIRMWARE_IMPORTS and what they import, ads131m04 too
+# (hal.sensor() imports it at boot, on the board as here). The unix side of the HAL (hal_unix,
+# hw_unix) is in the code measured here; on the board hal_esp32 stands in its place, so its RAM
+# is in frozen_ram_bytes() (measured with a stand-in `machine`, see the script).
+FIRMWARE_IMPORTS = ("app", "supervisor", "imufall", "lsm6dso", "ads131m04", "rawpart", "slotstore",
+                    "rv3028", "battery")
+BOARD_HAL = "hal_esp32"
 _FROZEN_HEAP = []
+_FROZEN_RAM = []
 _CODE_PROBE = ("import gc\ngc.collect()\na0 = gc.mem_alloc()\n"
-               "import app, supervisor, imufall, lsm6dso, rawpart, slotstore, rv3028, battery\n"
-               "gc.collect()\nprint('CODE', gc.mem_alloc() - a0)\n")
+               "import %s\n"
+               "gc.collect()\nprint('CODE', gc.mem_alloc() - a0)\n") % ", ".join(FIRMWARE_IMPORTS)
 
 
 def code_in_heap_bytes():
@@ -49,13 +60,49 @@ def code_in_heap_bytes():
     return int(line[0].split()[1])
 
 
+def frozen_ram():
+    """sim/mpy/scripts/frozen_ram.py's measurement (cached): {"modules": {name: RAM bytes when
+    frozen}, "total", "failed": {name: reason}, "code": {name: heap bytes from .mpy}, "stubbed",
+    "loaded": the manifest modules FIRMWARE_IMPORTS load, "extra": the others they load}."""
+    if not _FROZEN_RAM:
+        p = subprocess.run([interpreter(32), "-X", "heapsize=4096k", str(SCRIPTS / "frozen_ram.py"),
+                            str(FIRMWARE / "manifest.py")] + list(FIRMWARE_IMPORTS),
+                           env=env((), True, True), capture_output=True, text=True, timeout=120,
+                           cwd=str(ROOT))
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if p.returncode or not lines:
+            raise RuntimeError("frozen RAM probe failed: %s" % (p.stdout + p.stderr)[-500:])
+        _FROZEN_RAM.append(json.loads(lines[-1]))
+    return _FROZEN_RAM[0]
+
+
+def frozen_ram_bytes():
+    """Bytes the modules the running firmware imports keep in RAM when frozen: the manifest
+    modules FIRMWARE_IMPORTS load, with the board's HAL in place of the unix one. A module that
+    could not be measured counts as its code times the measured modules' mean RAM/code ratio
+    (hal_esp32: the code of the unix HAL that stands in for it here)."""
+    r = frozen_ram()
+    ram, code = r["modules"], r["code"]
+    ratio = sum(ram.values()) / sum(code[m] for m in ram)
+    total = 0
+    for m in list(r["loaded"]) + [BOARD_HAL]:
+        if m in ram:
+            total += ram[m]
+        else:
+            c = code.get(m) or sum(code.get(x, 0) for x in r["extra"])
+            total += int(c * ratio)
+    return total
+
+
 def frozen_heap():
-    """-X heapsize= for a run that stands for the frozen production image (see above)."""
+    """-X heapsize= for a run that stands for the frozen production image (see above):
+    BOARD_HEAP + code_in_heap_bytes() - frozen_ram_bytes(), in KiB rounded down."""
     if not _FROZEN_HEAP:
-        code = code_in_heap_bytes()
-        _FROZEN_HEAP.append("%dk" % (int(BOARD_HEAP.rstrip("k")) +
-                                     code * (100 - FROZEN_RAM_PCT) // 100 // 1024))
+        free = int(BOARD_HEAP.rstrip("k")) * 1024 + code_in_heap_bytes() - frozen_ram_bytes()
+        _FROZEN_HEAP.append("%dk" % (free // 1024))
     return _FROZEN_HEAP[0]
+
+
 COMPILED = ROOT / "build" / "mpy-x86"
 
 
