@@ -2,6 +2,7 @@
 # One sample per iteration at the source's rate; everything else (link, alarm patterns, log
 # flushing) runs between samples and never allocates on the sampling path.
 from array import array
+import gc
 import json
 import micropython
 from micropython import const
@@ -26,6 +27,7 @@ _STREAM_CAL = const(1)
 _STREAM_RAW = const(2)
 _M30 = const(0x3FFFFFFF)        # counters wrap here: small ints on the 32-bit port (no bigint)
 _CATCH_UP = const(16)           # samples taken from the ring before the next idle() pass
+_LOG_BACKLOG = const(16)             # a C_LOG step only while fewer samples wait
 _EX_MASK = const(3)                  # Exercise.step on every 4th sample
 _TX_SLOW_MS = const(10)         # a stream write that waited this long: the host is not
                                 # reading (our image gives up after 5 ms per 64-byte packet;
@@ -34,6 +36,15 @@ _TX_HOLD_MS = const(1000)       # then the stream drops (and counts) frames this
 CALIB_PATH = hal.STORAGE + "/calib.bin"
 CLOCK_VALID = 1577836800        # 2020-01-01: a clock before this was never set
 OVERLOAD_ALARM_MIN_MS = 2500    # one full high-priority burst (alarm.py)
+# Planned garbage collection (docs/timing-model.md "Collections"): the loop allocates nothing in
+# steady state, commands and events do (~45 KB a day); a collection halts the interpreter ~4 ms
+# on the board's heap (2-3 samples lost). So it is done on purpose while the limb carries nothing
+# (GC_QUIET_S seconds unloaded, e.g. sitting, doffed, on the charger) once half the heap that
+# was free after the last collection is used, and at once only below GC_FLOOR.
+GC_QUIET_S = 60
+GC_FLOOR = 16384
+GC_FORCE_GAP_MS = 600000
+GC_FLOOR_LOOK_MS = 60000
 BUTTON_LONG_MS = 1500
 
 
@@ -135,6 +146,7 @@ class Device:
         self.batch_first = 0
         self.events = []                     # events not yet sent (also logged)
         self.logrd = [0] * cmds.LR_SIZE      # the C_LOG read in progress (cmds.log_step)
+        self._avail = getattr(self.src, "available", None)   # samples waiting in the ring
         self.snip = flashlog.Snippet(self.rate)     # fed per sample: self.snip.push(out)
         self.log.snip = self.snip
         self.retighten_due = False           # the low-priority reminder (alarm wiring reads it)
@@ -153,10 +165,19 @@ class Device:
         self.released = False                # a maintenance window (C_MAINT) ended the loop
         self.maint_s = 0                     # its length (supervisor.py)
         self.break_ins = 0                   # mpremote's break-in bytes seen (they do nothing)
+        self.gc_planned = 0                  # collections done on purpose (quiet or floor)
+        self.gc_forced = 0                   # of them, at the floor (the limb maybe loaded)
+        self._gc_quiet = 0                   # seconds the limb has carried nothing
+        self._gc_t = hal.ticks_ms()
+        self._gc_mark = 0                    # collect when gc.mem_free() falls below this
+        self._gc_forced_t = hal.ticks_add(hal.ticks_ms(), -GC_FORCE_GAP_MS)
+        self._gc_floor_t = hal.ticks_ms()
         self.sup = None                      # supervisor.Supervisor: tick() between samples
         self.feed = _nofeed                  # the watchdog, fed after each sample
         self.running = True
         self._daily(hal.ticks_ms())          # the day the counters belong to, before any command
+        gc.collect()
+        self._gc_mark = gc.mem_free() // 2
         if hasattr(self.src, "restart"):
             self.src.restart()               # monitoring starts now, not at the ADC's power-up
 
@@ -545,6 +566,35 @@ class Device:
             if e:
                 self.on_event(e)
 
+    def _gc_plan(self, now):
+        # Once a second: the limb's quiet streak. gc.mem_free() walks the heap's allocation table
+        # (~0.7 ms on the board, in C, soft interrupts waiting), so the heap is looked at only
+        # when a planned collection could follow (quiet for GC_QUIET_S, then every 10 s) and once
+        # a minute for the floor.
+        if hal.ticks_diff(now, self._gc_t) < 1000:
+            return
+        self._gc_t = now
+        q = self._gc_quiet + 1 if self.log.is_quiet() else 0
+        self._gc_quiet = q
+        floor_look = hal.ticks_diff(now, self._gc_floor_t) >= GC_FLOOR_LOOK_MS
+        if not floor_look and (q < GC_QUIET_S or (q - GC_QUIET_S) % 10):
+            return
+        if floor_look:
+            self._gc_floor_t = now
+        f = gc.mem_free()
+        # at the floor at once, but not again within GC_FORCE_GAP_MS (live data that fills the
+        # heap would otherwise cost samples every minute; the record below tells the clinic)
+        forced = f < GC_FLOOR and hal.ticks_diff(now, self._gc_forced_t) >= GC_FORCE_GAP_MS
+        if forced or (f < self._gc_mark and q >= GC_QUIET_S):
+            gc.collect()                     # the samples it costs are counted and marked as a
+            self.gc_planned += 1             # gap by the driver and _on_gap, as any other
+            if forced:
+                self.gc_forced += 1
+                self._gc_forced_t = now
+            self._gc_mark = gc.mem_free() // 2
+            self.log.append(P.K_TECH, b'{"gc":%d,"forced":%d,"free":%d}' % (
+                self.gc_planned, 1 if forced else 0, gc.mem_free()))
+
     def idle(self):
         self.imu_poll()
         self.poll_link()
@@ -553,11 +603,14 @@ class Device:
         self._tare_finish()
         if self._glog_n:
             self._log_gaps()
-        if self.logrd[0]:
-            cmds.log_step(self)              # one T_LOG chunk or one reader step per pass
+        if self.logrd[0] and (self._avail is None or self._avail() < _LOG_BACKLOG):
+            cmds.log_step(self)              # one T_LOG chunk or one reader step per pass, only
+            #                                  while samples do not wait (sampling comes first)
         self.log.service()
         self.reminder.check(self)
-        self._service_outputs(hal.ticks_ms())
+        now = hal.ticks_ms()
+        self._service_outputs(now)
+        self._gc_plan(now)
 
     def run(self, stop=None):
         """The main loop. stop: None on the device; the simulator's bounded runs pass a

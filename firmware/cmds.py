@@ -246,8 +246,12 @@ _LR_N = const(3)          # records sent
 _LR_BYTES = const(4)
 _LR_MAX = const(5)
 _LR_T = const(6)          # ticks_ms of the last progress
-LR_SIZE = const(7)
+_LR_T0 = const(7)         # ticks_ms the read began
+LR_SIZE = const(8)
 LOG_STALL_MS = const(10000)   # a host that takes nothing for this long: the read is given up
+LOG_READ_MAX_MS = 60000        # a read ends (answered, "more") after this long: no host holds
+#                                 the log's rotation longer (docs/security.md)
+LOG_STEP_US = 1500            # steps go on within one idle() pass while they took less than this
 
 
 def _c_log(dev, a):
@@ -265,7 +269,7 @@ def _c_log(dev, a):
     lr[_LR_ON] = 1
     lr[_LR_SEQ] = lr[_LR_OFF] = lr[_LR_N] = lr[_LR_BYTES] = 0
     lr[_LR_MAX] = mx
-    lr[_LR_T] = hal.ticks_ms()
+    lr[_LR_T] = lr[_LR_T0] = hal.ticks_ms()
     return None, None
 
 
@@ -275,7 +279,23 @@ def log_step(dev):
     """One bounded step of the C_LOG read (idle()): send one T_LOG chunk of the record being
     sent, or take one reader step. A host that holds the port without reading: the chunk waits
     (nothing dropped: a chunk cut short is sent again, the host ignores a repeat); after
-    LOG_STALL_MS without progress the read is given up."""
+    LOG_STALL_MS without progress the read is given up. An error ends the read and is
+    answered, as in handle(): it never reaches the main loop."""
+    try:
+        t0 = hal.ticks_us()
+        while dev.logrd[_LR_ON] and _log_step(dev) and \
+                hal.ticks_diff(hal.ticks_us(), t0) < LOG_STEP_US:
+            pass                             # steps until LOG_STEP_US of this pass are used
+    except Exception as e:  # noqa: BLE001 - a command must never stop the monitor
+        dev.logrd[_LR_ON] = 0
+        try:
+            dev.log.read_stop()
+            dev.respond(P.C_LOG, P.S_ERROR, {"error": "device error: %s" % type(e).__name__})
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _log_step(dev):
     lr = dev.logrd
     log = dev.log
     now = hal.ticks_ms()
@@ -285,7 +305,7 @@ def log_step(dev):
             if hal.ticks_diff(now, lr[_LR_T]) > LOG_STALL_MS:
                 log.read_stop()
                 lr[_LR_ON] = 0
-            return
+            return False
         if dev.stream and dev.batch_n:
             dev._batch_send()                # the payload buffer is the batch's until then
         ln = log.rlen
@@ -304,30 +324,35 @@ def log_step(dev):
         pl[7] = o >> 8
         flashlog.blit(pl, P.LOG_HDR, log._rwin, o, k)
         if not dev._tx(P.T_LOG, P.LOG_HDR + k):
-            return                           # cut short (or slow): this chunk again later
+            return False                     # cut short (or slow): this chunk again later
         lr[_LR_T] = now
         o += k
         if o < ln:
             lr[_LR_OFF] = o
-            return
+            return True
         lr[_LR_SEQ] = 0
         lr[_LR_N] += 1
         lr[_LR_BYTES] += ln
-        return
-    s = log.read_step()
+        return True
+    long = hal.ticks_diff(now, lr[_LR_T0]) >= LOG_READ_MAX_MS
+    s = 0 if long else log.read_step()
     if s > 0:
         lr[_LR_SEQ] = s
         lr[_LR_OFF] = 0
-        return
+        return True
     if s < 0:
-        return
+        return True
     lr[_LR_ON] = 0
+    if long:
+        log.read_stop()
     last = log.read_last
     top = log.horizon()                  # records still in RAM (or an event's snippet) wait
     dev.respond(P.C_LOG, P.S_OK, {"records": lr[_LR_N], "bytes": lr[_LR_BYTES], "last": last,
-                                  "seq": log.seq, "more": lr[_LR_BYTES] >= lr[_LR_MAX] and last < top,
+                                  "seq": log.seq, "more": (long or lr[_LR_BYTES] >= lr[_LR_MAX]) and last < top,
                                   "pending": log.seq - top, "corrupt": log.corrupt,
                                   "lost": log.lost()})
+    return False
+
 
 
 def _c_ack(dev, a):

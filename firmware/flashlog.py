@@ -395,6 +395,7 @@ class Log:
         self._qwin = None                        # the queue's free end as the reader window
         self._qwin_at = -1
         self._sp = 0                             # reader: where the last record found starts
+        self._rl = 0                             # reader: length of the last record found
         self._so = 0
         # the stepwise reader (read_start / read_step: C_LOG, one record per main-loop pass);
         # its state is made here, so that a read allocates nothing
@@ -406,6 +407,8 @@ class Log:
         self._rsp = [0, 0, 0]                    # per ring: where that record starts
         self._rso = [0, 0, 0]
         self._rtmp = [0, 0, 0]
+        self._rwl = [0, 0, 0]                    # per ring: its peeked record's length
+        self._rwring = -1                        # ring whose peeked record the window holds
         self._rinit = 3
         self._rbest = -1
         self._rs = 0
@@ -755,6 +758,13 @@ class Log:
         return self.horizon()
 
     durable_seq = property(durable_seq_get)
+
+    def is_quiet(self):
+        """The last 3 s of the snippet ring unloaded (the main loop's planned collections)."""
+        s = self.snip
+        if s is None or s.busy():
+            return False
+        return bool(_quiet(s.buf, s.i, s.size, s.filled, min(QUIET_N, s.size), QUIET_AX, QUIET_M))
 
     def _is_quiet(self):
         q = self.quiet
@@ -1198,6 +1208,7 @@ class Log:
         self._rmax = max_bytes
         self._rinit = 0
         self._rbest = -1
+        self._rwring = -1
         self.reading = True
 
     def read_stop(self):
@@ -1220,18 +1231,22 @@ class Log:
                 c[0] = self._seek(r, self._rsince)
                 c[1] = 0
                 c[2] = 0
-                self._rpeek[i] = self._next(r, c, self._rsince, win)
+                p = self._rpeek[i] = self._next(r, c, self._rsince, win)
+                self._rwl[i] = self._rl
                 self._rsp[i] = self._sp
                 self._rso[i] = self._so
+                self._rwring = i if p else -1      # the window holds ring i's record p
             else:
                 self._rpeek[i] = 0
             return -1
         b = self._rbest
         if b >= 0:                                 # past the record returned last
             self._rbest = -1
-            self._rpeek[b] = self._next(self.rings[b], self._rcur[b], self._rs, win)
+            p = self._rpeek[b] = self._next(self.rings[b], self._rcur[b], self._rs, win)
+            self._rwl[b] = self._rl
             self._rsp[b] = self._sp
             self._rso[b] = self._so
+            self._rwring = b if p else -1
             if self._rmax and self._rsent >= self._rmax:
                 self.reading = False
                 return 0
@@ -1250,12 +1265,17 @@ class Log:
         self._rbest = best
         self._rs = s
         if s > self.read_last:
-            # read it again (the other rings' peeks used the window): from where it starts
-            t = self._rtmp
-            t[0] = self._rsp[best]
-            t[1] = self._rso[best]
-            t[2] = s - 1
-            ok = self._next(self.rings[best], t, s - 1, win) == s
+            if self._rwring == best:
+                ok = True                          # the window still holds it (one ring going)
+                self._rl = self._rwl[best]
+            else:
+                # read it again (another ring's peek used the window): from where it starts
+                t = self._rtmp
+                t[0] = self._rsp[best]
+                t[1] = self._rso[best]
+                t[2] = s - 1
+                ok = self._next(self.rings[best], t, s - 1, win) == s
+            self._rwring = -1
             fl = self._rfloor
             if ok and not (best != R_JOURNAL and fl and s < fl):
                 self._rsent += self._rl

@@ -413,6 +413,48 @@ class Log:
             self._scan(k, cb, st[0])
         return st[0]
 
+    # --- the main loop's interface of firmware/flashlog.py (today's design has none of it) ---
+    reading = False
+
+    def is_quiet(self):
+        return False                     # no planned collections in today's design
+
+    def reader_window(self):
+        return None
+
+    def horizon(self):
+        return self.seq
+
+    def lost(self):
+        return 0
+
+    def read_start(self, since, max_bytes=0, own=False):
+        # today's read: every record read (from littlefs) inside the command, as before; only
+        # their sending goes in steps (cmds.log_step), with copies of the records
+        self._rq = []
+        self.read_last = since
+
+        def cb(buf, off, ln, seq):
+            self._rq.append((seq, bytes(buf[off:off + ln])))
+        self.read(since, cb, max_bytes)
+        self._rq.reverse()
+        self.reading = True
+
+    def read_stop(self):
+        self.reading = False
+
+    def read_step(self):
+        if not self.reading:
+            return 0
+        if not self._rq:
+            self.reading = False
+            return 0
+        seq, rec = self._rq.pop()
+        self._rwin = rec
+        self.rlen = len(rec)
+        self.read_last = seq
+        return seq
+
     def since(self, seq):
         """[(seq, kind, t, payload bytes)] of the records after seq (tests, small logs)."""
         out = []

@@ -124,6 +124,7 @@ class Link:
                     for j in range(k):          # no slice: the model allocates nothing
                         cap[o + j] = buf[i + j]
                     self.cap_n += k
+                    c.leave()                   # the capture is the model's time, not firmware
             i += k
         self.sent += i
         c.leave()

@@ -6,7 +6,8 @@
 #   "held"], ...], "sync": [t_s, ...] (at t a whole `oimon sync`: C_LOG from seq 0, then from
 #   the answer's "last" while it says "more", as host/oimon/link.py read_log does), "prefill": n
 #   (n records of 120-400 B in the log before sampling starts), "commands": [[t_s, code, "JSON"],
-#   ...] (patient commands, e.g. C_EXERCISE), "costfs": 0|1 (today's
+#   ...] (patient commands, e.g. C_EXERCISE), "gc_mark": bytes (preset app's planned-collection
+#   mark), "costfs": 0|1 (today's
 #   flashlog on littlefs costs), "count0": n (preset app/driver counters), "window_s": s}
 import sys
 import gc
@@ -57,6 +58,8 @@ CLK.stall_total = 0
 CLK.handler_us = 0
 if plan.get("legacy_stream"):
     dev._tx_ok = lambda: True            # today's stream: every frame written, waits and all
+if plan.get("gc_mark") is not None:       # preset the planned collection's mark (its tests)
+    dev._gc_mark = plan["gc_mark"]
 c0 = plan.get("count0", 0)
 if c0:
     dev.count = c0
@@ -72,7 +75,8 @@ def on_event(code):
 
 
 dev.on_event = on_event
-SYNC = [0, None, 0, 0]                    # in progress, last C_LOG answer, commands, records
+SYNC = [0, None, 0, 0, 0, 0]              # in progress, last C_LOG answer, commands, records,
+#                                           ticks_ms of the sync's start, ms all syncs took
 _respond = dev.respond
 
 
@@ -103,8 +107,8 @@ def cmd(c, args):
     LINK.feed(enc.out[:k])
 
 
+LINK.mode = MODES[host[0][1]]             # the host from t = 0 (a sync needs one too)
 if plan.get("stream", "off") != "off":
-    LINK.mode = MODES[host[0][1]]
     cmd(P.C_STREAM, b'{"mode":"%s"}' % plan["stream"].encode())
 
 state = {"hi": 0, "busy_max": 0, "min_free": gc.mem_free(), "t": -1, "windows": 0,
@@ -140,6 +144,7 @@ def stop():
             syncs.pop(0)
             SYNC[0] = 1
             SYNC[2] += 1
+            SYNC[4] = CLK.ticks_ms()
             cmd(P.C_LOG, b'{"since":0,"max":65536}')
         a = SYNC[1]
         if a is not None:                 # the answer to the last C_LOG: go on while "more"
@@ -150,6 +155,7 @@ def stop():
                 cmd(P.C_LOG, b'{"since":%d,"max":65536}' % a["last"])
             else:
                 SYNC[0] = 0
+                SYNC[5] += hal.ticks_diff(CLK.ticks_ms(), SYNC[4])
         f = gc.mem_free()
         if f < state["min_free"]:
             state["min_free"] = f
@@ -235,8 +241,9 @@ res = {
     "link_wait_ms": LINK.wait_us // 1000, "uart_stall_ms": LINK.uart_stall_us // 1000,
     "log_writes": dev.log.stats().get("writes", 0) if hasattr(dev.log, "stats") else 0,
     "events": EV[0],
-    "sync_commands": SYNC[2], "sync_records": SYNC[3],
+    "sync_commands": SYNC[2], "sync_records": SYNC[3], "sync_ms": SYNC[5],
     "exercise_active": bool(dev.exercise.active),
+    "gc_planned": dev.gc_planned, "gc_forced": dev.gc_forced,
     "ring_peak": getattr(dev.src, "peak", -1),
     "stall_ms": CLK.stall_total // 1000,
     "scale16": CLK.scale16, "mhz": CLK.mhz, "capped": CLK.capped,
