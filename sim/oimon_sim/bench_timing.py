@@ -146,8 +146,10 @@ def day(design=OURS):
         gcs += r["gc_pauses"] * kl
         # allocation is not scaled: in steady state the loop allocates nothing (heap_lock from
         # the 2nd second on holds in every mode: tests/test_timing_model.py); what a part
-        # allocates is its start (the command that starts the mode) and its events
-        alloc += r["alloc_bytes"]
+        # allocates is its start (the command that starts the mode) and its events; a part with
+        # a collection in it (the night's planned one) has no exact count: left out
+        if not r["gc_pauses"]:
+            alloc += r["alloc_bytes"]
         free = min(free, r["heap_min_free"])
         ev += r["events"]
         sim += r["model_s"]
@@ -160,11 +162,14 @@ def day(design=OURS):
                          "real_s": round(r["real_s"], 1)}
     # Each part starts from a fresh heap, so a collection that a whole day's allocations would
     # bring is not seen in any part: the day's allocation against the heap free says how often
-    # one comes (each costs the board GC pause: gc_pause_ms, >= 2 conversions lost)
+    # the heap would fill (gc_interval_days) and how often the planned collection (app.py
+    # _gc_plan: at half the margin, with the limb unloaded) comes: gc_planned_every_days; the
+    # night part makes that collection (2-3 samples, off the limb, marked)
     return {"samples_lost": int(round(lost)), "samples_lost_worn": int(round(worn)),
             "worst_stall_ms": stall / 1000.0, "worst_stall_ms_worn": stall_worn / 1000.0,
             "alloc_kib_per_day": round(alloc / 1024.0, 1), "heap_free_min_kib": round(free / 1024.0, 1),
             "gc_interval_days": round(free / alloc, 2) if alloc else None,
+            "gc_planned_every_days": round(free / 2 / alloc, 2) if alloc else None,
             "gc_pauses": int(round(gcs)), "events": ev, "model_s_simulated": sim,
             "model_s_represented": int(rep), "parts": detail}
 
