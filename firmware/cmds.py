@@ -51,6 +51,12 @@ def _info(dev):
         "log_fill": dev.log.fill_pct(),
         "log_lost": dev.log.lost(),
         "log_full": dev.log.full,
+        # every sample lost since boot is counted and marked (gap records); how close the loop
+        # came to losing any (the ring's high-water mark) and the planned collections
+        "acquisition": {"lost": getattr(dev, "lost", 0), "gaps": getattr(dev, "gaps", 0),
+                        "ring_peak": getattr(dev.src, "peak", -1),
+                        "gc_planned": getattr(dev, "gc_planned", 0),
+                        "gc_forced": getattr(dev, "gc_forced", 0)},
     }
     d.update(a.info())
     sup = getattr(dev, "sup", None)

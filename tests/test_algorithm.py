@@ -316,4 +316,4 @@ def test_bench_functions_return_figures():
     s = b.hot_path_speedup_vs_float(n=2000, reps=1)
     assert s["hot_path_speedup_vs_float"] > 0
     e = b.esp32_cpu_load_estimate(h)
-    assert 0 < e["esp32_cpu_load_pct_low"] <= e["esp32_cpu_load_pct_high"]
+    assert 0 < e["kernels_cpu_pct_low"] <= e["kernels_cpu_pct_high"]

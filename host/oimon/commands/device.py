@@ -152,6 +152,13 @@ def info_lines(info):
             elif isinstance(v, dict):
                 v = ", ".join("%s=%s" % (kk, v[kk]) for kk in sorted(v))
             rows.append(("self-test " + k, v))
+    acq = info.get("acquisition")
+    if isinstance(acq, dict):
+        rows.append(("acquisition", "%s samples lost in %s gap(s) since boot (each marked)%s; "
+                     "collections %s planned, %s forced" % (
+                         acq.get("lost"), acq.get("gaps"),
+                         "; ring peak %s of 512" % acq["ring_peak"] if acq.get("ring_peak", -1) >= 0 else "",
+                         acq.get("gc_planned"), acq.get("gc_forced"))))
     if "log_used" in info or "log_fill" in info:
         fill = info.get("log_fill", info.get("log_used"))
         rows.append(("log", "%s%% full" % fill if isinstance(fill, (int, float)) else fill))
@@ -160,7 +167,8 @@ def info_lines(info):
              "body_weight_kg", "clock", "samples", "rate", "retighten_last",
              "retighten_interval_months", "log_used", "log_fill", "technical", "reset_cause",
              "key_state", "keys_provisioned", "auth_counter", "after_physical_reset",
-             "battery_mv", "charging", "clock_source", "clock_valid", "health", "nonce", "key"}
+             "battery_mv", "charging", "clock_source", "clock_valid", "health", "nonce", "key",
+             "acquisition"}
     rows += [(k, info[k]) for k in sorted(info) if k not in known]
     return ["%-15s %s" % r for r in rows]
 
