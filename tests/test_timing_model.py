@@ -247,3 +247,17 @@ def test_planned_collection_waits_for_an_unloaded_limb_and_is_marked(tmp_path):
             _all_losses_counted_and_marked(r)
         else:
             _no_loss(r)
+
+
+def test_main_loop_fits_the_board_heap_with_a_quarter_to_spare(tmp_path):
+    # the frozen image's heap (mp.frozen_heap(): the board's 261 KiB as the unix port sees it)
+    # less a quarter of the board's heap: walking, streaming and a sync of a log with history
+    # still run with nothing lost and no collection
+    from oimon_sim import mp
+    spare = int(mp.BOARD_HEAP.rstrip("k")) // 4
+    heap = "%dk" % (int(mp.frozen_heap().rstrip("k")) - spare)
+    raw = bt.scenario_raw(tmp_path, "walk", 30)
+    r = bt.run_plan({"duration": 30, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
+                     "prefill": 300}, storage=str(tmp_path), raw=raw, heapsize=heap)
+    _no_loss(r)
+    assert r["sync_records"] >= 300, r
