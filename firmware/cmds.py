@@ -279,8 +279,6 @@ def _c_log(dev, a):
     return None, None
 
 
-
-
 def log_step(dev):
     """One bounded step of the C_LOG read (idle()): send one T_LOG chunk of the record being
     sent, or take one reader step. A host that holds the port without reading: the chunk waits
@@ -328,7 +326,7 @@ def _log_step(dev):
         pl[5] = ln >> 8
         pl[6] = o & 0xFF
         pl[7] = o >> 8
-        flashlog.blit(pl, P.LOG_HDR, log._rwin, o, k)
+        flashlog.blit(pl, P.LOG_HDR, log.rwin, o, k)
         if not dev._tx(P.T_LOG, P.LOG_HDR + k):
             return False                     # cut short (or slow): this chunk again later
         lr[_LR_T] = now
@@ -353,12 +351,11 @@ def _log_step(dev):
         log.read_stop()
     last = log.read_last
     top = log.horizon()                  # records still in RAM (or an event's snippet) wait
+    more = (long or lr[_LR_BYTES] >= lr[_LR_MAX]) and last < top
     dev.respond(P.C_LOG, P.S_OK, {"records": lr[_LR_N], "bytes": lr[_LR_BYTES], "last": last,
-                                  "seq": log.seq, "more": (long or lr[_LR_BYTES] >= lr[_LR_MAX]) and last < top,
-                                  "pending": log.seq - top, "corrupt": log.corrupt,
-                                  "lost": log.lost()})
+                                  "seq": log.seq, "more": more, "pending": log.seq - top,
+                                  "corrupt": log.corrupt, "lost": log.lost()})
     return False
-
 
 
 def _c_ack(dev, a):

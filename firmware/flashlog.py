@@ -400,7 +400,7 @@ class Log:
         # the stepwise reader (read_start / read_step: C_LOG, one record per main-loop pass);
         # its state is made here, so that a read allocates nothing
         self.reading = False
-        self._rwin = None                        # its window (reader_window(): made once)
+        self.rwin = None                         # the record read_step returned: rwin[0:rlen]
         self._rown = None
         self._rcur = [[0, 0, 0], [0, 0, 0], [0, 0, 0]]   # per ring: run index, offset, last seq
         self._rpeek = [0, 0, 0]                  # per ring: seq of its next record (0: none)
@@ -1195,7 +1195,7 @@ class Log:
         Work: a binary search per ring (log2 of its blocks header reads), at most one block of
         records skipped per ring, then each record read twice (peek for the merge, then
         deliver). While a read is open no block rotates out (erases of dirty blocks go on)."""
-        self._rwin = self.reader_window() if own else self._window()
+        self.rwin = self.reader_window() if own else self._window()
         self._rtop = self.horizon()
         floor = 0
         jr = self.rings[R_JOURNAL]
@@ -1216,12 +1216,12 @@ class Log:
         self._rbest = -1
 
     def read_step(self):
-        """One step: > 0 = the seq of a record now in self._rwin[0:self.rlen] (valid until the
+        """One step: > 0 = the seq of a record now in self.rwin[0:self.rlen] (valid until the
         next step); -1 = work done, no record yet (call again); 0 = the read is over
         (read_last = the last seq returned, or since). A step reads at most two records."""
         if not self.reading:
             return 0
-        win = self._rwin
+        win = self.rwin
         if self._rinit < 3:                        # first: each ring's first record after since
             i = self._rinit
             self._rinit = i + 1
@@ -1291,7 +1291,7 @@ class Log:
         while True:
             s = self.read_step()
             if s > 0:
-                fn(self._rwin, 0, self.rlen, s)
+                fn(self.rwin, 0, self.rlen, s)
             elif s == 0:
                 break
         return self.read_last

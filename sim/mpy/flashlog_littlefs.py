@@ -450,7 +450,7 @@ class Log:
             self.reading = False
             return 0
         seq, rec = self._rq.pop()
-        self._rwin = rec
+        self.rwin = rec
         self.rlen = len(rec)
         self.read_last = seq
         return seq
