@@ -380,7 +380,7 @@ class Decoder:
             return None
         b = self._body
         end = m - TRAILER
-        if not _crc_ok(b, end):
+        if not _crc_ok(b, 0, end):
             self.bad += 1
             return None
         if b[0] != VERSION:          # a sound frame of another protocol version: say which
@@ -519,14 +519,14 @@ KIND_NAMES = {K_EVENT: "event", K_SUMMARY: "summary", K_ALARM: "alarm", K_CONFIG
               K_LOST: "lost"}
 
 
-def _crc_ok(b, end):
-    # the CRC-32 of b[0:end] equals the u32 LE at b[end:end+4]
+def _crc_ok(b, start, end):
+    # the CRC-32 of b[start:end] equals the u32 LE at b[end:end+4]
     if _MP:
         crc_start()                  # no view, no big int on the device
-        crc_feed(b, 0, end)
+        crc_feed(b, start, end)
         return crc_match(b, end)
     c = b[end] | (b[end + 1] << 8) | (b[end + 2] << 16) | (b[end + 3] << 24)
-    return c == (crc32(memoryview(b)[:end]) & 0xFFFFFFFF)
+    return c == (crc32(memoryview(b)[start:end]) & 0xFFFFFFFF)
 
 
 def rec_check(buf, off, n):
@@ -543,13 +543,7 @@ def rec_check(buf, off, n):
     end = off + REC_HDR + ln
     if end + REC_TRL > n:
         return 0
-    if _MP:
-        crc_start()
-        crc_feed(buf, off, end)
-        if not crc_match(buf, end):
-            return -1
-    elif buf[end] | (buf[end + 1] << 8) | (buf[end + 2] << 16) | (buf[end + 3] << 24) != \
-            crc32(memoryview(buf)[off:end]) & 0xFFFFFFFF:
+    if not _crc_ok(buf, off, end):
         return -1
     return REC_HDR + ln + REC_TRL
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from oimon.errors import OimonError
+from oimon.files import replacing
 
 MIGRATIONS = [
     # 1: the first schema
@@ -320,18 +321,13 @@ def _intent_path(dbfile, pid=None):
 
 
 def _write_intent(path, rec):
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "w") as f:
-            json.dump(rec, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with replacing(path, ".tmp") as tmp:
+            with open(tmp, "w") as f:
+                json.dump(rec, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise OimonError("cannot journal the change before sending it (%s: %s): nothing was "
                          "sent to the device" % (path, "disk full" if e.errno == errno.ENOSPC
                                                  else e.strerror or e))

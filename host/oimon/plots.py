@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from oimon import recording  # noqa: E402
 from oimon.errors import OimonError  # noqa: E402
+from oimon.files import replacing  # noqa: E402
 from oimon_common import limits as L  # noqa: E402
 
 MAX_POINTS = 20000       # min/max decimation keeps a day's plot readable and fast
@@ -38,15 +39,10 @@ def save_png(fig, path, dpi=100):
         finally:
             plt.close(fig)
         return
-    tmp = "%s.part.png" % path
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        with replacing(path, ".part.png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise OimonError("cannot write %s: %s" % (path, e.strerror))
     finally:
         plt.close(fig)
@@ -235,7 +231,6 @@ def figure(path, tz=None, calibration=None):
     fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(11, 2.4 * len(panels) + 1.0 + (0.3 if truth else 0)))
     axes = np.atleast_1d(axes)
     lim, bw_n, lim_src = limits_for(header)
-    i0 = index[0]
 
     def xi(sample):
         return x[int(np.clip(np.searchsorted(index, sample), 0, len(x) - 1))]

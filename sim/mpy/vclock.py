@@ -169,8 +169,9 @@ class Clock:
             if d < pair:
                 pair = d
         self.depth = 0
-        self.call_i386 = (best + pair) // 200      # i386 us (0 or 1 on a fast machine)
-        self.call_i386_x8 = (best + pair) * 8 // 200
+        self.call_i386 = best // 200               # i386 us (0 or 1 on a fast machine)
+        self.call_i386_x8 = best * 8 // 200        # a HAL call inside a handler (no check point)
+        self.tick_i386_x8 = (best + pair) * 8 // 200   # ... and between two check points
 
     def ref_once(self):
         """i386 us of one run of the reference workload now (bench: docs/timing-model.md)."""
@@ -275,19 +276,7 @@ class Clock:
     def _charge_cpu(self, esp):
         # handler time: the main program is delayed, conversions go on (handlers in between)
         self.busy_us += esp
-        adc = self.adc
-        while esp > 0:
-            step = adc.next_in
-            if step > esp:
-                adc.next_in -= esp
-                self._advance(esp)
-                return
-            self._advance(step)
-            esp -= step
-            adc.convert()
-            adc.next_in = adc.period
-            if adc.handler is not None and adc.queued < SCHED_DEPTH:
-                adc.queued += 1
+        self._run(esp, 0)
 
     def tick(self):
         """A check point (every HAL call): charge the interpreter time since the last one."""
@@ -295,7 +284,7 @@ class Clock:
             return
         self.depth = 1
         c = self._cpu()
-        d = ((c - self._last) & _M30) * 8 - self.call_i386_x8   # in 1/8 us
+        d = ((c - self._last) & _M30) * 8 - self.tick_i386_x8   # in 1/8 us
         if d < 0:
             d = 0
         if d > 16000:

@@ -407,6 +407,25 @@ def _walk_then(duration_s, at, rate, body_weight_kg, seed):
     return n, load, tr
 
 
+def _get_up(load, n, rate, rng, bw, p1, p2, p3, down):
+    """The end of a fall after the loading (p1), descent (p2) and impact (p3): `down` (lying or
+    sitting), getting up (3 s), standing for the rest of the n samples. Returns the whole load,
+    the fall's first and end index and its phases."""
+    m5 = int(3.0 * rate)
+    up = _ramp(down[-1], np.array([0.45 * bw, 200, 100]), m5)
+    up[:, 0] += 0.25 * bw * _pulse(m5, 0.6)
+    rest = max(0, n - len(load) - len(p1) - len(p2) - len(p3) - len(down) - m5)
+    standing = _posture(rest, rate, rng, 0.45 * bw, 200, 100)
+    i_load = len(load)
+    i_desc = i_load + len(p1)
+    i_imp = i_desc + len(p2)
+    i_rec = i_imp + len(p3)
+    i_up = i_rec + len(down)
+    out = np.concatenate([load, p1, p2, p3, down, up, standing])[:n]
+    return out, i_load, i_up + m5, {"loading": i_load, "descent": i_desc, "impact": i_imp,
+                                    "recovery": i_rec, "getting_up": i_up}
+
+
 def slide_down(duration_s, rate=1000, body_weight_kg=75, seed=0, limb_bw=0.5, at_s=None,
                direction="backward"):
     """A slide down onto the buttocks: the knee gives way while loaded (0.4 s, ~0.9 BW), the limb
@@ -430,21 +449,9 @@ def slide_down(duration_s, rate=1000, body_weight_kg=75, seed=0, limb_bw=0.5, at
     p3[:, 1] += 800 * _pulse(m3, 0.25)
     m4 = int(8.0 * rate)
     sitf = _posture(m4, rate, rng, 0.03 * bw, 0, 0, sway=0.3)
-    m5 = int(3.0 * rate)
-    up = _ramp(sitf[-1], np.array([0.45 * bw, 200, 100]), m5)
-    up[:, 0] += 0.25 * bw * _pulse(m5, 0.6)
-    rest = max(0, n - len(load) - m1 - m2 - m3 - m4 - m5)
-    standing = _posture(rest, rate, rng, 0.45 * bw, 200, 100)
-    i_load = len(load)
-    i_desc, i_imp = i_load + m1, i_load + m1 + m2
-    i_rec = i_imp + m3
-    i_up = i_rec + m4
-    i_end = i_up + m5
-    load = np.concatenate([load, p1, p2, p3, sitf, up, standing])[:n]
+    load, i_load, i_end, phases = _get_up(load, n, rate, rng, bw, p1, p2, p3, sitf)
     tr.append(truth("slide_down", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="slide_down",
-                    direction=direction, limb_bw=round(lb, 3), imu_impact_g=2.0,
-                    phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
-                            "recovery": i_rec, "getting_up": i_up}))
+                    direction=direction, limb_bw=round(lb, 3), imu_impact_g=2.0, phases=phases))
     tr.append(truth("rest", i_end, n, posture="stand"))
     return load, tr
 
@@ -470,21 +477,9 @@ def fall_other(duration_s, rate=1000, body_weight_kg=75, seed=0, direction="left
     p3[:, 0] += 0.05 * bw * _pulse(m3, 0.3)              # the limb's inertia only
     m4 = int(6.0 * rate)
     lying = _posture(m4, rate, rng, 0.02 * bw, 0, 0, sway=0.3)
-    m5 = int(3.0 * rate)
-    up = _ramp(lying[-1], np.array([0.45 * bw, 200, 100]), m5)
-    up[:, 0] += 0.25 * bw * _pulse(m5, 0.6)
-    rest = max(0, n - len(load) - m1 - m2 - m3 - m4 - m5)
-    standing = _posture(rest, rate, rng, 0.45 * bw, 200, 100)
-    i_load = len(load)
-    i_desc, i_imp = i_load + m1, i_load + m1 + m2
-    i_rec = i_imp + m3
-    i_up = i_rec + m4
-    i_end = i_up + m5
-    load = np.concatenate([load, p1, p2, p3, lying, up, standing])[:n]
+    load, i_load, i_end, phases = _get_up(load, n, rate, rng, bw, p1, p2, p3, lying)
     tr.append(truth("fall_other", i_load, i_end, expect=["fall"], allow=["*"], fall_kind="other",
-                    direction=direction, imu_impact_g=float(impact_g),
-                    phases={"loading": i_load, "descent": i_desc, "impact": i_imp,
-                            "recovery": i_rec, "getting_up": i_up}))
+                    direction=direction, imu_impact_g=float(impact_g), phases=phases))
     tr.append(truth("rest", i_end, n, posture="stand"))
     return load, tr
 

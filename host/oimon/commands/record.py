@@ -261,9 +261,7 @@ class Recorder:
                 frames = self.ln.pending + self.ln.read_frames()
                 self.ln.pending = []
             except OimonError:
-                self._count()
-                self.ln.close()
-                self.ln = None
+                self._disconnect(stop=False)
                 self._reconnect(t_end)
                 continue
             for ftype, seq, pl in frames:
@@ -277,9 +275,7 @@ class Recorder:
                 except RecordStopped:
                     raise
                 except OimonError:
-                    self._count()
-                    self.ln.close()
-                    self.ln = None
+                    self._disconnect(stop=False)
                     self._reconnect(t_end)
                 continue
             if now - last_flush >= self.FLUSH_S:

@@ -5,6 +5,7 @@ import datetime as dt
 import os
 
 from oimon import db, report
+from oimon.files import replacing
 from oimon.errors import OimonError
 
 
@@ -24,16 +25,11 @@ def register(sub):
 
 
 def _write(path, text):
-    tmp = str(path) + ".part"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise OimonError("cannot write %s: %s" % (path, "disk full" if e.errno == 28 else e.strerror))
 
 
