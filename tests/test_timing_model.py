@@ -169,29 +169,39 @@ def _log_records(data):
     return recs
 
 
+def _sync_run(folder, n, host=None, capture=False):
+    folder.mkdir()
+    raw = bt.scenario_raw(folder, "walk", 30)
+    plan = {"duration": 30, "host": host or [[0, "reading"]], "sync": [3], "prefill": n}
+    kw = {}
+    if capture:
+        plan["dump"] = str(folder / "rx.bin")
+        kw["OIMON_VLINK_CAPTURE"] = 1 << 18
+    r = bt.run_plan(plan, storage=str(folder), raw=raw, **kw)
+    return r, (_log_records((folder / "rx.bin").read_bytes()) if capture else None)
+
+
 def test_sync_of_a_log_with_history_loses_no_sample_and_allocates_nothing_per_record(tmp_path):
     # `oimon sync` of a log of 300 records (~80 KB) from seq 0 while walking: the read runs in
-    # steps between samples (one chunk or one record per pass), every record arrives whole, and
-    # the read allocates nothing per record (only each command's parsing and answer): 300 more
-    # records cost no more heap. (Captures stay <= 256 KB: docs/timing-model.md "Limits".)
-    def sync(n, folder):
-        folder.mkdir()
-        raw = bt.scenario_raw(folder, "walk", 30)
-        dump = folder / "rx.bin"
-        r = bt.run_plan({"duration": 30, "host": [[0, "reading"]], "sync": [3], "prefill": n,
-                         "dump": str(dump)},
-                        storage=str(folder), raw=raw, OIMON_VLINK_CAPTURE=1 << 18)
-        return r, _log_records(dump.read_bytes())
-    r1, recs = sync(300, tmp_path / "a")
+    # steps between samples (one chunk or one record per pass) and loses no sample; it
+    # allocates nothing per record (only each command's parsing and answer): 300 more records
+    # cost no more heap; every record arrives whole (CRC checked).
+    # The records are checked in a run of their own with a capture of what the host received:
+    # a capture buffer slows the i386 loop in model time (docs/timing-model.md "Limits"), so
+    # that run asserts only that whatever it lost was counted and marked.
+    r1, _ = _sync_run(tmp_path / "a", 300)
     _no_loss(r1)
-    assert r1["sync_records"] >= 300 and len(recs) >= 300, (r1, len(recs))
+    assert r1["sync_records"] >= 300, r1
     assert r1["ring_peak"] < 400, r1                   # the 512-sample ring never came close
-    r2, recs2 = sync(600, tmp_path / "b")
+    r2, _ = _sync_run(tmp_path / "b", 600)
     _no_loss(r2)
-    assert r2["sync_records"] >= 600 and len(recs2) >= 600, (r2, len(recs2))
+    assert r2["sync_records"] >= 600, r2
     per_cmd = 4096                                     # a command's JSON in and out, at most
     extra = r2["alloc_bytes"] - r1["alloc_bytes"]
     assert extra < per_cmd * max(1, r2["sync_commands"] - r1["sync_commands"]), (r1, r2)
+    r3, recs = _sync_run(tmp_path / "c", 300, capture=True)
+    _all_losses_counted_and_marked(r3)
+    assert r3["sync_records"] >= 300 and len(recs) >= 300, (r3, len(recs))
 
 
 def test_sync_while_streaming_loses_no_sample(tmp_path):
@@ -207,14 +217,14 @@ def test_sync_while_streaming_loses_no_sample(tmp_path):
 def test_sync_to_a_host_that_stops_reading_keeps_every_record(tmp_path):
     # the host holds the port without reading in the middle of a sync: the chunks wait (a chunk
     # cut short goes again), no sample is lost, and every record arrives once it reads again
-    raw = bt.scenario_raw(tmp_path, "walk", 30)
-    dump = tmp_path / "rx.bin"
-    r = bt.run_plan({"duration": 30, "sync": [3], "prefill": 200, "dump": str(dump),
-                     "host": [[0, "reading"], [4, "held"], [9, "reading"]]},
-                    storage=str(tmp_path), raw=raw, OIMON_VLINK_CAPTURE=1 << 18)
+    # (the records in a run with a capture of what the host received: see the test above)
+    host = [[0, "reading"], [4, "held"], [9, "reading"]]
+    r, _ = _sync_run(tmp_path / "a", 200, host)
     _no_loss(r)
-    recs = _log_records(dump.read_bytes())
-    assert r["sync_records"] >= 200 and len(recs) >= 200, (r, len(recs))
+    assert r["sync_records"] >= 200, r
+    r2, recs = _sync_run(tmp_path / "b", 200, host, capture=True)
+    _all_losses_counted_and_marked(r2)
+    assert r2["sync_records"] >= 200 and len(recs) >= 200, (r2, len(recs))
 
 
 def test_the_loop_allocates_nothing_in_any_steady_mode(tmp_path):
