@@ -7,6 +7,20 @@ from oimon_common import protocol as P
 from oimon_common import decode as D
 from oimon_sim import bench_timing as bt
 
+# The tests' model is a CPU HEADROOM times the ESP32-S3's (OIMON_VCLOCK_HEADROOM): the model's
+# interpreter time is this host's measured CPU time, which a loaded machine inflates, and the
+# loop uses ~74 % of the board's CPU (make bench: loop_cpu_pct_240), so at 1x a busy CI host
+# could lose samples by timing luck. What these tests assert is what the design's structure
+# guarantees at any CPU speed that keeps up: no stall longer than the ADC's FIFO covers, no
+# wait, no collection while sampling, no allocation, and every loss counted and marked. Whether
+# the board's CPU keeps up (the CPU share, samples lost at 1x) is a figure of make bench.
+HEADROOM = 2
+
+
+def _run(plan, **kw):
+    kw.setdefault("OIMON_VCLOCK_HEADROOM", HEADROOM)
+    return bt.run_plan(plan, **kw)
+
 
 def _frames(data):
     dec = P.Decoder()
@@ -50,7 +64,7 @@ def test_todays_design_loses_samples_where_the_issue_says(tmp_path):
     # stock image (UART REPL mirror, 500 ms CDC timeout), flush per log step on littlefs costs,
     # every frame written: streaming to a reading host, then a host that holds the port
     plan = dict(bt.TODAY["plan"], duration=20, stream="cal", host=[[0, "reading"], [10, "held"]])
-    r = bt.run_plan(plan, storage=str(tmp_path), **bt.TODAY["env"])
+    r = _run(plan, storage=str(tmp_path), **bt.TODAY["env"])
     assert r["conversions_lost_fifo"] > 0, r            # the ADC's FIFO overflowed
     assert r["uart_stall_ms"] > 0 and r["link_wait_ms"] > 0, r
     assert r["worst_stall_us"] >= 45000, r              # a 4 KB sector erase, cache off
@@ -60,7 +74,7 @@ def test_todays_design_loses_samples_where_the_issue_says(tmp_path):
 
 
 def test_flash_erase_with_the_cache_off_loses_samples(tmp_path):
-    r = bt.run_plan({"duration": 8, "costfs": 1}, storage=str(tmp_path), OIMON_FLASH_AUTOSUSPEND=0)
+    r = _run({"duration": 8, "costfs": 1}, storage=str(tmp_path), OIMON_FLASH_AUTOSUSPEND=0)
     assert r["worst_stall_us"] >= 45000 and r["conversions_lost_fifo"] >= 40, r
     # the driver counts the model's losses; one conversion may straddle the restart that ends
     # this plan's boot (the old log is built after Device(), then src.restart()), whose exact
@@ -70,14 +84,17 @@ def test_flash_erase_with_the_cache_off_loses_samples(tmp_path):
 
 def test_forced_stall_is_marked_in_stream_and_counters(tmp_path):
     dump = tmp_path / "rx.bin"
-    r = bt.run_plan({"duration": 6, "stream": "cal", "host": [[0, "reading"]], "stall": [[3, 30000]],
+    r = _run({"duration": 6, "stream": "cal", "host": [[0, "reading"]], "stall": [[3, 30000]],
                      "dump": str(dump)}, storage=str(tmp_path), OIMON_VLINK_CAPTURE=1 << 18)
     lost = r["conversions_lost_fifo"]
     assert 25 <= lost <= 30, r                          # 30 ms halted, 2 conversions kept
-    assert r["driver_lost"] == lost and r["app_lost"] == lost and r["gaps"] == 1, r
+    # the driver counts the loss from the time since the last conversion it read: a handler
+    # late after the halt may count one more than the FIFO lost (the safe side), never fewer
+    assert lost <= r["driver_lost"] <= lost + 1, r
+    assert r["app_lost"] == r["driver_lost"] and r["gaps"] == 1, r
     gaps = _check_stream(_frames(dump.read_bytes()))
     # (a stream gap may appear too if a write happened to wait: frames, not samples)
-    assert [(n, c) for f, n, c in gaps if c == P.GAP_ACQ] == [(lost, P.GAP_ACQ)], gaps
+    assert [(n, c) for f, n, c in gaps if c == P.GAP_ACQ] == [(r["driver_lost"], P.GAP_ACQ)], gaps
 
 
 # What must hold in every run: every loss is counted by the driver as the model lost it, and
@@ -95,7 +112,7 @@ def _all_losses_counted_and_marked(r):
 def test_streaming_syncing_and_a_silent_host_lose_frames_not_samples_unmarked(tmp_path):
     raw = bt.scenario_raw(tmp_path, "walk", 40)
     dump = tmp_path / "rx.bin"
-    r = bt.run_plan({"duration": 40, "stream": "cal", "costfs": 0, "sync": [5, 30],
+    r = _run({"duration": 40, "stream": "cal", "costfs": 0, "sync": [5, 30],
                      "host": [[0, "reading"], [10, "held"], [25, "reading"]], "dump": str(dump)},
                     storage=str(tmp_path), raw=raw, OIMON_VLINK_CAPTURE=1 << 18)
     _all_losses_counted_and_marked(r)
@@ -110,7 +127,7 @@ def test_every_scenario_counts_and_marks_what_it_loses(tmp_path):
         d = tmp_path / name
         d.mkdir()
         raw = bt.scenario_raw(d, name, 20, seed=k)
-        r = bt.run_plan({"duration": 20, "stream": "cal", "host": [[0, "reading"]]}, storage=str(d), raw=raw)
+        r = _run({"duration": 20, "stream": "cal", "host": [[0, "reading"]]}, storage=str(d), raw=raw)
         _all_losses_counted_and_marked(r)
         if name != "stairs":
             assert r["events"] >= 1, (name, r)
@@ -120,7 +137,7 @@ def test_silent_host_costs_no_sample_even_if_the_port_always_reports_writable(tm
     # some ports/esp32 versions report POLLOUT on stdio whatever the CDC FIFO holds: the loop
     # then finds a silent host only by a write that waited (<= 10 ms with our image's timeout)
     raw = bt.scenario_raw(tmp_path, "walk", 30)
-    r = bt.run_plan({"duration": 30, "stream": "cal", "host": [[0, "reading"], [5, "held"], [20, "reading"]]},
+    r = _run({"duration": 30, "stream": "cal", "host": [[0, "reading"], [5, "held"], [20, "reading"]]},
                     storage=str(tmp_path), raw=raw, OIMON_POLLOUT_ALWAYS=1)
     _all_losses_counted_and_marked(r)
     assert r["tx_dropped"] > 0 and r["link_wait_ms"] < 2000, r
@@ -143,7 +160,7 @@ def test_no_sample_lost_in_any_scenario_while_streaming(tmp_path):
             extra["commands"] = bt.EXERCISE_START
             settings = {"exercise_plan": bt.EXERCISE_PLAN}
         raw = bt.scenario_raw(d, name, 20, seed=k, settings=settings)
-        r = bt.run_plan(dict({"duration": 20, "stream": "cal", "host": [[0, "reading"]]}, **extra),
+        r = _run(dict({"duration": 20, "stream": "cal", "host": [[0, "reading"]]}, **extra),
                         storage=str(d), raw=raw)
         _no_loss(r)
         if name == "static_loading":
@@ -177,7 +194,7 @@ def _sync_run(folder, n, host=None, capture=False):
     if capture:
         plan["dump"] = str(folder / "rx.bin")
         kw["OIMON_VLINK_CAPTURE"] = 1 << 18
-    r = bt.run_plan(plan, storage=str(folder), raw=raw, **kw)
+    r = _run(plan, storage=str(folder), raw=raw, **kw)
     return r, (_log_records((folder / "rx.bin").read_bytes()) if capture else None)
 
 
@@ -185,13 +202,11 @@ def test_sync_of_a_log_with_history_loses_no_sample_and_allocates_nothing_per_re
     # `oimon sync` of a log of 300 records (~80 KB) from seq 0 while walking: the read runs in
     # steps between samples (one chunk or one record per pass) and loses no sample; it
     # allocates nothing per record (only each command's parsing and answer): 300 more records
-    # cost no more heap; every record arrives whole (CRC checked).
-    # The records are checked in a run of their own with a capture of what the host received:
-    # a capture buffer slows the i386 loop in model time (docs/timing-model.md "Limits"), so
-    # that run asserts only that whatever it lost was counted and marked.
-    r1, _ = _sync_run(tmp_path / "a", 300)
+    # cost no more heap; every record arrives whole (CRC checked, in a capture of what the
+    # host received).
+    r1, recs = _sync_run(tmp_path / "a", 300, capture=True)
     _no_loss(r1)
-    assert r1["sync_records"] >= 300, r1
+    assert r1["sync_records"] >= 300 and len(recs) >= 300, (r1, len(recs))
     assert r1["ring_peak"] < 400, r1                   # the 512-sample ring never came close
     r2, _ = _sync_run(tmp_path / "b", 600)
     _no_loss(r2)
@@ -199,16 +214,13 @@ def test_sync_of_a_log_with_history_loses_no_sample_and_allocates_nothing_per_re
     per_cmd = 4096                                     # a command's JSON in and out, at most
     extra = r2["alloc_bytes"] - r1["alloc_bytes"]
     assert extra < per_cmd * max(1, r2["sync_commands"] - r1["sync_commands"]), (r1, r2)
-    r3, recs = _sync_run(tmp_path / "c", 300, capture=True)
-    _all_losses_counted_and_marked(r3)
-    assert r3["sync_records"] >= 300 and len(recs) >= 300, (r3, len(recs))
 
 
 def test_sync_while_streaming_loses_no_sample(tmp_path):
     # the sync takes what CPU the loop leaves (a step only while < 16 samples wait): slower
     # while streaming, never at a sample's cost
     raw = bt.scenario_raw(tmp_path, "walk", 45)
-    r = bt.run_plan({"duration": 45, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
+    r = _run({"duration": 45, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
                      "prefill": 300}, storage=str(tmp_path), raw=raw)
     _no_loss(r)
     assert r["sync_records"] >= 300, r
@@ -217,14 +229,10 @@ def test_sync_while_streaming_loses_no_sample(tmp_path):
 def test_sync_to_a_host_that_stops_reading_keeps_every_record(tmp_path):
     # the host holds the port without reading in the middle of a sync: the chunks wait (a chunk
     # cut short goes again), no sample is lost, and every record arrives once it reads again
-    # (the records in a run with a capture of what the host received: see the test above)
     host = [[0, "reading"], [4, "held"], [9, "reading"]]
-    r, _ = _sync_run(tmp_path / "a", 200, host)
+    r, recs = _sync_run(tmp_path / "a", 200, host, capture=True)
     _no_loss(r)
-    assert r["sync_records"] >= 200, r
-    r2, recs = _sync_run(tmp_path / "b", 200, host, capture=True)
-    _all_losses_counted_and_marked(r2)
-    assert r2["sync_records"] >= 200 and len(recs) >= 200, (r2, len(recs))
+    assert r["sync_records"] >= 200 and len(recs) >= 200, (r, len(recs))
 
 
 def test_the_loop_allocates_nothing_in_any_steady_mode(tmp_path):
@@ -239,7 +247,7 @@ def test_the_loop_allocates_nothing_in_any_steady_mode(tmp_path):
         d.mkdir()
         settings = {"exercise_plan": bt.EXERCISE_PLAN} if name == "static_loading" else None
         raw = bt.scenario_raw(d, name, 12, settings=settings)
-        r = bt.run_plan(dict({"duration": 12, "lock_at": 2}, **extra), storage=str(d), raw=raw)
+        r = _run(dict({"duration": 12, "lock_at": 2}, **extra), storage=str(d), raw=raw)
         _no_loss(r)
 
 
@@ -250,7 +258,7 @@ def test_planned_collection_waits_for_an_unloaded_limb_and_is_marked(tmp_path):
         d = tmp_path / name
         d.mkdir()
         raw = bt.scenario_raw(d, name, 80)
-        r = bt.run_plan({"duration": 80, "gc_mark": 1 << 29}, storage=str(d), raw=raw)
+        r = _run({"duration": 80, "gc_mark": 1 << 29}, storage=str(d), raw=raw)
         assert r["gc_planned"] == want and r["gc_forced"] == 0, (name, r)
         if want:
             assert 1 <= r["driver_lost"] <= 5 and r["gaps"] == 1, r
@@ -267,7 +275,7 @@ def test_main_loop_fits_the_board_heap_with_a_quarter_to_spare(tmp_path):
     spare = int(mp.BOARD_HEAP.rstrip("k")) // 4
     heap = "%dk" % (int(mp.frozen_heap().rstrip("k")) - spare)
     raw = bt.scenario_raw(tmp_path, "walk", 30)
-    r = bt.run_plan({"duration": 30, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
+    r = _run({"duration": 30, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
                      "prefill": 300}, storage=str(tmp_path), raw=raw, heapsize=heap)
     _no_loss(r)
     assert r["sync_records"] >= 300, r

@@ -75,7 +75,11 @@ class Clock:
         mhz = _env("OIMON_CPU_MHZ", 240)
         self.mhz = mhz
         # esp_us = i386_us * scale16 / 16 (kept small: intervals are capped)
-        self.scale16_nom = 16 * I386_PYSTONE * 240 // (ESP_PYSTONE_240 * mhz)
+        # OIMON_VCLOCK_HEADROOM=k: a CPU k times the ESP32-S3's (the tests' model: they assert
+        # what the design's structure guarantees, stalls, waits, allocation and marks, so that
+        # a host slowed by load cannot fail them; the CPU share is make bench's, at k = 1)
+        self.headroom = max(1, _env("OIMON_VCLOCK_HEADROOM", 1))
+        self.scale16_nom = 16 * I386_PYSTONE * 240 // (ESP_PYSTONE_240 * mhz * self.headroom)
         self.scale16 = _env("OIMON_VCLOCK_SCALE16", self.scale16_nom)
         self.adapt = not os.getenv("OIMON_VCLOCK_SCALE16") and _env("OIMON_VCLOCK_ADAPT", 1)
         self.ref_nom = _env("OIMON_VCLOCK_REF_US", REF_I386_US)

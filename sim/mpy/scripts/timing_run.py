@@ -29,6 +29,8 @@ if plan.get("costfs"):
     import vfs_cost                      # its code is in the heap before the buffers are
 
 dev = app.Device()
+# what a reading host received, for the plan's "dump": made after the firmware is loaded
+LINK.capture(int(__import__("os").getenv("OIMON_VLINK_CAPTURE") or 0))
 if plan.get("costfs"):
     dev.log = None                       # one log in memory, as on the board
     gc.collect()
@@ -246,7 +248,7 @@ res = {
     "gc_planned": dev.gc_planned, "gc_forced": dev.gc_forced,
     "ring_peak": getattr(dev.src, "peak", -1),
     "stall_ms": CLK.stall_total // 1000,
-    "scale16": CLK.scale16, "mhz": CLK.mhz, "capped": CLK.capped,
+    "scale16": CLK.scale16, "mhz": CLK.mhz, "headroom": CLK.headroom, "capped": CLK.capped,
 }
 if plan.get("cpu"):
     # the loop's own costs, measured after the run in blocks (no per-call instrumentation):
