@@ -18,7 +18,9 @@ if sys.platform == "esp32":
         return 0
 
     FLASH_AUTO_SUSPEND = 1      # the board image's CONFIG_SPI_FLASH_AUTO_SUSPEND (hardware/README.md)
+    IMAGE = "OIMON_S3"          # the board image the timing model holds for (hardware/README.md)
 else:
+    IMAGE = None                # the unix port: no board image to check
     from hal_unix import *  # noqa: F401,F403
     from hal_unix import VIRTUAL, vstall, vflash_worst, FLASH_AUTO_SUSPEND
     if VIRTUAL:

@@ -14,6 +14,7 @@
 #     into the monitor when the window ends.
 # Never on the sampling path: tick() runs at most every TICK_MS, allocation there is fine.
 import sys
+import gc
 import json
 import micropython
 import hal
@@ -220,6 +221,20 @@ class Supervisor:
         st["key"] = a.state
         st["physical_reset"] = self.physical
         st["cpu_hz"] = self.cpu_hz
+        # the heap the design was sized for (hardware/README.md "RAM"): our board image makes
+        # one HEAP_AREA at boot; a stock image starts at 64 KiB and grows on demand, collecting
+        # before each growth, so a smaller heap means collections while sampling
+        heap = gc.mem_free() + gc.mem_alloc()
+        st["heap"] = {"ok": heap >= board.HEAP_MIN, "bytes": heap, "min": board.HEAP_MIN}
+        if heap < board.HEAP_MIN:
+            self.tech_set("heap below design", True, heap)
+        # the image: sys.implementation._build is the board it was built for (py/modsys.c,
+        # MICROPY_BOARD_BUILD_NAME); a stock image mirrors the REPL to UART0, waits 500 ms per
+        # USB packet and erases flash with the cache off: samples lost (docs/timing-model.md)
+        build = getattr(sys.implementation, "_build", None)
+        st["image"] = {"ok": hal.IMAGE is None or build == hal.IMAGE, "build": build, "want": hal.IMAGE}
+        if not st["image"]["ok"]:
+            self.tech_set("board image", True, build)
         st["battery"] = self.bat.info() if self.bat.sample() is not None else None
         self._states(dev)
         if not self.clock_valid():

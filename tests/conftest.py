@@ -27,17 +27,15 @@ class MicroPythonFailure(Exception):
     pass
 
 
-# Modules that do not fit the board's heap yet, with the reason (remove when they do):
+# The firmware tests run at mp.test_heap(): the board's heap less a quarter, as the unix port
+# sees it with the firmware from .mpy (hardware/README.md "RAM budget"). Modules that do not fit
+# it, with the reason (remove when they do):
 #   mp_flashlog: the tests hold several Logs and whole copies of the partition double's memory
 #   (bytes(p.mem), ~100 KB each) to compare before/after a step: the test's own bookkeeping,
 #   not the firmware's; the main loop with its log runs at the board's heap (mp_app, timing model).
 #   mp_supervisor: simulated reboots in one process: the test still holds the previous Device
 #   (its 24 KB log queue and buffers) while the next boots, which a board never does.
-#   mp_cmds: each test makes a fresh command context with its own Log (24 KB queue, 20 KB
-#   reader window) and keeps what the device wrote (24 KB) and copies of it to decode; the
-#   garbage of the test before fragments a 261 KiB heap. One Device runs at the board's heap
-#   (mp_app, the timing model).
-_HEAP_EXCEPTIONS = {"mp_flashlog": "1024k", "mp_supervisor": "768k", "mp_cmds": "512k"}
+_HEAP_EXCEPTIONS = {"mp_flashlog": "1024k", "mp_supervisor": "768k"}
 
 
 def _module_heap(path):
@@ -55,9 +53,9 @@ def run_mp_test(path, name, timeout=300):
     """Run one MicroPython test function; returns (ok, output)."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="oimon-mptest-") as storage:   # a fresh device each
-        # the board's heap (hardware/README.md section 8), firmware loaded from .mpy files as on
-        # the board; OIMON_MP_HEAPSIZE=0 runs the sources with the port's default heap
-        heap = os.environ.get("OIMON_MP_HEAPSIZE", _module_heap(path) or mp.BOARD_HEAP)
+        # the board's heap less a quarter (mp.test_heap()), firmware loaded from .mpy files as
+        # on the board; OIMON_MP_HEAPSIZE=0 runs the sources with the port's default heap
+        heap = os.environ.get("OIMON_MP_HEAPSIZE", _module_heap(path) or mp.test_heap())
         heap = None if heap in ("", "0") else heap
         proc = mp.run([str(FW_TESTS / "_run.py"), path.stem, name],
                       extra_path=[SHIMS, path.parent], timeout=timeout, OIMON_STORAGE=storage,

@@ -268,7 +268,7 @@ def test_planned_collection_waits_for_an_unloaded_limb_and_is_marked(tmp_path):
 
 
 def test_main_loop_fits_the_board_heap_with_a_quarter_to_spare(tmp_path):
-    # the frozen image's heap (mp.frozen_heap(): the board's 261 KiB as the unix port sees it)
+    # the frozen image's heap (mp.frozen_heap(): the board's 256 KiB as the unix port sees it)
     # less a quarter of the board's heap: walking, streaming and a sync of a log with history
     # still run with nothing lost and no collection
     from oimon_sim import mp

@@ -13,6 +13,7 @@
 import os
 import gc
 from array import array
+import board
 from micropython import const
 
 # ---- parameters (one table with sources: docs/timing-model.md) --------------------------------
@@ -90,7 +91,7 @@ class Clock:
         self._ref_obj = _RefObj()
         self._ref_k = 0
         self.ref_us = 0          # the reference workload's i386 time now (median), 0: not yet
-        self.heap_kib = _env("OIMON_BOARD_HEAP_KIB", 261)
+        self.heap_kib = _env("OIMON_BOARD_HEAP_KIB", board.HEAP_AREA // 1024)   # our image's one area
         self.psram = _env("OIMON_BOARD_PSRAM", 0)
         self.uart_mirror = _env("OIMON_UART_MIRROR", 0)      # 1 = stock ESP32_GENERIC_S3 image
         self.cdc_timeout_us = 1000 * _env("OIMON_CDC_TIMEOUT_MS", CDC_TIMEOUT_MS_OURS)

@@ -263,7 +263,7 @@ def test_partition_layout_is_the_one_the_retention_bench_assumes():
 
 def test_programming_allocates_nothing_once_warm():
     # the page programs and block starts between samples: no heap allocation (a GC pause on the
-    # board's 261 KiB heap is ~4 ms: two ADC conversions lost); each piece length's memoryview
+    # board's 256 KiB heap is ~4 ms: two ADC conversions lost); each piece length's memoryview
     # is made once (at most 256 of them, ever)
     import rawpart
     try:

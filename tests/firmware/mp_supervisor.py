@@ -22,6 +22,7 @@ import alarm  # noqa: E402
 import cmds  # noqa: E402
 import rv3028  # noqa: E402
 import battery  # noqa: E402
+import board  # noqa: E402
 
 KEY = bytes(range(7, 39))
 
@@ -426,3 +427,31 @@ def test_limits_beyond_the_failure_envelope_refused():
         assert signed(dev, P.C_SET, {"limits": lim}, auth.get().counter + 1)[0] == P.S_RANGE
     assert signed(dev, P.C_SET, {"limits": {"full": {"comp": 20000, "moment": 9000}}},
                   auth.get().counter + 1)[0] == P.S_OK
+
+
+def test_a_heap_or_image_other_than_designed_is_a_technical_alarm():
+    # the design holds for our board image's one heap area of board.HEAP_AREA (a stock image
+    # starts at 64 KiB and collects before each growth) and for the OIMON_S3 image (a stock
+    # one mirrors the REPL to UART0): anything else is seen at boot, shown and alarmed
+    _clean()
+    _key()
+    sup, dev = boot()
+    st = sup.selftest
+    assert st["heap"]["ok"] and st["heap"]["bytes"] >= board.HEAP_MIN, st["heap"]
+    assert st["image"]["ok"] and "heap below design" not in sup.tech and "board image" not in sup.tech
+    sup = dev = None
+    gc.collect()
+    keep = board.HEAP_MIN, hal.IMAGE
+    try:
+        board.HEAP_MIN = 1 << 30             # a heap smaller than designed
+        hal.IMAGE = "OIMON_S3"               # and built for another board than this one
+        sup, dev = boot()
+        st = sup.selftest
+        assert not st["heap"]["ok"] and "heap below design" in sup.tech, st["heap"]
+        assert not st["image"]["ok"] and st["image"]["want"] == "OIMON_S3", st["image"]
+        assert "board image" in sup.tech and dev.alarm._raised & (1 << alarm.TECHNICAL)
+        # the monitor still watches: samples go through the detector
+        run(dev, sup, 200)
+        assert dev.count > 0
+    finally:
+        board.HEAP_MIN, hal.IMAGE = keep
