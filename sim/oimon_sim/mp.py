@@ -30,7 +30,14 @@ def interpreter(bits=32):
 # `-X heapsize=` gives the unix port the same area (both call gc_init on it, with the same
 # allocation and finaliser tables). One source: hardware/pinmap.json (firmware/board.py).
 # run(..., heapsize=BOARD_HEAP) runs the unix port with that heap.
-BOARD_HEAP = "%dk" % (json.loads((ROOT / "hardware" / "pinmap.json").read_text())["constants"]["HEAP_AREA"] // 1024)
+def _board_heap():
+    try:
+        return "%dk" % (json.loads((ROOT / "hardware" / "pinmap.json").read_text())["constants"]["HEAP_AREA"] // 1024)
+    except (OSError, ValueError, KeyError):
+        return None      # not a checkout: run() says so in one line (paths.source())
+
+
+BOARD_HEAP = _board_heap()
 # The production image freezes the firmware (firmware/manifest.py): its bytecode, native code,
 # qstrs and constants then live in flash, not in the heap. The unix port cannot freeze, so the
 # timing model gives the heap the board's free heap PLUS what the firmware's .mpy files put in the
