@@ -175,4 +175,3 @@ def test_heap():
     to spare), as the unix port sees it with the firmware loaded from .mpy (frozen_heap() less
     BOARD_HEAP / 4): a test that fits holds on the board with a quarter of its heap unused."""
     return "%dk" % (int(frozen_heap().rstrip("k")) - int(BOARD_HEAP.rstrip("k")) // 4)
-
