@@ -9,7 +9,7 @@ from oimon_sim import bench_timing as bt
 
 # The tests' model is a CPU HEADROOM times the ESP32-S3's (OIMON_VCLOCK_HEADROOM): the model's
 # interpreter time is this host's measured CPU time, which a loaded machine inflates, and the
-# loop uses ~76 % of the board's CPU (make bench: loop_cpu_pct_240), so at 1x a busy CI host
+# loop uses 65-76 % of the board's CPU (make bench: loop_cpu_pct_240), so at 1x a busy CI host
 # could lose samples by timing luck. What these tests assert is what the design's structure
 # guarantees at any CPU speed that keeps up: no stall longer than the ADC's FIFO covers, no
 # wait, no collection while sampling, no allocation, and every loss counted and marked. Whether
