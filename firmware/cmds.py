@@ -326,7 +326,7 @@ def _log_step(dev):
         pl[5] = ln >> 8
         pl[6] = o & 0xFF
         pl[7] = o >> 8
-        flashlog.blit(pl, P.LOG_HDR, log.rwin, o, k)
+        P.blit(pl, P.LOG_HDR, log.rwin, o, k)
         if not dev._tx(P.T_LOG, P.LOG_HDR + k):
             return False                     # cut short (or slow): this chunk again later
         lr[_LR_T] = now

@@ -129,18 +129,7 @@ def _all_ff(buf, n: int) -> int:
     return 1
 
 
-@micropython.viper
-def _copy(dst, doff: int, src, soff: int, n: int):
-    # dst[doff:doff+n] = src[soff:soff+n], forward (safe for dst == src, doff <= soff)
-    d = ptr8(dst)
-    s = ptr8(src)
-    i = 0
-    while i < n:
-        d[doff + i] = s[soff + i]
-        i += 1
-
-
-blit = _copy                   # blit(dst, doff, src, soff, n): the same copy, for the commands
+_copy = P.blit                 # dst[doff:doff+n] = src[soff:soff+n], no allocation
 
 
 @micropython.viper

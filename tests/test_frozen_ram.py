@@ -75,7 +75,7 @@ def test_both_measures_cover_the_modules_the_running_firmware_imports(measured):
 
 
 def test_frozen_heap_is_the_board_heap_plus_the_code_less_its_ram():
-    board = int(mp.BOARD_HEAP.rstrip("k"))
+    board = mp.kib(mp.BOARD_HEAP)
     code = mp.code_in_heap_bytes()
     heap = mp.frozen_heap()
     assert heap.endswith("k")

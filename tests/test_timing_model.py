@@ -272,8 +272,8 @@ def test_main_loop_fits_the_board_heap_with_a_quarter_to_spare(tmp_path):
     # less a quarter of the board's heap: walking, streaming and a sync of a log with history
     # still run with nothing lost and no collection
     from oimon_sim import mp
-    spare = int(mp.BOARD_HEAP.rstrip("k")) // 4
-    heap = "%dk" % (int(mp.frozen_heap().rstrip("k")) - spare)
+    spare = mp.kib(mp.BOARD_HEAP) // 4
+    heap = "%dk" % (mp.kib(mp.frozen_heap()) - spare)
     raw = bt.scenario_raw(tmp_path, "walk", 30)
     r = _run({"duration": 30, "stream": "cal", "host": [[0, "reading"]], "sync": [3],
               "prefill": 300}, storage=str(tmp_path), raw=raw, heapsize=heap)

@@ -128,6 +128,23 @@ def crc_put(buf, start, end):
     _crc_put(buf, start, end, _CRC_TAB)
 
 
+# blit(dst, doff, src, soff, n): dst[doff:doff+n] = src[soff:soff+n] without slices or views
+# (no allocation on the device), forward (safe for dst == src with doff <= soff). The log, the
+# commands, the stream and the simulator's link share it.
+if _MP:
+    @micropython.viper
+    def blit(dst, doff: int, src, soff: int, n: int):
+        d = ptr8(dst)
+        s = ptr8(src)
+        i = 0
+        while i < n:
+            d[doff + i] = s[soff + i]
+            i += 1
+else:
+    def blit(dst, doff, src, soff, n):
+        dst[doff:doff + n] = src[soff:soff + n]
+
+
 # A CRC-32 over several pieces, checked against a stored one, with no allocation on the device
 # (a 32-bit CRC is a big int on the 32-bit port): crc_start(); crc_feed(buf, a, b) ...;
 # crc_match(ref, off) -> the CRC equals the u32 LE at ref[off:off+4]. One running CRC (the

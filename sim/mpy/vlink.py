@@ -9,7 +9,6 @@
 #   mp_handle_pending (ports/esp32/uart.c uart_stdout_tx_strn): the interpreter stalls.
 # The host side (tests, bench) sets the mode and feeds/reads bytes through this module.
 from micropython import const
-import micropython
 import vclock
 
 HOST_NONE = const(0)       # nothing holds the port: writes never wait
@@ -18,16 +17,6 @@ HOST_HELD = const(2)       # port open, nobody reads
 HOST_GONE = const(3)       # the virtual device's pty closed for good
 
 _PKT = const(64)           # CFG_TUD_CDC_EP_BUFSIZE: the write loop's chunk
-
-
-@micropython.viper
-def _copy(dst, doff: int, src, soff: int, n: int):
-    d = ptr8(dst)
-    s = ptr8(src)
-    j = 0
-    while j < n:
-        d[doff + j] = s[soff + j]
-        j += 1
 
 
 class Link:
@@ -59,6 +48,12 @@ class Link:
         docs/timing-model.md "Limits"); made after it, it costs nothing."""
         self.cap = bytearray(n)
         self.cap_n = 0
+        if n:
+            # the shared copy kernel, imported here and not at this module's import (with the
+            # HAL, before the firmware): that would move the firmware's buffers in the model's
+            # heap (a 24 KB one then no longer fit at the quarter-spare test's heap)
+            from oimon_common.protocol import blit
+            self._blit = blit
 
     def feed(self, data):
         n = len(data)
@@ -137,7 +132,7 @@ class Link:
                     break
                 self.fill += k
                 if self.mode == HOST_READING and self.cap_n + k <= len(self.cap):
-                    _copy(self.cap, self.cap_n, buf, i, k)   # no slice: no allocation
+                    self._blit(self.cap, self.cap_n, buf, i, k)   # no slice: no allocation
                     self.cap_n += k
                     c.leave()                   # the capture is the model's time, not firmware
             i += k

@@ -56,7 +56,7 @@ def run_plan(plan, storage=None, raw=None, heapsize=None, timeout=600, **env):
         e.update(env)
         cap = int(env.get("OIMON_VLINK_CAPTURE", 0))
         if heapsize and cap:      # the host's capture buffer is not the device's: add its size
-            heapsize = "%dk" % (int(heapsize.rstrip("k")) + (cap + 1023) // 1024 + 4)
+            heapsize = "%dk" % (mp.kib(heapsize) + (cap + 1023) // 1024 + 4)
         p = mp.run([str(SCRIPT), json.dumps(plan)], timeout=timeout, heapsize=heapsize,
                    compiled=True, **e)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -218,7 +218,7 @@ def heap():
     with tempfile.TemporaryDirectory(prefix="oimon-heap-") as tmp:
         r = _run_in(Path(tmp), "walk", 30, OURS, {"sync": [5], "prefill": SYNC_RECORDS,
                                                    "stream": "cal", "host": [[0, "reading"]]})
-    board = int(BOARD_HEAP.rstrip("k")) * 1024
+    board = mp.kib(BOARD_HEAP) * 1024
     free = r["heap_min_free"]
     return {"heap_total_kib": board / 1024.0, "heap_peak_kib": round((board - free) / 1024.0, 1),
             "heap_free_kib": round(free / 1024.0, 1), "heap_free_pct": round(100.0 * free / board, 1),

@@ -38,6 +38,11 @@ def _board_heap():
 
 
 BOARD_HEAP = _board_heap()
+
+
+def kib(heapsize):
+    """KiB of a -X heapsize= value in KiB ("256k")."""
+    return int(heapsize.rstrip("k"))
 # The production image freezes the firmware (firmware/manifest.py): its bytecode, native code,
 # qstrs and constants then live in flash, not in the heap. The unix port cannot freeze, so the
 # timing model gives the heap the board's free heap PLUS what the firmware's .mpy files put in the
@@ -108,7 +113,7 @@ def frozen_heap():
     """-X heapsize= for a run that stands for the frozen production image (see above):
     BOARD_HEAP + code_in_heap_bytes() - frozen_ram_bytes(), in KiB rounded down."""
     if not _FROZEN_HEAP:
-        free = int(BOARD_HEAP.rstrip("k")) * 1024 + code_in_heap_bytes() - frozen_ram_bytes()
+        free = kib(BOARD_HEAP) * 1024 + code_in_heap_bytes() - frozen_ram_bytes()
         _FROZEN_HEAP.append("%dk" % (free // 1024))
     return _FROZEN_HEAP[0]
 
@@ -174,4 +179,4 @@ def test_heap():
     """-X heapsize= for the firmware tests: the board's heap less a quarter (the issue's 25 %
     to spare), as the unix port sees it with the firmware loaded from .mpy (frozen_heap() less
     BOARD_HEAP / 4): a test that fits holds on the board with a quarter of its heap unused."""
-    return "%dk" % (int(frozen_heap().rstrip("k")) - int(BOARD_HEAP.rstrip("k")) // 4)
+    return "%dk" % (kib(frozen_heap()) - kib(BOARD_HEAP) // 4)

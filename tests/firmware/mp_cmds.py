@@ -38,7 +38,7 @@ class Tx:
     def write(self, b, n=None):
         n = len(b) if n is None else n
         k = min(n, len(self.buf) - self.n)
-        flashlog.blit(self.buf, self.n, b, 0, k)
+        P.blit(self.buf, self.n, b, 0, k)
         self.n += k
         return n
 
